@@ -1,0 +1,212 @@
+"""One typed configuration tree for the whole application.
+
+Built only at the edge (`run.py`) from CLI flags or a TOML file; library code receives these
+frozen dataclasses and never reads argv or the environment. `validate()` runs at start so a
+bad setting fails with one clear message instead of deep inside a stage.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+
+class ConfigError(ValueError):
+    """A setting is missing, of the wrong type, or out of range."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where frames come from. `uri` is `demo`, a file path, rtsp://, http(s)://, or /dev/videoN."""
+
+    uri: str = "demo"
+    name: str = ""
+    loop: bool = False
+    realtime: bool = False
+    rtsp_transport: str = "tcp"
+    queue_size: int = 2
+    open_timeout_s: float = 5.0
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 8.0
+    max_pixels: int = 40_000_000
+    demo_width: int = 1280
+    demo_height: int = 720
+    demo_fps: float = 30.0
+    demo_seconds: float = 0.0
+
+    @property
+    def display_name(self) -> str:
+        return self.name or Path(self.uri).stem or self.uri
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Face detection. `detector` is `centerface` (embedded default), an .onnx path, or an
+    InsightFace model pack name/folder."""
+
+    detector: str = "centerface"
+    input_width: int = 640
+    threshold: float = 0.5
+    interval: int = 3
+    max_faces: int = 64
+    min_face_px: float = 6.0
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """Track birth/death and smoothing rules."""
+
+    match_iou: float = 0.2
+    min_hits: int = 1
+    max_misses: int = 10
+    smoothing: float = 0.6
+
+
+@dataclass(frozen=True)
+class EnhanceConfig:
+    """The FSR engine: `engine` is `fsr` (trained two-step model) or `bicubic` (baseline)."""
+
+    engine: str = "fsr"
+    scale: int = 8
+    variant: str = "fast"
+    backend: str = "auto"
+    prior_strength: float = 0.15
+    temporal: float = 0.5
+    max_faces: int = 16
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """How enhanced faces are shown: `upscale`, `inset` or `gallery`."""
+
+    mode: str = "upscale"
+    upscale: int = 2
+    feather: float = 0.2
+    audio: str = "copy"
+    crf: int = 20
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The WebRTC server and dashboard."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str = ""
+    cert: str = ""
+    key: str = ""
+    codec: str = "vp8"
+    bitrate_kbps: int = 4000
+    max_peers_total: int = 16
+    max_peers_per_client: int = 4
+    stun_servers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    sources: tuple[SourceConfig, ...] = (SourceConfig(),)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def validate(cfg: AppConfig) -> AppConfig:
+    """Raise ConfigError naming the first bad setting; return cfg unchanged when all are fine."""
+    _check(len(cfg.sources) >= 1, "at least one source is required")
+    names = [s.display_name for s in cfg.sources]
+    _check(len(set(names)) == len(names), f"source names must be unique, got {names}")
+    for s in cfg.sources:
+        _check(s.rtsp_transport in ("tcp", "udp"), f"rtsp_transport must be tcp or udp, got {s.rtsp_transport!r}")
+        _check(s.queue_size >= 1, "source queue_size must be >= 1")
+        _check(s.open_timeout_s > 0, "source open_timeout_s must be > 0")
+        _check(0 < s.reconnect_initial_s <= s.reconnect_max_s, "need 0 < reconnect_initial_s <= reconnect_max_s")
+        _check(s.max_pixels >= 64 * 64, "max_pixels must be >= 4096")
+        _check(s.demo_width >= 64 and s.demo_height >= 64, "demo size must be at least 64x64")
+        _check(s.demo_fps > 0, "demo_fps must be > 0")
+    d = cfg.detect
+    _check(d.interval >= 1, f"detect interval must be >= 1 frame, got {d.interval}")
+    _check(0.0 < d.threshold < 1.0, f"detect threshold must be in (0, 1), got {d.threshold}")
+    _check(d.input_width >= 32, "detect input_width must be >= 32")
+    _check(d.max_faces >= 1, "detect max_faces must be >= 1")
+    _check(d.threads >= 1, "detect threads must be >= 1")
+    t = cfg.track
+    _check(0.0 < t.match_iou < 1.0, "track match_iou must be in (0, 1)")
+    _check(t.max_misses >= 0 and t.min_hits >= 1, "track max_misses >= 0 and min_hits >= 1")
+    _check(0.0 <= t.smoothing < 1.0, "track smoothing must be in [0, 1)")
+    e = cfg.enhance
+    _check(e.engine in ("fsr", "bicubic"), f"enhance engine must be fsr or bicubic, got {e.engine!r}")
+    _check(e.scale in (4, 8, 16), f"enhance scale must be 4, 8 or 16, got {e.scale}")
+    _check(e.variant in ("fast", "quality"), f"enhance variant must be fast or quality, got {e.variant!r}")
+    _check(e.backend in ("auto", "tensorrt", "torch", "onnxruntime"),
+           f"backend must be one of auto, tensorrt, torch, onnxruntime; got {e.backend!r}")
+    _check(0.0 <= e.prior_strength <= 1.0, "prior_strength must be in [0, 1]")
+    _check(0.0 <= e.temporal < 1.0, "temporal must be in [0, 1)")
+    _check(e.max_faces >= 1, "enhance max_faces must be >= 1")
+    o = cfg.output
+    _check(o.mode in ("upscale", "inset", "gallery"), f"output mode must be upscale, inset or gallery, got {o.mode!r}")
+    _check(1 <= o.upscale <= 4, f"output upscale must be 1..4, got {o.upscale}")
+    _check(0.0 <= o.feather <= 0.5, "feather must be in [0, 0.5]")
+    _check(o.audio in ("copy", "drop"), f"audio must be copy or drop, got {o.audio!r}")
+    _check(0 <= o.crf <= 51, "crf must be 0..51")
+    sv = cfg.server
+    _check(0 <= sv.port <= 65535, f"port must be 0..65535, got {sv.port}")
+    _check(sv.codec in ("vp8", "h264"), f"codec must be vp8 or h264, got {sv.codec!r}")
+    _check(100 <= sv.bitrate_kbps <= 50_000, "bitrate_kbps must be 100..50000")
+    _check(bool(sv.cert) == bool(sv.key), "HTTPS needs both cert and key")
+    _check(sv.max_peers_total >= 1 and sv.max_peers_per_client >= 1, "peer caps must be >= 1")
+    return cfg
+
+
+T = TypeVar("T")
+
+
+def _from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{where}]: {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if is_dataclass(default) and isinstance(value, dict):
+            kwargs[name] = _from_dict(type(default), value, f"{where}.{name}")
+            continue
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(default) is not type(value):
+            raise ConfigError(
+                f"[{where}] {name} must be {type(default).__name__}, got {type(value).__name__} {value!r}"
+            )
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def load_toml(path: str | Path) -> AppConfig:
+    """Read a TOML config: top-level tables detect/track/enhance/output/server and an array
+    `[[camera]]` of source tables (each with `uri` and optional `name`)."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    cameras = data.pop("camera", [])
+    if not isinstance(cameras, list):
+        raise ConfigError("[[camera]] must be an array of tables")
+    sources = tuple(_from_dict(SourceConfig, c, "camera") for c in cameras) or (SourceConfig(),)
+    cfg = _from_dict(AppConfig, {k: v for k, v in data.items()}, "config")
+    return validate(replace(cfg, sources=sources))
