@@ -1,0 +1,11 @@
+"""The errors a user can cause (bad path, bad URL, bad model file), collected so the CLI prints
+them as one line instead of a traceback. Each stage defines its own error next to its code."""
+
+from __future__ import annotations
+
+from streamer.config import ConfigError
+from streamer.detect import DetectorError
+from streamer.sink import SinkError
+from streamer.sources import SourceError
+
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, SourceError, DetectorError, SinkError, FileNotFoundError)

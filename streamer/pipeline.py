@@ -1,0 +1,159 @@
+"""The face pipeline for one camera, wired top to bottom.
+
+source frame -> detect (every `interval` frames) -> track -> align crops -> enhance (one batched
+engine call per frame) -> composite. `process` is plain blocking CPU work: the file job calls it
+in a loop, the server calls it from a worker thread. Controls (scale, mode, detection interval)
+can change while it runs; they take effect at the next frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+
+import numpy as np
+
+from engines.base import Enhancer
+from engines.factory import build_enhancer
+from streamer.align import crop_tracks
+from streamer.composite import Gallery, compose_gallery, compose_inset, compose_upscale
+from streamer.config import AppConfig, ConfigError, validate
+from streamer.detect import FaceDetector, build_detector
+from streamer.stats import StageStats
+from streamer.track import Tracker
+from streamer.types import EnhancedFace, Frame, FrameResult, StageTimes, Track
+
+log = logging.getLogger(__name__)
+
+STAGES = ("detect", "track", "crop", "enhance", "composite")
+
+
+class Pipeline:
+    def __init__(
+        self,
+        cfg: AppConfig,
+        source_name: str = "source",
+        detector: FaceDetector | None = None,
+        enhancer: Enhancer | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.source_name = source_name
+        self.detector = detector or build_detector(cfg.detect)
+        self.tracker = Tracker(cfg.track)
+        self.enhancer = enhancer or build_enhancer(cfg.enhance)
+        self.gallery = Gallery()
+        self.stats = StageStats()
+        self._interval = cfg.detect.interval
+        self._since_detect = 0
+        self._pending: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self.frames = 0
+        self.faces_total = 0
+
+    @property
+    def backend_name(self) -> str:
+        return self.enhancer.name
+
+    @property
+    def controls(self) -> dict[str, object]:
+        return {
+            "scale": self.cfg.enhance.scale,
+            "mode": self.cfg.output.mode,
+            "upscale": self.cfg.output.upscale,
+            "detect_interval": self._interval,
+            "engine": self.cfg.enhance.engine,
+        }
+
+    def set_controls(
+        self,
+        scale: int | None = None,
+        mode: str | None = None,
+        detect_interval: int | None = None,
+        upscale: int | None = None,
+    ) -> None:
+        """Validate now (so a bad value is refused to the caller), apply at the next frame."""
+        cfg = self.cfg
+        if scale is not None:
+            cfg = replace(cfg, enhance=replace(cfg.enhance, scale=int(scale)))
+        if mode is not None:
+            cfg = replace(cfg, output=replace(cfg.output, mode=str(mode)))
+        if upscale is not None:
+            cfg = replace(cfg, output=replace(cfg.output, upscale=int(upscale)))
+        if detect_interval is not None:
+            cfg = replace(cfg, detect=replace(cfg.detect, interval=int(detect_interval)))
+        validate(cfg)
+        with self._lock:
+            self._pending["cfg"] = cfg
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            new = self._pending.pop("cfg", None)
+        if not isinstance(new, AppConfig):
+            return
+        if new.enhance != self.cfg.enhance:
+            enhancer = build_enhancer(new.enhance)
+            self.enhancer.close()
+            self.enhancer = enhancer
+            log.info("%s: enhancer now %s", self.source_name, enhancer.name)
+        self._interval = new.detect.interval
+        self.cfg = new
+
+    def process(self, frame: Frame) -> FrameResult:
+        self._apply_pending()
+        times: dict[str, float] = {}
+        image = frame.image
+
+        with self.stats.time("detect", times):
+            detections = None
+            if self._since_detect % self._interval == 0:
+                detections = self.detector.detect(image)
+            self._since_detect += 1
+
+        with self.stats.time("track", times):
+            tracks = self.tracker.update(detections, image)
+            dead = self.tracker.pop_dead()
+            if dead:
+                self.enhancer.forget(dead)
+                self.gallery.forget(dead)
+            chosen = self._choose(tracks)
+
+        with self.stats.time("crop", times):
+            crops = crop_tracks(image, chosen, self.enhancer.input_size)
+
+        with self.stats.time("enhance", times):
+            faces: list[EnhancedFace] = []
+            if crops:
+                batch = np.stack([c.image for c in crops])
+                enhanced = self.enhancer.enhance(batch, [c.track_id for c in crops])
+                faces = [EnhancedFace(c.track_id, img, c) for c, img in zip(crops, enhanced, strict=True)]
+
+        with self.stats.time("composite", times):
+            output = self._compose(image, faces)
+
+        self.frames += 1
+        self.faces_total += len(faces)
+        return FrameResult(frame=frame, output=output, tracks=tracks, faces=faces, times=StageTimes(times))
+
+    def _choose(self, tracks: list[Track]) -> list[Track]:
+        """The largest faces first when there are more than the engine budget allows."""
+        limit = self.cfg.enhance.max_faces
+        if len(tracks) <= limit:
+            return tracks
+        size = [float(t.box[2] - t.box[0]) for t in tracks]
+        order = np.argsort(size)[::-1][:limit]
+        return [tracks[i] for i in sorted(order)]
+
+    def _compose(self, image: np.ndarray, faces: list[EnhancedFace]) -> np.ndarray:
+        out = self.cfg.output
+        self.gallery.update(faces)
+        if out.mode == "upscale":
+            return compose_upscale(image, faces, out.upscale, out.feather)
+        if out.mode == "inset":
+            return compose_inset(image, faces, out.feather)
+        if out.mode == "gallery":
+            return compose_gallery(image, self.gallery)
+        raise ConfigError(f"unknown output mode {out.mode!r}")
+
+    def close(self) -> None:
+        self.enhancer.close()
