@@ -1,0 +1,1 @@
+"""Detector backends, imported lazily by `streamer.detect.build_detector`."""

