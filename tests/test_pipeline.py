@@ -1,0 +1,84 @@
+"""The pipeline end to end on real frames: the demo source (a real photo shipped in the
+insightface wheel), the real CenterFace detector, the tracker and a real engine."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from streamer.config import AppConfig, ConfigError, EnhanceConfig, OutputConfig, SourceConfig
+from streamer.pipeline import Pipeline
+from streamer.sources import open_source
+
+
+def _demo_frames(n: int, width: int = 1280, height: int = 720) -> list:
+    src = open_source(SourceConfig(uri="demo", demo_width=width, demo_height=height))
+    src.start()
+    try:
+        return [src.read(timeout=10) for _ in range(n)]
+    finally:
+        src.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_frames():
+    return _demo_frames(12)
+
+
+def _cfg(**output) -> AppConfig:
+    return AppConfig(enhance=EnhanceConfig(engine="bicubic"), output=OutputConfig(**output))
+
+
+def test_demo_faces_are_found_tracked_and_upscaled(demo_frames):
+    pipe = Pipeline(_cfg(mode="upscale", upscale=2), "demo")
+    results = [pipe.process(f) for f in demo_frames]
+    last = results[-1]
+    assert last.output.shape == (1440, 2560, 3)
+    assert len(last.faces) >= 4, "the demo must show at least 4 faces"
+    assert all(f.image.shape == (128, 128, 3) for f in last.faces)
+    # Track ids are stable: the ids of the last frame were already there a few frames earlier.
+    ids_mid = {t.track_id for t in results[6].tracks}
+    ids_last = {t.track_id for t in last.tracks}
+    assert len(ids_mid & ids_last) >= 4
+    summary = pipe.stats.summary()
+    assert {"detect", "track", "crop", "enhance", "composite"} <= set(summary)
+    # Detection ran every `interval` frames only.
+    assert summary["detect"]["count"] == len(demo_frames)
+
+
+@pytest.mark.parametrize("mode, shape", [("inset", (720, 1280, 3)), ("gallery", (720, 1280 + 144, 3))])
+def test_output_modes(demo_frames, mode, shape):
+    pipe = Pipeline(_cfg(mode=mode), "demo")
+    out = [pipe.process(f) for f in demo_frames[:4]][-1].output
+    assert out.shape == shape
+    # The enhanced content changed the picture compared with the source frame.
+    assert np.abs(out[:, :1280].astype(int) - demo_frames[3].image.astype(int)).mean() > 0.1 or mode == "gallery"
+
+
+def test_live_controls_apply_at_next_frame_and_refuse_bad_values(demo_frames):
+    pipe = Pipeline(_cfg(mode="upscale", upscale=2), "demo")
+    pipe.process(demo_frames[0])
+    pipe.set_controls(scale=4, mode="gallery", detect_interval=2)
+    r = pipe.process(demo_frames[1])
+    assert pipe.controls["scale"] == 4 and pipe.enhancer.input_size == 32
+    assert r.output.shape[1] == 1280 + 144
+    assert pipe.controls["detect_interval"] == 2
+    with pytest.raises(ConfigError):
+        pipe.set_controls(scale=5)
+
+
+def test_a_frame_with_300_faces_is_capped_not_fatal():
+    import cv2
+    from importlib.resources import files
+
+    photo = cv2.imread(str(files("insightface") / "data/images/t1.jpg"))
+    tile = cv2.resize(photo, (photo.shape[1] // 3, photo.shape[0] // 3), interpolation=cv2.INTER_AREA)
+    big = np.tile(tile, (8, 8, 1))  # 6 faces per tile x 64 tiles = 384 faces
+    cfg = replace(_cfg(), enhance=EnhanceConfig(engine="bicubic", max_faces=16))
+    cfg = replace(cfg, detect=replace(cfg.detect, input_width=big.shape[1]))
+    pipe = Pipeline(cfg, "crowd")
+    from streamer.types import Frame
+
+    r = pipe.process(Frame(image=big, index=0, pts=0.0, capture_time=0.0))
+    assert len(r.faces) == 16
+    assert len(r.tracks) <= cfg.detect.max_faces
