@@ -1,0 +1,57 @@
+"""MODEL_CARD.md for each shipped model: how it was made, what it costs, how well it does, and
+the licence note its training faces impose."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+LICENCE_NOTE = (
+    "Trained on CelebA faces (aligned, 10,000 images at 89x109 from ../shared/data/faces/celeba), "
+    "which are licensed for **non-commercial research only**; these weights inherit that restriction. "
+    "To use the models otherwise, retrain on your own faces: `python run.py train all --data DIR` "
+    "(DIR holds a folder `celeba/` of face images; any aligned or unaligned face photos work, they are "
+    "re-aligned with the project's template)."
+)
+
+BENCH_START = "<!-- quality-benchmark -->"
+BENCH_END = "<!-- /quality-benchmark -->"
+
+
+def write_card(out_dir: Path, name: str, info: dict[str, Any]) -> Path:
+    """Write the card; an existing benchmark section is kept so retraining does not lose it until
+    the benchmark runs again."""
+    path = out_dir / "MODEL_CARD.md"
+    bench = ""
+    if path.exists():
+        m = re.search(re.escape(BENCH_START) + r".*?" + re.escape(BENCH_END), path.read_text(), re.S)
+        bench = m.group(0) if m else ""
+    lines = [f"# {name}", "", info.get("summary", ""), "",
+             "| field | value |", "|---|---|"]
+    for key in ("kind", "arch", "arch_kwargs", "gmac", "params", "command", "device", "seed", "steps",
+                "train_seconds", "data", "split", "degradation", "final_losses", "trained"):
+        if key in info:
+            val = info[key]
+            val = json.dumps(val) if isinstance(val, (dict, list)) else str(val)
+            lines.append(f"| {key} | `{val}` |" if key in ("command", "arch", "arch_kwargs") else f"| {key} | {val} |")
+    lines += ["", "MACs are counted per face over Conv2d layers (engines.arch.count_macs); "
+              "step 1 x8 fast + step 2 fast must stay <= 0.15 GMAC.", "",
+              "## Licence of the training data", "", LICENCE_NOTE, "",
+              "## Quality benchmark", "",
+              bench or f"{BENCH_START}\nNot run yet: `python run.py bench quality`.\n{BENCH_END}", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def set_benchmark(out_dir: Path, text: str) -> None:
+    """Replace the benchmark section of an existing card."""
+    path = out_dir / "MODEL_CARD.md"
+    if not path.exists():
+        return
+    block = f"{BENCH_START}\n{text.strip()}\n{BENCH_END}"
+    body = path.read_text()
+    pattern = re.escape(BENCH_START) + r".*?" + re.escape(BENCH_END)
+    body = re.sub(pattern, lambda _m: block, body, flags=re.S) if re.search(pattern, body, re.S) else body + block
+    path.write_text(body)
