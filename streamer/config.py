@@ -63,6 +63,7 @@ class TrackConfig:
     min_hits: int = 1
     max_misses: int = 10
     smoothing: float = 0.6
+    high_score: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ def validate(cfg: AppConfig) -> AppConfig:
     _check(0.0 < t.match_iou < 1.0, "track match_iou must be in (0, 1)")
     _check(t.max_misses >= 0 and t.min_hits >= 1, "track max_misses >= 0 and min_hits >= 1")
     _check(0.0 <= t.smoothing < 1.0, "track smoothing must be in [0, 1)")
+    _check(0.0 < t.high_score < 1.0, f"track high_score must be in (0, 1), got {t.high_score}")
     e = cfg.enhance
     _check(e.engine in ("fsr", "bicubic"), f"enhance engine must be fsr or bicubic, got {e.engine!r}")
     _check(e.scale in (4, 8, 16), f"enhance scale must be 4, 8 or 16, got {e.scale}")
