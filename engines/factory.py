@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from streamer.config import EnhanceConfig
 
 from engines.base import Enhancer
@@ -15,4 +17,12 @@ def build_enhancer(cfg: EnhanceConfig) -> Enhancer:
     input_size = INPUT_SIZE_FOR_SCALE[cfg.scale]
     if cfg.engine == "bicubic":
         return BicubicEnhancer(input_size=input_size, scale=cfg.scale)
+    if cfg.engine == "fsr":
+        from engines.fsr import load_two_step
+
+        return load_two_step(
+            cfg.scale, cfg.variant, cfg.backend, prior_strength=cfg.prior_strength, temporal=cfg.temporal,
+            threads=cfg.threads, weights_dir=Path(cfg.weights_dir) if cfg.weights_dir else None,
+            trt_cache_dir=Path(cfg.trt_cache_dir) if cfg.trt_cache_dir else None,
+        )
     raise ValueError(f"unknown engine {cfg.engine!r}; valid: bicubic, fsr")

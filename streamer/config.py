@@ -68,7 +68,11 @@ class TrackConfig:
 
 @dataclass(frozen=True)
 class EnhanceConfig:
-    """The FSR engine: `engine` is `fsr` (trained two-step model) or `bicubic` (baseline)."""
+    """The FSR engine: `engine` is `fsr` (trained two-step model) or `bicubic` (baseline).
+
+    `weights_dir` empty means the weights shipped in the package; `trt_cache_dir` empty means
+    ~/.cache/facestream/trt (built TensorRT engines, keyed by model, GPU and TensorRT version).
+    """
 
     engine: str = "fsr"
     scale: int = 8
@@ -78,6 +82,8 @@ class EnhanceConfig:
     temporal: float = 0.5
     max_faces: int = 16
     threads: int = 1
+    weights_dir: str = ""
+    trt_cache_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,8 @@ def validate(cfg: AppConfig) -> AppConfig:
     _check(0.0 <= e.prior_strength <= 1.0, "prior_strength must be in [0, 1]")
     _check(0.0 <= e.temporal < 1.0, "temporal must be in [0, 1)")
     _check(e.max_faces >= 1, "enhance max_faces must be >= 1")
+    _check(e.threads >= 1, f"enhance threads must be >= 1, got {e.threads}")
+    _check(not e.weights_dir or Path(e.weights_dir).is_dir(), f"weights_dir {e.weights_dir!r} is not a folder")
     o = cfg.output
     _check(o.mode in ("upscale", "inset", "gallery"), f"output mode must be upscale, inset or gallery, got {o.mode!r}")
     _check(1 <= o.upscale <= 4, f"output upscale must be 1..4, got {o.upscale}")

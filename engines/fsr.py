@@ -1,0 +1,207 @@
+"""The two-step face super-resolution engine (../shared/docs/METHOD.md), over any backend.
+
+Per frame, all faces go through each model in one batched call:
+  LR crop --step 1--> MR 64 px --encoder--> latent --toward the prior's mean-->
+  --per-track temporal smoothing--> decoder --> HR 128 px.
+The latent arithmetic is plain numpy (engines/latent.py) between backend calls, so every backend
+gets the same artifact suppression and the same flicker control.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.backends import Backend, BackendOptions, BackendUnavailable, ModelSpec, backend_class, resolve
+from engines.base import check_batch
+from engines.factory import INPUT_SIZE_FOR_SCALE
+from engines.latent import TemporalLatent, toward_mean
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+class WeightsNotFound(FileNotFoundError):
+    """The asked scale/variant has no weights folder; the message lists what is available."""
+
+
+def available_models(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
+    """"x8-fast"-style names for which both the step 1 and the step 2 folders exist."""
+    if not weights_dir.is_dir():
+        return []
+    found = []
+    for step1 in sorted(weights_dir.glob("step1_x*_*")):
+        scale, _, variant = step1.name.removeprefix("step1_x").partition("_")
+        if step1.is_dir() and (weights_dir / f"step2_{variant}").is_dir():
+            found.append(f"x{scale}-{variant}")
+    return found
+
+
+@dataclass(frozen=True)
+class TwoStepFiles:
+    step1: ModelSpec
+    encoder: ModelSpec
+    decoder: ModelSpec
+    latent_mean: Path
+
+
+def _manifest(weights_dir: Path) -> dict[str, Any]:
+    path = weights_dir / "manifest.json"
+    if not path.is_file():
+        return {}
+    models = json.loads(path.read_text()).get("models", {})
+    return models if isinstance(models, dict) else {}
+
+
+def two_step_files(scale: int, variant: str, weights_dir: Path = WEIGHTS_DIR) -> TwoStepFiles:
+    """Model specs of one scale and variant, following the weights folder's contract."""
+    step1_name, step2_name = f"step1_x{scale}_{variant}", f"step2_{variant}"
+    step1_dir, step2_dir = weights_dir / step1_name, weights_dir / step2_name
+    missing = [d.name for d in (step1_dir, step2_dir) if not d.is_dir()]
+    if missing:
+        have = ", ".join(available_models(weights_dir)) or "none"
+        raise WeightsNotFound(
+            f"no weights for scale x{scale} variant {variant!r} in {weights_dir} (missing {', '.join(missing)}); "
+            f"available: {have}. Pick one of those, or train it with `python run.py train`"
+        )
+    manifest = _manifest(weights_dir)
+
+    def spec(name: str, role: str, inp: str, out: str) -> ModelSpec:
+        """`role` is the key in the manifest's `files` ("onnx", "encoder", "decoder")."""
+        entry = manifest.get(name, {})
+        files = entry.get("files", {}) if isinstance(entry.get("files"), dict) else {}
+        default = {"onnx": f"{name}/model.onnx", "encoder": f"{name}/encoder.onnx", "decoder": f"{name}/decoder.onnx"}
+        weights = weights_dir / files.get("state_dict", f"{name}/model.pt")
+        part = entry.get("arch_parts", {}).get(role, role) if role != "onnx" else ""
+        return ModelSpec(name=f"{name}.{role}" if part else name, onnx=weights_dir / files.get(role, default[role]),
+                         input_name=inp, output_name=out, arch=entry.get("arch", ""),
+                         arch_kwargs=entry.get("arch_kwargs", {}),
+                         torch_weights=weights if weights.is_file() else None, torch_part=part)
+
+    step2_files = manifest.get(step2_name, {}).get("files", {})
+    mean = step2_files.get("latent_mean", f"{step2_name}/latent_mean.npy") if isinstance(step2_files, dict) else ""
+    return TwoStepFiles(
+        step1=spec(step1_name, "onnx", "lr", "mr"),
+        encoder=spec(step2_name, "encoder", "mr", "latent"),
+        decoder=spec(step2_name, "decoder", "latent", "hr"),
+        latent_mean=weights_dir / (mean or f"{step2_name}/latent_mean.npy"),
+    )
+
+
+def to_model_input(crops: np.ndarray) -> np.ndarray:
+    """uint8 BGR NHWC -> float32 RGB NCHW in [0, 1]."""
+    return np.ascontiguousarray(crops[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1 / 255)
+
+
+def from_model_output(images: np.ndarray) -> np.ndarray:
+    """float32 RGB NCHW in [0, 1] -> uint8 BGR NHWC, rounded and clipped."""
+    scaled = np.clip(images * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(scaled.transpose(0, 2, 3, 1)[..., ::-1])
+
+
+class TwoStepEnhancer:
+    """`engines.base.Enhancer` over three backends (step 1, step 2 encoder, step 2 decoder).
+
+    prior_strength pulls each latent toward the prior's mean (0 = off); temporal is the
+    exponential smoothing factor of each track's latent across frames (0 = off).
+    """
+
+    def __init__(self, step1: Backend, encoder: Backend, decoder: Backend, latent_mean: np.ndarray, *,
+                 scale: int, input_size: int, prior_strength: float = 0.15, temporal: float = 0.5,
+                 variant: str = "fast") -> None:
+        if not 0.0 <= prior_strength <= 1.0:
+            raise ValueError(f"prior_strength must be in [0, 1], got {prior_strength}")
+        out_side = decoder.output_spec.shape[-1]
+        if out_side is not None and out_side != input_size * scale:
+            raise ValueError(f"decoder makes {out_side} px faces but x{scale} of {input_size} px is {input_size * scale}")
+        mean = np.asarray(latent_mean, dtype=np.float32)
+        if mean.ndim == len(encoder.output_spec.shape) and mean.shape[0] == 1:
+            mean = mean[0]
+        self.step1, self.encoder, self.decoder = step1, encoder, decoder
+        self.latent_mean = mean
+        self.scale = scale
+        self.input_size = input_size
+        self.prior_strength = float(prior_strength)
+        self.temporal = TemporalLatent("exponential", alpha=temporal) if temporal > 0 else None
+        self.variant = variant
+        self.name = f"fsr-x{scale}-{variant}/{step1.name}"
+
+    @property
+    def output_size(self) -> int:
+        return self.input_size * self.scale
+
+    def _run(self, backend: Backend, x: np.ndarray) -> np.ndarray:
+        return backend.run({backend.input_spec.name: x})[backend.output_spec.name]
+
+    def latents(self, crops: np.ndarray) -> np.ndarray:
+        """Step 1 and the encoder only: the raw latent codes of a batch (for tests and analysis)."""
+        check_batch(crops, self.input_size)
+        return self._run(self.encoder, self._run(self.step1, to_model_input(crops)))
+
+    def enhance(self, crops: np.ndarray, track_ids: Sequence[int] | None = None) -> np.ndarray:
+        check_batch(crops, self.input_size)
+        n = len(crops)
+        if track_ids is not None and len(track_ids) != n:
+            raise ValueError(f"got {len(track_ids)} track ids for {n} crops")
+        if n == 0:
+            return np.empty((0, self.output_size, self.output_size, 3), np.uint8)
+        z = toward_mean(self.latents(crops), self.latent_mean, self.prior_strength)
+        if self.temporal is not None and track_ids is not None:
+            z = self.temporal.update_batch(track_ids, z)
+        hr = self._run(self.decoder, z)
+        if hr.shape[1:] != (3, self.output_size, self.output_size):
+            raise RuntimeError(f"decoder returned {hr.shape}, expected (N, 3, {self.output_size}, {self.output_size})")
+        return from_model_output(hr)
+
+    def forget(self, track_ids: Sequence[int]) -> None:
+        if self.temporal is not None:
+            self.temporal.forget(track_ids)
+
+    def close(self) -> None:
+        for b in (self.step1, self.encoder, self.decoder):
+            b.close()
+
+
+def open_models(files: TwoStepFiles, backend: str, options: BackendOptions) -> tuple[Backend, Backend, Backend]:
+    """Open the three models on one backend; `auto` moves on to the next if any of them fails."""
+    errors = []
+    for name in resolve(backend, options):
+        opened: list[Backend] = []
+        try:
+            cls = backend_class(name)
+            for model in (files.step1, files.encoder, files.decoder):
+                opened.append(cls(model, options))
+            return opened[0], opened[1], opened[2]
+        except (BackendUnavailable, ImportError, OSError, RuntimeError, ValueError) as exc:
+            for b in opened:
+                b.close()
+            if backend != "auto":
+                raise
+            errors.append(f"{name}: {exc}")
+            log.warning("backend auto: %s could not open the FSR models (%s); trying the next", name, exc)
+    raise BackendUnavailable("no backend could open the FSR models: " + "; ".join(errors))
+
+
+def load_two_step(scale: int = 8, variant: str = "fast", backend: str = "auto", *, prior_strength: float = 0.15,
+                  temporal: float = 0.5, threads: int = 1, weights_dir: Path | None = None,
+                  trt_cache_dir: Path | None = None) -> TwoStepEnhancer:
+    """The shipped (or `weights_dir`) two-step model for `scale` and `variant`, on `backend`."""
+    if scale not in INPUT_SIZE_FOR_SCALE:
+        raise ValueError(f"scale must be one of {sorted(INPUT_SIZE_FOR_SCALE)}, got {scale}")
+    files = two_step_files(scale, variant, weights_dir or WEIGHTS_DIR)
+    if not files.latent_mean.is_file():
+        raise WeightsNotFound(f"{files.latent_mean} is missing; the step 2 folder is incomplete")
+    options = BackendOptions(threads=threads, trt_cache_dir=trt_cache_dir)
+    step1, encoder, decoder = open_models(files, backend, options)
+    enhancer = TwoStepEnhancer(step1, encoder, decoder, np.load(files.latent_mean, allow_pickle=False),
+                               scale=scale, input_size=INPUT_SIZE_FOR_SCALE[scale],
+                               prior_strength=prior_strength, temporal=temporal, variant=variant)
+    log.info("enhancer %s ready", enhancer.name)
+    return enhancer

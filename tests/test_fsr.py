@@ -1,0 +1,153 @@
+"""The two-step enhancer on real ONNX files (tiny random networks with the shipped I/O contract)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engines.base import Enhancer  # noqa: E402
+from engines.factory import build_enhancer  # noqa: E402
+from engines.fsr import (  # noqa: E402
+    TwoStepEnhancer,
+    WeightsNotFound,
+    available_models,
+    from_model_output,
+    load_two_step,
+    to_model_input,
+)
+from streamer.config import EnhanceConfig  # noqa: E402
+
+pytest.importorskip("torch", reason="the tiny test models are exported from torch")
+import tiny_fsr  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_fsr.make_weights(tmp_path_factory.mktemp("weights"), scales=(8, 16))
+
+
+def faces(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def ort(weights: Path, **kw: object) -> TwoStepEnhancer:
+    return load_two_step(8, "fast", "onnxruntime", weights_dir=weights, **kw)  # type: ignore[arg-type]
+
+
+def test_shapes_dtype_and_name(weights: Path) -> None:
+    enh = ort(weights)
+    out = enh.enhance(faces(3), [1, 2, 3])
+    assert out.shape == (3, 128, 128, 3) and out.dtype == np.uint8
+    assert enh.name == "fsr-x8-fast/onnxruntime"
+    assert isinstance(enh, Enhancer) and enh.output_size == 128
+    assert out.std() > 0, "a real network output, not a constant"
+
+
+def test_x16_takes_8px_crops(weights: Path) -> None:
+    enh = load_two_step(16, "fast", "onnxruntime", weights_dir=weights)
+    assert enh.input_size == 8
+    assert enh.enhance(faces(2, size=8)).shape == (2, 128, 128, 3)
+
+
+def test_empty_batch(weights: Path) -> None:
+    out = ort(weights).enhance(np.zeros((0, 16, 16, 3), np.uint8), [])
+    assert out.shape == (0, 128, 128, 3) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 32, 32, 3), np.uint8), np.zeros((2, 16, 16, 3), np.float32),
+                                 np.zeros((16, 16, 3), np.uint8)])
+def test_bad_batch_shape_is_a_value_error(weights: Path, bad: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="expected uint8 crops"):
+        ort(weights).enhance(bad)
+
+
+def test_track_ids_must_match_the_batch(weights: Path) -> None:
+    with pytest.raises(ValueError, match="track ids"):
+        ort(weights).enhance(faces(2), [1])
+
+
+def test_batched_equals_one_by_one(weights: Path) -> None:
+    enh = ort(weights, temporal=0.0)
+    x = faces(5)
+    whole = enh.enhance(x)
+    rows = np.concatenate([enh.enhance(x[i:i + 1]) for i in range(5)])
+    assert np.abs(whole.astype(int) - rows).max() <= 1
+
+
+def test_colour_conversion_round_trips() -> None:
+    x = faces(4)
+    np.testing.assert_array_equal(from_model_output(to_model_input(x)), x)
+    rgb = to_model_input(x)
+    np.testing.assert_allclose(rgb[:, 0], x[..., 2] / 255.0, atol=1e-6)
+
+
+def mean_change(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
+
+
+def test_temporal_state_smooths_a_track(weights: Path) -> None:
+    a, b = faces(1, seed=1), faces(1, seed=2)
+    plain = ort(weights, temporal=0.0)
+    smooth = ort(weights, temporal=0.6)
+    moved_plain = mean_change(plain.enhance(a, [7]), plain.enhance(b, [7]))
+    moved_smooth = mean_change(smooth.enhance(a, [7]), smooth.enhance(b, [7]))
+    assert moved_plain > 0.5
+    assert moved_smooth < 0.8 * moved_plain
+
+
+def test_tracks_are_smoothed_independently_and_forget_resets(weights: Path) -> None:
+    a, b = faces(1, seed=1), faces(1, seed=2)
+    plain = ort(weights, temporal=0.0)
+    smooth = ort(weights, temporal=0.6)
+    fresh_b = plain.enhance(b, [7])
+    smooth.enhance(a, [7])
+    np.testing.assert_array_equal(smooth.enhance(b, [8]), fresh_b)
+    assert mean_change(smooth.enhance(b, [7]), fresh_b) > 0.1
+    smooth.forget([7])
+    np.testing.assert_array_equal(smooth.enhance(b, [7]), fresh_b)
+
+
+def test_prior_strength_one_gives_the_mean_face_for_everyone(weights: Path) -> None:
+    enh = ort(weights, prior_strength=1.0, temporal=0.0)
+    out = enh.enhance(faces(3))
+    assert np.abs(out[0].astype(int) - out[1]).max() <= 1 and np.abs(out[0].astype(int) - out[2]).max() <= 1
+    assert mean_change(ort(weights, temporal=0.0).enhance(faces(3))[0], out[0]) > 0.1
+
+
+def test_missing_variant_names_what_is_available(weights: Path) -> None:
+    assert available_models(weights) == ["x16-fast", "x8-fast"]
+    with pytest.raises(WeightsNotFound, match="available: x16-fast, x8-fast"):
+        load_two_step(4, "fast", "onnxruntime", weights_dir=weights)
+    with pytest.raises(WeightsNotFound, match="step1_x8_quality"):
+        load_two_step(8, "quality", "onnxruntime", weights_dir=weights)
+
+
+def test_factory_builds_fsr_from_config(weights: Path) -> None:
+    cfg = EnhanceConfig(engine="fsr", scale=8, backend="auto", weights_dir=str(weights), temporal=0.3)
+    enh = build_enhancer(cfg)
+    assert isinstance(enh, TwoStepEnhancer)
+    assert enh.name.startswith("fsr-x8-fast/")
+    assert enh.enhance(faces(2), [1, 2]).shape == (2, 128, 128, 3)
+    enh.close()
+
+
+def test_torch_backend_agrees_with_onnxruntime(weights: Path) -> None:
+    x = faces(4, seed=3)
+    a = ort(weights, temporal=0.0).enhance(x)
+    b = load_two_step(8, "fast", "torch", weights_dir=weights, temporal=0.0).enhance(x)
+    assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_shipped_weights_load_when_present() -> None:
+    if not available_models():
+        pytest.skip("no shipped weights in engines/weights yet")
+    name = available_models()[0]
+    scale, variant = int(name[1:].split("-")[0]), name.split("-")[1]
+    enh = load_two_step(scale, variant, "onnxruntime")
+    out = enh.enhance(faces(2, size=enh.input_size), [1, 2])
+    assert out.shape == (2, 128, 128, 3)
