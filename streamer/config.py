@@ -19,7 +19,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """Where frames come from. `uri` is `demo`, a file path, rtsp://, http(s)://, or /dev/videoN."""
+    """Where frames come from. `uri` is `demo`, a file path, rtsp://, http(s)://, or /dev/videoN.
+
+    A live source that cannot be opened at start raises SourceError (a wrong URL fails fast)
+    unless `retry_at_start`, which keeps retrying in the background like a later disconnect.
+    `realtime` paces demo and file sources at their frame rate and makes them live (newest
+    frame wins); `demo_seed` picks the demo's wall layout and camera motion.
+    """
 
     uri: str = "demo"
     name: str = ""
@@ -30,11 +36,13 @@ class SourceConfig:
     open_timeout_s: float = 5.0
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 8.0
+    retry_at_start: bool = False
     max_pixels: int = 40_000_000
     demo_width: int = 1280
     demo_height: int = 720
     demo_fps: float = 30.0
     demo_seconds: float = 0.0
+    demo_seed: int = 0
 
     @property
     def display_name(self) -> str:
@@ -111,6 +119,7 @@ class ServerConfig:
     max_peers_total: int = 16
     max_peers_per_client: int = 4
     stun_servers: tuple[str, ...] = ()
+    stamp_frames: bool = False  # draw a frame-number code in a corner, for glass-to-glass latency measurement
 
 
 @dataclass(frozen=True)
@@ -141,6 +150,7 @@ def validate(cfg: AppConfig) -> AppConfig:
         _check(s.max_pixels >= 64 * 64, "max_pixels must be >= 4096")
         _check(s.demo_width >= 64 and s.demo_height >= 64, "demo size must be at least 64x64")
         _check(s.demo_fps > 0, "demo_fps must be > 0")
+        _check(s.demo_seconds >= 0, "demo_seconds must be >= 0 (0 = endless)")
     d = cfg.detect
     _check(d.interval >= 1, f"detect interval must be >= 1 frame, got {d.interval}")
     _check(0.0 < d.threshold < 1.0, f"detect threshold must be in (0, 1), got {d.threshold}")
@@ -175,6 +185,8 @@ def validate(cfg: AppConfig) -> AppConfig:
     _check(100 <= sv.bitrate_kbps <= 50_000, "bitrate_kbps must be 100..50000")
     _check(bool(sv.cert) == bool(sv.key), "HTTPS needs both cert and key")
     _check(sv.max_peers_total >= 1 and sv.max_peers_per_client >= 1, "peer caps must be >= 1")
+    _check(all(u.startswith(("stun:", "turn:", "turns:")) for u in sv.stun_servers),
+           "stun_servers entries must be stun:, turn: or turns: URLs")
     return cfg
 
 

@@ -1,0 +1,297 @@
+"""One camera: a thread that reads the source (newest frame wins), runs the pipeline, and
+publishes the newest result for the video tracks, the WebSocket and the metrics.
+
+The pipeline is blocking CPU work, so it never runs on the event loop; the loop is only told
+(call_soon_threadsafe) that something new is there. Everything a viewer needs that costs CPU
+once per frame (BGR -> YUV conversion, latency stamp, per-frame JSON, face thumbnails) is done
+here, once, not per viewer; and only when someone is watching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import av
+import cv2
+import numpy as np
+
+from streamer.config import AppConfig, SourceConfig
+from streamer.server.latency import INDEX_MASK, LatencyLog, draw_stamp
+from streamer.server.metrics import Metrics
+from streamer.types import Frame, FrameResult
+
+log = logging.getLogger(__name__)
+
+THUMB_INTERVAL_S = 0.5
+THUMB_TTL_S = 3.0
+THUMB_MAX = 12
+
+
+class Processor(Protocol):
+    """What the camera needs from a pipeline (streamer.pipeline.Pipeline, or a stand-in)."""
+
+    backend_name: str
+
+    def process(self, frame: Frame) -> FrameResult: ...
+
+    def set_controls(self, scale: int | None = None, mode: str | None = None,
+                     detect_interval: int | None = None) -> None: ...
+
+    @property
+    def controls(self) -> dict[str, object]: ...
+
+    def close(self) -> None: ...
+
+
+ProcessorFactory = Callable[[AppConfig, str], Processor]
+
+
+def default_processor(cfg: AppConfig, name: str) -> Processor:
+    from streamer.pipeline import Pipeline
+
+    return Pipeline(cfg, name)
+
+
+@dataclass
+class Published:
+    """The newest result of a camera, with what the viewers need already prepared."""
+
+    seq: int
+    result: FrameResult
+    published_at: float
+    original: av.VideoFrame | None
+    enhanced: av.VideoFrame | None
+    meta_json: str
+
+
+class CameraRunner:
+    def __init__(
+        self,
+        cfg: AppConfig,
+        source: SourceConfig,
+        metrics: Metrics | None = None,
+        processor_factory: ProcessorFactory | None = None,
+        latency_log: LatencyLog | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.name = source.display_name
+        # A re-stream is live by nature: files and the demo are paced at their own frame rate.
+        self.source_cfg = replace(source, realtime=True)
+        self.metrics = metrics
+        self.processor_factory = processor_factory or default_processor
+        self.latency_log = latency_log
+        self.stamp = cfg.server.stamp_frames
+        self.processor: Processor | None = None
+        self.error: str | None = None
+        self.viewers = 0
+        self.ws_clients = 0
+        self._latest: Published | None = None
+        self._seq = 0
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+        self._on_publish: list[Callable[[], None]] = []
+        self._times: deque[float] = deque(maxlen=60)
+        self._thumbs: dict[int, tuple[float, str]] = {}
+        self._thumbs_json = ""
+        self._thumbs_seq = 0
+        self._last_thumbs = 0.0
+        self._source_fps = 0.0
+        self._dropped = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._event = asyncio.Event()
+        self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("camera %s: thread did not stop within %.0f s", self.name, timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once the pipeline is built and the source opened (or failed: see `error`)."""
+        return self._ready.wait(timeout)
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """`callback` runs on the event loop after every publish."""
+        self._on_publish.append(callback)
+
+    # -- what the loop side reads ------------------------------------------------------------
+    @property
+    def latest(self) -> Published | None:
+        return self._latest
+
+    @property
+    def fps(self) -> float:
+        times = list(self._times)
+        if len(times) < 2 or times[-1] == times[0]:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    @property
+    def thumbs(self) -> tuple[int, str]:
+        return self._thumbs_seq, self._thumbs_json
+
+    async def wait_newer(self, seq: int, timeout: float | None = None) -> Published | None:
+        """The newest result with a sequence number above `seq`, waiting for one if needed;
+        None on timeout or when the camera has stopped."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            latest = self._latest
+            if latest is not None and latest.seq > seq:
+                return latest
+            if self._stop.is_set() or self._event is None:
+                return None
+            event = self._event
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(event.wait(), timeout=min(remaining or 1.0, 1.0))
+            except TimeoutError:
+                continue
+
+    def _wake(self) -> None:
+        """On the loop: release everyone waiting for the previous result."""
+        event, self._event = self._event, asyncio.Event()
+        if event is not None:
+            event.set()
+        for callback in self._on_publish:
+            callback()
+
+    # -- the thread --------------------------------------------------------------------------
+    def _run(self) -> None:
+        from streamer.sources import open_source
+
+        source = None
+        try:
+            self.processor = self.processor_factory(self.cfg, self.name)
+            source = open_source(self.source_cfg)
+            source.start()
+            self._source_fps = float(getattr(source, "fps", 0.0) or 0.0)
+        except Exception as exc:  # reported on /healthz and the dashboard; the other cameras go on
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("camera %s: cannot start: %s", self.name, self.error)
+            self._ready.set()
+            if source is not None:
+                source.stop()
+            return
+        self._ready.set()
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                frame = source.read(timeout=0.5)
+                if frame is None:
+                    if getattr(source, "ended", False):  # a file without --loop: keep the last picture
+                        self._stop.wait(0.5)
+                    continue
+                started = time.monotonic()
+                try:
+                    result = self.processor.process(frame)
+                except Exception:
+                    failures += 1
+                    if self.metrics is not None:
+                        self.metrics.errors.labels(self.name).inc()
+                    if failures in (1, 10) or failures % 100 == 0:
+                        log.exception("camera %s: frame %d failed (%d so far)", self.name, frame.index, failures)
+                    continue
+                self._dropped = int(source.stats.frames_dropped)
+                self._publish(result, started, time.monotonic())
+        finally:
+            source.stop()
+            self.processor.close()
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self._wake)
+
+    def _publish(self, result: FrameResult, started: float, processed: float) -> None:
+        frame = result.frame
+        original, enhanced = None, None
+        if self.viewers > 0:
+            original = self._video_frame("original", frame.index, frame.image)
+            enhanced = self._video_frame("enhanced", frame.index, result.output)
+        published = time.monotonic()
+        self._times.append(published)
+        fps = self.fps
+        if self.metrics is not None:
+            self.metrics.observe(self.name, result, fps, processed - frame.capture_time, self._dropped)
+        if self.latency_log is not None:
+            self.latency_log.mark(frame.index & INDEX_MASK, capture=frame.capture_time, start=started,
+                                  processed=processed, published=published,
+                                  **{f"stage_{k}": v for k, v in result.times.seconds.items()})
+        if self.ws_clients > 0 and published - self._last_thumbs >= THUMB_INTERVAL_S:
+            self._update_thumbs(result, published)
+        self._seq += 1
+        self._latest = Published(self._seq, result, published, original, enhanced,
+                                 self._meta_json(result, fps, processed))
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._wake)
+            except RuntimeError:  # loop closed between the check and the call: shutting down
+                pass
+
+    def _video_frame(self, kind: str, index: int, image: np.ndarray) -> av.VideoFrame:
+        if self.stamp:
+            image = image.copy()
+            draw_stamp(image, index)
+            if self.latency_log is not None:
+                self.latency_log.keep_image(kind, index & INDEX_MASK, image)
+        # yuv420p once here, so each viewer's encoder skips its own conversion.
+        return av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
+
+    def _meta_json(self, result: FrameResult, fps: float, processed: float) -> str:
+        frame = result.frame
+        h, w = frame.image.shape[:2]
+        oh, ow = result.output.shape[:2]
+        processor = self.processor
+        return json.dumps({
+            "type": "frame",
+            "camera": self.name,
+            "index": frame.index,
+            "fps": round(fps, 2),
+            "source_fps": round(self._source_fps, 2),
+            "frame_size": [w, h],
+            "output_size": [ow, oh],
+            "faces": len(result.faces),
+            "tracks": [{"id": int(t.track_id), "box": [round(float(v), 1) for v in t.box]} for t in result.tracks],
+            "stages_ms": {k: round(v * 1e3, 2) for k, v in result.times.seconds.items()},
+            "pipeline_ms": round((processed - frame.capture_time) * 1e3, 1),
+            "dropped": self._dropped,
+            "backend": processor.backend_name if processor is not None else "",
+            "viewers": self.viewers,
+        })
+
+    def _update_thumbs(self, result: FrameResult, now: float) -> None:
+        """Latest enhanced crop per track as small JPEGs; tracks unseen for a while fall out."""
+        for face in result.faces:
+            ok, buf = cv2.imencode(".jpg", face.image, [cv2.IMWRITE_JPEG_QUALITY, 82])
+            if ok:
+                self._thumbs[int(face.track_id)] = (now, base64.b64encode(buf.tobytes()).decode("ascii"))
+        self._thumbs = {k: v for k, v in self._thumbs.items() if now - v[0] <= THUMB_TTL_S}
+        newest = sorted(self._thumbs.items(), key=lambda kv: kv[0])[-THUMB_MAX:]
+        self._thumbs_json = json.dumps({
+            "type": "faces",
+            "camera": self.name,
+            "faces": [{"id": tid, "jpeg": b64} for tid, (_, b64) in newest],
+        })
+        self._thumbs_seq += 1
+        self._last_thumbs = now

@@ -1,0 +1,105 @@
+"""Start, run and stop the server: `serve` for the CLI, `start_server` for tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from aiohttp import web
+
+from streamer.config import AppConfig, ConfigError, validate
+from streamer.server.app import STATE, ServerState, create_app
+from streamer.server.auth import make_token
+from streamer.server.camera import ProcessorFactory
+from streamer.server.latency import LatencyLog
+from streamer.server.signaling import enable_loopback_fallback, set_video_bitrate
+
+log = logging.getLogger(__name__)
+
+NOISY_LOGGERS = ("aioice", "aiortc", "aiohttp.access")
+
+
+@dataclass
+class RunningServer:
+    """A started server. `url` opens the dashboard (token included)."""
+
+    runner: web.AppRunner
+    base_url: str
+    token: str
+    state: ServerState
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/?token={quote(self.token, safe='')}"
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+def ssl_context(cert: str, key: str) -> ssl.SSLContext | None:
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS certificate {cert!r} / key {key!r}: {exc}") from None
+    return context
+
+
+async def start_server(
+    cfg: AppConfig,
+    processor_factory: ProcessorFactory | None = None,
+    latency_log: LatencyLog | None = None,
+) -> RunningServer:
+    """Start the app on cfg.server.host:port (port 0 picks a free one) and return at once;
+    cameras warm up in their threads."""
+    validate(cfg)
+    sv = cfg.server
+    context = ssl_context(sv.cert, sv.key)
+    set_video_bitrate(sv.bitrate_kbps)
+    enable_loopback_fallback()
+    token = make_token(sv.token)
+    app = create_app(cfg, token, processor_factory, latency_log)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, sv.host, sv.port, ssl_context=context)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"cannot listen on {sv.host}:{sv.port}: {exc.strerror or exc}; "
+                          "pick another port with --port") from None
+    port = runner.addresses[0][1]
+    host = sv.host if sv.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if context else "http"
+    return RunningServer(runner, f"{scheme}://{host}:{port}", token, app[STATE])
+
+
+async def _serve_forever(cfg: AppConfig) -> None:
+    server = await start_server(cfg)
+    print(f"facestream: open {server.url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await server.stop()
+
+
+def serve(cfg: AppConfig) -> int:
+    """Run until Ctrl-C / SIGTERM. Prints exactly one line: the URL to open (token included)."""
+    for name in NOISY_LOGGERS:
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    asyncio.run(_serve_forever(cfg))
+    return 0
