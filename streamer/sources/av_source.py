@@ -121,6 +121,7 @@ class AvSource(BaseSource):
         self._queue = FrameQueue(cfg.queue_size, newest_wins=self.is_live)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started = False
         self._timeline: Timeline | None = None
         self._size: tuple[int, int] | None = None
         self._warned_sizes: set[tuple[int, int]] = set()
@@ -131,7 +132,7 @@ class AvSource(BaseSource):
     # -- public API -------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._started:
             return
         self._started_at = time.monotonic()
         container = None
@@ -145,11 +146,12 @@ class AvSource(BaseSource):
         self._thread = threading.Thread(target=self._run, args=(container,), name=f"source-{self.name}",
                                         daemon=True)
         self._thread.start()
+        self._started = True
 
     def read(self, timeout: float | None = None) -> Frame | None:
-        if self._thread is None:
+        if not self._started:
             raise RuntimeError(f"source {self.name!r}: call start() before read()")
-        if self.ended:
+        if self.ended or self._stop.is_set():
             return None
         frame = self._queue.get(timeout)
         if frame is None:
@@ -237,7 +239,7 @@ class AvSource(BaseSource):
                         self._stop.wait(backoff)
                         backoff = min(backoff * 2, self.cfg.reconnect_max_s)
                         continue
-                    if opened_before:
+                    if opened_before and self.kind != "file":
                         self.stats.reconnects += 1
                         log.info("source %r: reconnected (%d so far)", self.name, self.stats.reconnects)
                     opened_before = True
