@@ -1,0 +1,262 @@
+"""Engine speed: ms per face and faces/s by batch size and backend, in one run.
+
+Rows, all measured in the same process and run (competitors possibly in a sibling interpreter):
+  * bicubic, the floor (16 -> 128 px, OpenCV);
+  * our two-step FSR (default x8: 16 -> 64 -> 128 px) on every backend this machine can run
+    (ONNX Runtime and PyTorch on a CPU; PyTorch CUDA fp16 with CUDA graphs and TensorRT on a GPU);
+  * GFPGAN (512 px) and Real-ESRGAN x4 (RRDBNet) with random weights (benchmarks/competitors.py).
+Each cell is timed over whole `enhance` calls (uint8 BGR in and out, every conversion included),
+after two warm-up calls, for at least 3 calls and until a time budget is spent.
+
+    python run.py bench engines [--quick] [--json out.json] [--plot out.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.competitors import COMPETITORS, summarize, time_calls
+from engines.backends import AUTO_ORDER, unavailable_reason
+from engines.base import Enhancer
+from engines.bicubic import BicubicEnhancer
+from engines.factory import INPUT_SIZE_FOR_SCALE
+from engines.fsr import WEIGHTS_DIR, available_models, load_two_step
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batches", default="1,4,8,32", help="comma-separated batch sizes")
+    p.add_argument("--scale", type=int, default=8, choices=sorted(INPUT_SIZE_FOR_SCALE))
+    p.add_argument("--variants", default="fast,quality", help="FSR variants to time")
+    p.add_argument("--backends", default="all", help="'all' usable here, or a comma list of tensorrt,torch,onnxruntime")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads for every CPU row")
+    p.add_argument("--budget", type=float, default=2.0, help="seconds of timed calls per cell")
+    p.add_argument("--competitors", default="auto",
+                   help="auto (in-process if spandrel imports, else .venv-bench), none, or a python interpreter path")
+    p.add_argument("--competitor-max-batch", default="gfpgan-512=4,realesrgan-x4=8",
+                   help="on a CPU, skip larger batches of these slow rows (name=N,...)")
+    p.add_argument("--weights", default=str(WEIGHTS_DIR), help="weights folder (default: shipped)")
+    p.add_argument("--quick", action="store_true", help="batches 1,4, short budget, fast variant, no competitors")
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--plot", help="write a PNG plot of faces/s by batch size here")
+
+
+def _crops(batch: int, size: int) -> np.ndarray:
+    return np.random.default_rng(batch).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+
+
+def time_enhancer(enh: Enhancer, batches: list[int], budget_s: float) -> list[dict[str, Any]]:
+    rows = []
+    for batch in batches:
+        crops, ids = _crops(batch, enh.input_size), list(range(batch))
+        times = time_calls(lambda: enh.enhance(crops, ids), batch, budget_s)
+        rows.append({"batch": batch, "input": enh.input_size, "output": enh.output_size, **summarize(times, batch)})
+    return rows
+
+
+def fsr_backends(requested: str) -> tuple[list[str], dict[str, str]]:
+    """(backends to time, {backend: why not}) for 'all' or an explicit list."""
+    names = list(reversed(AUTO_ORDER)) if requested == "all" else [b.strip() for b in requested.split(",") if b.strip()]
+    run, skipped = [], {}
+    for name in names:
+        if name == "torch":  # torch on a CPU is still worth a row, though `auto` would not pick it
+            reason = None if _has_torch() else "torch is not installed"
+        else:
+            reason = unavailable_reason(name)
+        if reason is None:
+            run.append(name)
+        else:
+            skipped[name] = reason
+    return run, skipped
+
+
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def _spandrel_importable() -> str | None:
+    try:
+        import spandrel  # noqa: F401
+    except ImportError as exc:
+        return f"spandrel not importable here ({exc})"
+    return None
+
+
+def competitor_rows(args: argparse.Namespace, batches: list[int], device: str) -> list[dict[str, Any]]:
+    """Rows for GFPGAN and Real-ESRGAN, or one 'skipped' row each saying why."""
+    names = list(COMPETITORS)
+
+    def skipped(reason: str) -> list[dict[str, Any]]:
+        return [{"engine": n, "backend": "-", "device": device, "batch": b, "skipped": reason}
+                for n in names for b in batches]
+
+    if args.quick and args.competitors == "auto":
+        return skipped("--quick")
+    if args.competitors == "none":
+        return skipped("--competitors none")
+    limits = {} if device == "cuda" else dict(
+        (k, int(v)) for k, v in (kv.split("=") for kv in args.competitor_max_batch.split(",") if kv))
+    if args.competitors == "auto" and _spandrel_importable() is None:
+        from benchmarks.competitors import measure
+
+        return measure(names, device, batches, args.budget, args.threads, limits)
+    python = Path(args.competitors) if args.competitors != "auto" else BENCH_PYTHON
+    if not python.exists():
+        why = _spandrel_importable() or "spandrel missing"
+        return skipped(f"{why}, and no {python} (python3 -m venv .venv-bench && "
+                       ".venv-bench/bin/pip install -r requirements-bench.txt)")
+    cmd = [str(python), "-m", "benchmarks.competitors", "--device", device, "--batches", ",".join(map(str, batches)),
+           "--budget", str(args.budget), "--threads", str(args.threads),
+           "--max-batch", ",".join(f"{k}={v}" for k, v in limits.items())]
+    log.info("competitors: running in %s", python)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return skipped(f"{python} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+    rows: list[dict[str, Any]] = json.loads(proc.stdout)
+    for r in rows:
+        r["interpreter"] = str(python)
+    return rows
+
+
+def add_ratios(rows: list[dict[str, Any]], reference_engine: str) -> None:
+    """ms/face of each row over our fastest backend's for the reference engine, same batch and device."""
+    ref: dict[tuple[int, str], float] = {}
+    for r in rows:
+        if r["engine"] == reference_engine and "skipped" not in r:
+            key = (r["batch"], r["device"])
+            ref[key] = min(ref.get(key, float("inf")), r["ms_per_face_p50"])
+    for r in rows:
+        base = ref.get((r["batch"], r["device"])) or ref.get((r["batch"], "cpu"))
+        if "skipped" not in r and base:
+            r["x_ours"] = r["ms_per_face_p50"] / base
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    head = f"{'engine':<24}{'backend':<24}{'px':>9}{'batch':>6}{'ms/face p50':>13}{'p95':>9}{'faces/s':>10}{'x ours':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        px = f"{r['input']}>{r['output']}" if "input" in r else "-"
+        if "skipped" in r:
+            lines.append(f"{r['engine']:<24}{r['backend']:<24}{px:>9}{r['batch']:>6}  skipped: {r['skipped']}")
+            continue
+        lines.append(f"{r['engine']:<24}{r['backend']:<24}{px:>9}{r['batch']:>6}{r['ms_per_face_p50']:>13.2f}"
+                     f"{r['ms_per_face_p95']:>9.2f}{r['faces_per_s']:>10.1f}{r.get('x_ours', float('nan')):>8.2f}")
+    return "\n".join(lines)
+
+
+def conditions(args: argparse.Namespace) -> dict[str, Any]:
+    info: dict[str, Any] = {"machine": platform.node(), "cpu_count": os.cpu_count(), "threads": args.threads,
+                            "load_avg_start": os.getloadavg(), "python": platform.python_version(),
+                            "budget_s": args.budget}
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    if _has_torch():
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def plot(rows: list[dict[str, Any]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        if "skipped" not in r:
+            series.setdefault(f"{r['engine']} / {r['backend']}", []).append((r["batch"], r["faces_per_s"]))
+    for label, pts in series.items():
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (faces per call)")
+    ax.set_ylabel("faces per second (median)")
+    ax.set_title("Engine speed, same run")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(args: argparse.Namespace) -> int:
+    batches = [1, 4] if args.quick else [int(b) for b in args.batches.split(",")]
+    variants = ["fast"] if args.quick else [v.strip() for v in args.variants.split(",")]
+    budget = 0.3 if args.quick else args.budget
+    args.budget = budget
+    weights = Path(args.weights)
+    in_size = INPUT_SIZE_FOR_SCALE[args.scale]
+    rows: list[dict[str, Any]] = []
+
+    bic = BicubicEnhancer(input_size=in_size, scale=args.scale)
+    rows += [{"engine": "bicubic", "backend": "opencv", "device": "cpu", **r} for r in time_enhancer(bic, batches, budget)]
+
+    backends, skipped = fsr_backends(args.backends)
+    have = available_models(weights)
+    reference = ""
+    device = "cpu"
+    for variant in variants:
+        engine = f"fsr-x{args.scale}-{variant}"
+        if f"x{args.scale}-{variant}" not in have:
+            rows += [{"engine": engine, "backend": "-", "device": "cpu", "batch": b,
+                      "skipped": f"no weights in {weights} (have: {', '.join(have) or 'none'})"} for b in batches]
+            continue
+        for backend in backends:
+            enh = load_two_step(args.scale, variant, backend, threads=args.threads, weights_dir=weights)
+            bname = enh.name.split("/", 1)[1]
+            dev = "cuda" if ("cuda" in bname or "tensorrt" in bname) else "cpu"
+            device = "cuda" if dev == "cuda" else device
+            rows += [{"engine": engine, "backend": bname, "device": dev, **r} for r in time_enhancer(enh, batches, budget)]
+            enh.close()
+            reference = reference or engine
+        for backend, reason in skipped.items():
+            rows += [{"engine": engine, "backend": backend, "device": "-", "batch": b, "skipped": reason} for b in batches]
+
+    rows += competitor_rows(args, batches, device)
+    if reference:
+        add_ratios(rows, reference)
+    print(format_rows(rows))
+    if reference:
+        print(f"\n'x ours' = ms/face of the row / ms/face of {reference} at the same batch on the same device "
+              "(our fastest backend there); < 1 is faster than ours.")
+    print("Timings are wall-clock on a machine shared with other jobs: compare rows of this run, not across runs.")
+    result = {"conditions": conditions(args), "batches": batches, "reference": reference, "rows": rows}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, default=str))
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot(rows, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))
