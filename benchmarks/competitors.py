@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,9 @@ def build(name: str) -> Any:
     raise ValueError(f"unknown competitor {name!r}; valid: {', '.join(COMPETITORS)}")
 
 
-def time_calls(call: Any, batch: int, budget_s: float, min_repeats: int = 3, max_repeats: int = 50) -> list[float]:
+def time_calls(
+    call: Any, batch: int, budget_s: float, min_repeats: int = 3, max_repeats: int = 50
+) -> list[float]:
     """Seconds per call: two warm-up calls, then repeats until the time budget is spent."""
     for _ in range(2):
         call()
@@ -53,12 +56,36 @@ def time_calls(call: Any, batch: int, budget_s: float, min_repeats: int = 3, max
 
 def summarize(times: list[float], batch: int) -> dict[str, float]:
     per_face = np.asarray(times) * 1e3 / batch
-    return {"ms_per_face_p50": float(np.median(per_face)), "ms_per_face_p95": float(np.percentile(per_face, 95)),
-            "faces_per_s": float(batch / np.median(times)), "repeats": len(times)}
+    return {
+        "ms_per_face_p50": float(np.median(per_face)),
+        "ms_per_face_p95": float(np.percentile(per_face, 95)),
+        "faces_per_s": float(batch / np.median(times)),
+        "repeats": len(times),
+    }
 
 
-def measure(names: list[str], device: str, batches: list[int], budget_s: float, threads: int,
-            max_batch: dict[str, int] | None = None) -> list[dict[str, Any]]:
+def _forward_call(net: Any, x_host: Any, device: str, half: bool) -> Callable[[], None]:
+    """One timed call: host batch in, uint8 images back on the host, as our `enhance` does."""
+    import torch
+
+    def call() -> None:
+        with torch.inference_mode():
+            x = x_host.to(device, non_blocking=True)
+            y = net(x.half() if half else x)
+            y = y[0] if isinstance(y, tuple) else y
+            (y.float().clamp(0, 1) * 255).to(torch.uint8).cpu()
+
+    return call
+
+
+def measure(
+    names: list[str],
+    device: str,
+    batches: list[int],
+    budget_s: float,
+    threads: int,
+    max_batch: dict[str, int] | None = None,
+) -> list[dict[str, Any]]:
     """One row per (competitor, batch); rows that cannot run say why in `skipped`."""
     import torch
 
@@ -74,26 +101,25 @@ def measure(names: list[str], device: str, batches: list[int], budget_s: float, 
             net = net.half()
         params = sum(p.numel() for p in net.parameters()) / 1e6
         for batch in batches:
-            row: dict[str, Any] = {"engine": name, "backend": f"torch-{device}{'-fp16' if half else ''}",
-                                   "device": device, "batch": batch, "input": info["input"],
-                                   "output": info["output"], "params_m": round(params, 2), "what": info["what"]}
+            row: dict[str, Any] = {
+                "engine": name,
+                "backend": f"torch-{device}{'-fp16' if half else ''}",
+                "device": device,
+                "batch": batch,
+                "input": info["input"],
+                "output": info["output"],
+                "params_m": round(params, 2),
+                "what": info["what"],
+            }
             if max_batch and batch > max_batch.get(name, batch):
                 row["skipped"] = f"batch {batch} over this run's limit for {name} on {device} (too slow)"
                 rows.append(row)
                 continue
             x_host = torch.rand(batch, 3, info["input"], info["input"])
-
-            def call() -> None:
-                with torch.inference_mode():
-                    x = x_host.to(device, non_blocking=True)
-                    y = net(x.half() if half else x)
-                    y = y[0] if isinstance(y, tuple) else y
-                    (y.float().clamp(0, 1) * 255).to(torch.uint8).cpu()
-
+            call = _forward_call(net, x_host, device, half)
             row.update(summarize(time_calls(call, batch, budget_s), batch))
             rows.append(row)
             print(f"competitors: {name} batch {batch}: {row['ms_per_face_p50']:.1f} ms/face", file=sys.stderr)
-        del net
         if device == "cuda":
             torch.cuda.empty_cache()
     return rows
@@ -109,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch", default="", help="name=N,... skip larger batches for slow rows")
     a = p.parse_args(argv)
     limits = {k: int(v) for k, v in (kv.split("=") for kv in a.max_batch.split(",") if kv)}
-    rows = measure(a.names.split(","), a.device, [int(b) for b in a.batches.split(",")], a.budget, a.threads, limits)
+    rows = measure(
+        a.names.split(","), a.device, [int(b) for b in a.batches.split(",")], a.budget, a.threads, limits
+    )
     json.dump(rows, sys.stdout)
     return 0
 

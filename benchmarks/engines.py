@@ -42,15 +42,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batches", default="1,4,8,32", help="comma-separated batch sizes")
     p.add_argument("--scale", type=int, default=8, choices=sorted(INPUT_SIZE_FOR_SCALE))
     p.add_argument("--variants", default="fast,quality", help="FSR variants to time")
-    p.add_argument("--backends", default="all", help="'all' usable here, or a comma list of tensorrt,torch,onnxruntime")
+    p.add_argument(
+        "--backends", default="all", help="'all' usable here, or a comma list of tensorrt,torch,onnxruntime"
+    )
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads for every CPU row")
     p.add_argument("--budget", type=float, default=2.0, help="seconds of timed calls per cell")
-    p.add_argument("--competitors", default="auto",
-                   help="auto (in-process if spandrel imports, else .venv-bench), none, or a python interpreter path")
-    p.add_argument("--competitor-max-batch", default="gfpgan-512=4,realesrgan-x4=8",
-                   help="on a CPU, skip larger batches of these slow rows (name=N,...)")
+    p.add_argument(
+        "--competitors",
+        default="auto",
+        help="auto (in-process if spandrel imports, else .venv-bench), none, or a python interpreter path",
+    )
+    p.add_argument(
+        "--competitor-max-batch",
+        default="gfpgan-512=4,realesrgan-x4=8",
+        help="on a CPU, skip larger batches of these slow rows (name=N,...)",
+    )
     p.add_argument("--weights", default=str(WEIGHTS_DIR), help="weights folder (default: shipped)")
-    p.add_argument("--quick", action="store_true", help="batches 1,4, short budget, fast variant, no competitors")
+    p.add_argument(
+        "--quick", action="store_true", help="batches 1,4, short budget, fast variant, no competitors"
+    )
     p.add_argument("--json", help="write the results here")
     p.add_argument("--plot", help="write a PNG plot of faces/s by batch size here")
 
@@ -63,14 +73,20 @@ def time_enhancer(enh: Enhancer, batches: list[int], budget_s: float) -> list[di
     rows = []
     for batch in batches:
         crops, ids = _crops(batch, enh.input_size), list(range(batch))
-        times = time_calls(lambda: enh.enhance(crops, ids), batch, budget_s)
-        rows.append({"batch": batch, "input": enh.input_size, "output": enh.output_size, **summarize(times, batch)})
+        times = time_calls(lambda c=crops, i=ids: enh.enhance(c, i), batch, budget_s)
+        rows.append(
+            {"batch": batch, "input": enh.input_size, "output": enh.output_size, **summarize(times, batch)}
+        )
     return rows
 
 
 def fsr_backends(requested: str) -> tuple[list[str], dict[str, str]]:
     """(backends to time, {backend: why not}) for 'all' or an explicit list."""
-    names = list(reversed(AUTO_ORDER)) if requested == "all" else [b.strip() for b in requested.split(",") if b.strip()]
+    names = (
+        list(reversed(AUTO_ORDER))
+        if requested == "all"
+        else [b.strip() for b in requested.split(",") if b.strip()]
+    )
     run, skipped = [], {}
     for name in names:
         if name == "torch":  # torch on a CPU is still worth a row, though `auto` would not pick it
@@ -103,15 +119,23 @@ def competitor_rows(args: argparse.Namespace, batches: list[int], device: str) -
     names = list(COMPETITORS)
 
     def skipped(reason: str) -> list[dict[str, Any]]:
-        return [{"engine": n, "backend": "-", "device": device, "batch": b, "skipped": reason}
-                for n in names for b in batches]
+        return [
+            {"engine": n, "backend": "-", "device": device, "batch": b, "skipped": reason}
+            for n in names
+            for b in batches
+        ]
 
     if args.quick and args.competitors == "auto":
         return skipped("--quick")
     if args.competitors == "none":
         return skipped("--competitors none")
-    limits = {} if device == "cuda" else dict(
-        (k, int(v)) for k, v in (kv.split("=") for kv in args.competitor_max_batch.split(",") if kv))
+    limits = (
+        {}
+        if device == "cuda"
+        else dict(
+            (k, int(v)) for k, v in (kv.split("=") for kv in args.competitor_max_batch.split(",") if kv)
+        )
+    )
     if args.competitors == "auto" and _spandrel_importable() is None:
         from benchmarks.competitors import measure
 
@@ -119,15 +143,30 @@ def competitor_rows(args: argparse.Namespace, batches: list[int], device: str) -
     python = Path(args.competitors) if args.competitors != "auto" else BENCH_PYTHON
     if not python.exists():
         why = _spandrel_importable() or "spandrel missing"
-        return skipped(f"{why}, and no {python} (python3 -m venv .venv-bench && "
-                       ".venv-bench/bin/pip install -r requirements-bench.txt)")
-    cmd = [str(python), "-m", "benchmarks.competitors", "--device", device, "--batches", ",".join(map(str, batches)),
-           "--budget", str(args.budget), "--threads", str(args.threads),
-           "--max-batch", ",".join(f"{k}={v}" for k, v in limits.items())]
+        return skipped(
+            f"{why}, and no {python} (python3 -m venv .venv-bench && "
+            ".venv-bench/bin/pip install -r requirements-bench.txt)"
+        )
+    cmd = [
+        str(python),
+        "-m",
+        "benchmarks.competitors",
+        "--device",
+        device,
+        "--batches",
+        ",".join(map(str, batches)),
+        "--budget",
+        str(args.budget),
+        "--threads",
+        str(args.threads),
+        "--max-batch",
+        ",".join(f"{k}={v}" for k, v in limits.items()),
+    ]
     log.info("competitors: running in %s", python)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        return skipped(f"{python} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+        return skipped(f"{python} failed: {last}")
     rows: list[dict[str, Any]] = json.loads(proc.stdout)
     for r in rows:
         r["interpreter"] = str(python)
@@ -148,22 +187,34 @@ def add_ratios(rows: list[dict[str, Any]], reference_engine: str) -> None:
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    head = f"{'engine':<24}{'backend':<24}{'px':>9}{'batch':>6}{'ms/face p50':>13}{'p95':>9}{'faces/s':>10}{'x ours':>8}"
+    head = (
+        f"{'engine':<24}{'backend':<24}{'px':>9}{'batch':>6}"
+        f"{'ms/face p50':>13}{'p95':>9}{'faces/s':>10}{'x ours':>8}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         px = f"{r['input']}>{r['output']}" if "input" in r else "-"
         if "skipped" in r:
-            lines.append(f"{r['engine']:<24}{r['backend']:<24}{px:>9}{r['batch']:>6}  skipped: {r['skipped']}")
+            lines.append(
+                f"{r['engine']:<24}{r['backend']:<24}{px:>9}{r['batch']:>6}  skipped: {r['skipped']}"
+            )
             continue
-        lines.append(f"{r['engine']:<24}{r['backend']:<24}{px:>9}{r['batch']:>6}{r['ms_per_face_p50']:>13.2f}"
-                     f"{r['ms_per_face_p95']:>9.2f}{r['faces_per_s']:>10.1f}{r.get('x_ours', float('nan')):>8.2f}")
+        lines.append(
+            f"{r['engine']:<24}{r['backend']:<24}{px:>9}{r['batch']:>6}{r['ms_per_face_p50']:>13.2f}"
+            f"{r['ms_per_face_p95']:>9.2f}{r['faces_per_s']:>10.1f}{r.get('x_ours', float('nan')):>8.2f}"
+        )
     return "\n".join(lines)
 
 
 def conditions(args: argparse.Namespace) -> dict[str, Any]:
-    info: dict[str, Any] = {"machine": platform.node(), "cpu_count": os.cpu_count(), "threads": args.threads,
-                            "load_avg_start": os.getloadavg(), "python": platform.python_version(),
-                            "budget_s": args.budget}
+    info: dict[str, Any] = {
+        "machine": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads,
+        "load_avg_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "budget_s": args.budget,
+    }
     try:
         import onnxruntime
 
@@ -215,7 +266,10 @@ def main(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
 
     bic = BicubicEnhancer(input_size=in_size, scale=args.scale)
-    rows += [{"engine": "bicubic", "backend": "opencv", "device": "cpu", **r} for r in time_enhancer(bic, batches, budget)]
+    rows += [
+        {"engine": "bicubic", "backend": "opencv", "device": "cpu", **r}
+        for r in time_enhancer(bic, batches, budget)
+    ]
 
     backends, skipped = fsr_backends(args.backends)
     have = available_models(weights)
@@ -224,28 +278,44 @@ def main(args: argparse.Namespace) -> int:
     for variant in variants:
         engine = f"fsr-x{args.scale}-{variant}"
         if f"x{args.scale}-{variant}" not in have:
-            rows += [{"engine": engine, "backend": "-", "device": "cpu", "batch": b,
-                      "skipped": f"no weights in {weights} (have: {', '.join(have) or 'none'})"} for b in batches]
+            rows += [
+                {
+                    "engine": engine,
+                    "backend": "-",
+                    "device": "cpu",
+                    "batch": b,
+                    "skipped": f"no weights in {weights} (have: {', '.join(have) or 'none'})",
+                }
+                for b in batches
+            ]
             continue
         for backend in backends:
             enh = load_two_step(args.scale, variant, backend, threads=args.threads, weights_dir=weights)
             bname = enh.name.split("/", 1)[1]
             dev = "cuda" if ("cuda" in bname or "tensorrt" in bname) else "cpu"
             device = "cuda" if dev == "cuda" else device
-            rows += [{"engine": engine, "backend": bname, "device": dev, **r} for r in time_enhancer(enh, batches, budget)]
+            rows += [
+                {"engine": engine, "backend": bname, "device": dev, **r}
+                for r in time_enhancer(enh, batches, budget)
+            ]
             enh.close()
             reference = reference or engine
         for backend, reason in skipped.items():
-            rows += [{"engine": engine, "backend": backend, "device": "-", "batch": b, "skipped": reason} for b in batches]
+            rows += [
+                {"engine": engine, "backend": backend, "device": "-", "batch": b, "skipped": reason}
+                for b in batches
+            ]
 
     rows += competitor_rows(args, batches, device)
     if reference:
         add_ratios(rows, reference)
     print(format_rows(rows))
     if reference:
-        print(f"\n'x ours' = ms/face of the row / ms/face of {reference} at the same batch on the same device "
-              "(our fastest backend there); < 1 is faster than ours.")
-    print("Timings are wall-clock on a machine shared with other jobs: compare rows of this run, not across runs.")
+        print(
+            f"\n'x ours' = ms/face of the row / ms/face of {reference} at the same batch on the same device "
+            "(our fastest backend there); < 1 is faster than ours."
+        )
+    print("Timings are wall-clock on a machine that may be shared: compare rows of one run, not across runs.")
     result = {"conditions": conditions(args), "batches": batches, "reference": reference, "rows": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
@@ -257,6 +327,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_arguments(parser)
     sys.exit(main(parser.parse_args()))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamer.config import EnhanceConfig
-
 from engines.base import Enhancer
 from engines.bicubic import BicubicEnhancer
+from streamer.config import EnhanceConfig
 
 INPUT_SIZE_FOR_SCALE = {4: 32, 8: 16, 16: 8}
 """Every shipped scale produces a 128 px face; the LR crop side follows from the factor."""

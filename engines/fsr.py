@@ -33,7 +33,7 @@ class WeightsNotFound(FileNotFoundError):
 
 
 def available_models(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
-    """"x8-fast"-style names for which both the step 1 and the step 2 folders exist."""
+    """ "x8-fast"-style names for which both the step 1 and the step 2 folders exist."""
     if not weights_dir.is_dir():
         return []
     found = []
@@ -68,8 +68,9 @@ def two_step_files(scale: int, variant: str, weights_dir: Path = WEIGHTS_DIR) ->
     if missing:
         have = ", ".join(available_models(weights_dir)) or "none"
         raise WeightsNotFound(
-            f"no weights for scale x{scale} variant {variant!r} in {weights_dir} (missing {', '.join(missing)}); "
-            f"available: {have}. Pick one of those, or train it with `python run.py train`"
+            f"no weights for scale x{scale} variant {variant!r} in {weights_dir} "
+            f"(missing {', '.join(missing)}); available: {have}. "
+            "Pick one of those, or train it with `python run.py train`"
         )
     manifest = _manifest(weights_dir)
 
@@ -77,16 +78,30 @@ def two_step_files(scale: int, variant: str, weights_dir: Path = WEIGHTS_DIR) ->
         """`role` is the key in the manifest's `files` ("onnx", "encoder", "decoder")."""
         entry = manifest.get(name, {})
         files = entry.get("files", {}) if isinstance(entry.get("files"), dict) else {}
-        default = {"onnx": f"{name}/model.onnx", "encoder": f"{name}/encoder.onnx", "decoder": f"{name}/decoder.onnx"}
+        default = {
+            "onnx": f"{name}/model.onnx",
+            "encoder": f"{name}/encoder.onnx",
+            "decoder": f"{name}/decoder.onnx",
+        }
         weights = weights_dir / files.get("state_dict", f"{name}/model.pt")
         part = entry.get("arch_parts", {}).get(role, role) if role != "onnx" else ""
-        return ModelSpec(name=f"{name}.{role}" if part else name, onnx=weights_dir / files.get(role, default[role]),
-                         input_name=inp, output_name=out, arch=entry.get("arch", ""),
-                         arch_kwargs=entry.get("arch_kwargs", {}),
-                         torch_weights=weights if weights.is_file() else None, torch_part=part)
+        return ModelSpec(
+            name=f"{name}.{role}" if part else name,
+            onnx=weights_dir / files.get(role, default[role]),
+            input_name=inp,
+            output_name=out,
+            arch=entry.get("arch", ""),
+            arch_kwargs=entry.get("arch_kwargs", {}),
+            torch_weights=weights if weights.is_file() else None,
+            torch_part=part,
+        )
 
     step2_files = manifest.get(step2_name, {}).get("files", {})
-    mean = step2_files.get("latent_mean", f"{step2_name}/latent_mean.npy") if isinstance(step2_files, dict) else ""
+    mean = (
+        step2_files.get("latent_mean", f"{step2_name}/latent_mean.npy")
+        if isinstance(step2_files, dict)
+        else ""
+    )
     return TwoStepFiles(
         step1=spec(step1_name, "onnx", "lr", "mr"),
         encoder=spec(step2_name, "encoder", "mr", "latent"),
@@ -97,7 +112,9 @@ def two_step_files(scale: int, variant: str, weights_dir: Path = WEIGHTS_DIR) ->
 
 def to_model_input(crops: np.ndarray) -> np.ndarray:
     """uint8 BGR NHWC -> float32 RGB NCHW in [0, 1]."""
-    return np.ascontiguousarray(crops[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1 / 255)
+    return np.ascontiguousarray(crops[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(
+        1 / 255
+    )
 
 
 def from_model_output(images: np.ndarray) -> np.ndarray:
@@ -113,14 +130,26 @@ class TwoStepEnhancer:
     exponential smoothing factor of each track's latent across frames (0 = off).
     """
 
-    def __init__(self, step1: Backend, encoder: Backend, decoder: Backend, latent_mean: np.ndarray, *,
-                 scale: int, input_size: int, prior_strength: float = 0.15, temporal: float = 0.5,
-                 variant: str = "fast") -> None:
+    def __init__(
+        self,
+        step1: Backend,
+        encoder: Backend,
+        decoder: Backend,
+        latent_mean: np.ndarray,
+        *,
+        scale: int,
+        input_size: int,
+        prior_strength: float = 0.15,
+        temporal: float = 0.5,
+        variant: str = "fast",
+    ) -> None:
         if not 0.0 <= prior_strength <= 1.0:
             raise ValueError(f"prior_strength must be in [0, 1], got {prior_strength}")
         out_side = decoder.output_spec.shape[-1]
         if out_side is not None and out_side != input_size * scale:
-            raise ValueError(f"decoder makes {out_side} px faces but x{scale} of {input_size} px is {input_size * scale}")
+            raise ValueError(
+                f"decoder makes {out_side} px faces but x{scale} of {input_size} px is {input_size * scale}"
+            )
         mean = np.asarray(latent_mean, dtype=np.float32)
         if mean.ndim == len(encoder.output_spec.shape) and mean.shape[0] == 1:
             mean = mean[0]
@@ -157,7 +186,9 @@ class TwoStepEnhancer:
             z = self.temporal.update_batch(track_ids, z)
         hr = self._run(self.decoder, z)
         if hr.shape[1:] != (3, self.output_size, self.output_size):
-            raise RuntimeError(f"decoder returned {hr.shape}, expected (N, 3, {self.output_size}, {self.output_size})")
+            raise RuntimeError(
+                f"decoder returned {hr.shape}, expected (N, 3, {self.output_size}, {self.output_size})"
+            )
         return from_model_output(hr)
 
     def forget(self, track_ids: Sequence[int]) -> None:
@@ -169,7 +200,9 @@ class TwoStepEnhancer:
             b.close()
 
 
-def open_models(files: TwoStepFiles, backend: str, options: BackendOptions) -> tuple[Backend, Backend, Backend]:
+def open_models(
+    files: TwoStepFiles, backend: str, options: BackendOptions
+) -> tuple[Backend, Backend, Backend]:
     """Open the three models on one backend; `auto` moves on to the next if any of them fails."""
     errors = []
     for name in resolve(backend, options):
@@ -189,9 +222,17 @@ def open_models(files: TwoStepFiles, backend: str, options: BackendOptions) -> t
     raise BackendUnavailable("no backend could open the FSR models: " + "; ".join(errors))
 
 
-def load_two_step(scale: int = 8, variant: str = "fast", backend: str = "auto", *, prior_strength: float = 0.15,
-                  temporal: float = 0.5, threads: int = 1, weights_dir: Path | None = None,
-                  trt_cache_dir: Path | None = None) -> TwoStepEnhancer:
+def load_two_step(
+    scale: int = 8,
+    variant: str = "fast",
+    backend: str = "auto",
+    *,
+    prior_strength: float = 0.15,
+    temporal: float = 0.5,
+    threads: int = 1,
+    weights_dir: Path | None = None,
+    trt_cache_dir: Path | None = None,
+) -> TwoStepEnhancer:
     """The shipped (or `weights_dir`) two-step model for `scale` and `variant`, on `backend`."""
     if scale not in INPUT_SIZE_FOR_SCALE:
         raise ValueError(f"scale must be one of {sorted(INPUT_SIZE_FOR_SCALE)}, got {scale}")
@@ -200,8 +241,16 @@ def load_two_step(scale: int = 8, variant: str = "fast", backend: str = "auto", 
         raise WeightsNotFound(f"{files.latent_mean} is missing; the step 2 folder is incomplete")
     options = BackendOptions(threads=threads, trt_cache_dir=trt_cache_dir)
     step1, encoder, decoder = open_models(files, backend, options)
-    enhancer = TwoStepEnhancer(step1, encoder, decoder, np.load(files.latent_mean, allow_pickle=False),
-                               scale=scale, input_size=INPUT_SIZE_FOR_SCALE[scale],
-                               prior_strength=prior_strength, temporal=temporal, variant=variant)
+    enhancer = TwoStepEnhancer(
+        step1,
+        encoder,
+        decoder,
+        np.load(files.latent_mean, allow_pickle=False),
+        scale=scale,
+        input_size=INPUT_SIZE_FOR_SCALE[scale],
+        prior_strength=prior_strength,
+        temporal=temporal,
+        variant=variant,
+    )
     log.info("enhancer %s ready", enhancer.name)
     return enhancer

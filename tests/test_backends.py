@@ -39,15 +39,32 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def step1_spec(weights: Path) -> ModelSpec:
     folder = weights / "step1_x8_fast"
-    return ModelSpec("step1_x8_fast", folder / "model.onnx", "lr", "mr", arch="tiny_fsr:TinyStep1",
-                     arch_kwargs={"in_size": 16}, torch_weights=folder / "model.pt")
+    return ModelSpec(
+        "step1_x8_fast",
+        folder / "model.onnx",
+        "lr",
+        "mr",
+        arch="tiny_fsr:TinyStep1",
+        arch_kwargs={"in_size": 16},
+        torch_weights=folder / "model.pt",
+    )
 
 
 def step2_spec(weights: Path, part: str) -> ModelSpec:
     folder = weights / "step2_fast"
-    onnx, io = ("encoder.onnx", ("mr", "latent")) if part.startswith("encode") else ("decoder.onnx", ("latent", "hr"))
-    return ModelSpec(f"step2_fast.{part}", folder / onnx, *io, arch="tiny_fsr:TinyStep2",
-                     torch_weights=folder / "model.pt", torch_part=part)
+    onnx, io = (
+        ("encoder.onnx", ("mr", "latent"))
+        if part.startswith("encode")
+        else ("decoder.onnx", ("latent", "hr"))
+    )
+    return ModelSpec(
+        f"step2_fast.{part}",
+        folder / onnx,
+        *io,
+        arch="tiny_fsr:TinyStep2",
+        torch_weights=folder / "model.pt",
+        torch_part=part,
+    )
 
 
 def run(backend, x: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -89,8 +106,11 @@ def test_onnxruntime_session_is_configured_for_a_shared_cpu(weights: Path) -> No
 
 @pytest.mark.parametrize("which", ["step1", "encoder", "decoder"])
 def test_onnxruntime_matches_torch_on_cpu(weights: Path, which: str) -> None:
-    spec = {"step1": step1_spec(weights), "encoder": step2_spec(weights, "encoder"),
-            "decoder": step2_spec(weights, "decoder")}[which]
+    spec = {
+        "step1": step1_spec(weights),
+        "encoder": step2_spec(weights, "encoder"),
+        "decoder": step2_spec(weights, "decoder"),
+    }[which]
     ort_b = open_backend("onnxruntime", spec)
     torch_b = open_backend("torch", spec, BackendOptions(device="cpu"))
     assert torch_b.name == "torch-cpu"
@@ -119,7 +139,7 @@ def test_torch_backend_splits_large_batches_and_handles_empty_ones(weights: Path
     backend = open_backend("torch", step1_spec(weights), BackendOptions(device="cpu"))
     x = np.random.default_rng(3).random((40, 3, 16, 16), dtype=np.float32)
     whole = run(backend, x)
-    rows = np.concatenate([run(backend, x[i:i + 1]) for i in range(len(x))])
+    rows = np.concatenate([run(backend, x[i : i + 1]) for i in range(len(x))])
     assert np.abs(whole - rows).max() < 1e-5
     assert run(backend, x[:0]).shape == (0, 3, 64, 64)
 
@@ -163,7 +183,9 @@ def test_torch_cuda_fp16_graphs_match_cpu(weights: Path) -> None:
         rng = np.random.default_rng(4)
         for n in (1, 3, 8, 33):
             x = rng.random((n, *gpu.input_spec.shape[1:]), dtype=np.float32)
-            assert np.abs(run(gpu, x) - run(cpu, x)).max() < TOLERANCE_FP16 * max(1.0, float(np.abs(run(cpu, x)).max()))
+            assert np.abs(run(gpu, x) - run(cpu, x)).max() < TOLERANCE_FP16 * max(
+                1.0, float(np.abs(run(cpu, x)).max())
+            )
         gpu.close()
 
 

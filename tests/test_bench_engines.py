@@ -18,8 +18,19 @@ def test_quick_run_writes_table_json_and_plot(tmp_path: Path, capsys: pytest.Cap
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     out_json, out_png = tmp_path / "engines.json", tmp_path / "engines.png"
-    args = parser.parse_args(["--quick", "--backends", "onnxruntime", "--threads", "1",
-                              "--json", str(out_json), "--plot", str(out_png)])
+    args = parser.parse_args(
+        [
+            "--quick",
+            "--backends",
+            "onnxruntime",
+            "--threads",
+            "1",
+            "--json",
+            str(out_json),
+            "--plot",
+            str(out_png),
+        ]
+    )
     assert bench.main(args) == 0
     table = capsys.readouterr().out
     assert "bicubic" in table and "fsr-x8-fast" in table and "skipped: --quick" in table

@@ -59,8 +59,14 @@ def test_empty_batch(weights: Path) -> None:
     assert out.shape == (0, 128, 128, 3) and out.dtype == np.uint8
 
 
-@pytest.mark.parametrize("bad", [np.zeros((2, 32, 32, 3), np.uint8), np.zeros((2, 16, 16, 3), np.float32),
-                                 np.zeros((16, 16, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((2, 32, 32, 3), np.uint8),
+        np.zeros((2, 16, 16, 3), np.float32),
+        np.zeros((16, 16, 3), np.uint8),
+    ],
+)
 def test_bad_batch_shape_is_a_value_error(weights: Path, bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match="expected uint8 crops"):
         ort(weights).enhance(bad)
@@ -75,7 +81,7 @@ def test_batched_equals_one_by_one(weights: Path) -> None:
     enh = ort(weights, temporal=0.0)
     x = faces(5)
     whole = enh.enhance(x)
-    rows = np.concatenate([enh.enhance(x[i:i + 1]) for i in range(5)])
+    rows = np.concatenate([enh.enhance(x[i : i + 1]) for i in range(5)])
     assert np.abs(whole.astype(int) - rows).max() <= 1
 
 

@@ -10,8 +10,15 @@ import pytest
 
 from engines.backends.trt_cache import EngineCache, EngineKey, Profile, file_sha256, load_or_build
 
-KEY = EngineKey(model="step1_x8_fast", onnx_sha256="a" * 64, trt_version="10.13.0", gpu_name="NVIDIA H100 80GB HBM3",
-                compute_capability="9.0", precision="fp16", profile=Profile(1, 8, 32))
+KEY = EngineKey(
+    model="step1_x8_fast",
+    onnx_sha256="a" * 64,
+    trt_version="10.13.0",
+    gpu_name="NVIDIA H100 80GB HBM3",
+    compute_capability="9.0",
+    precision="fp16",
+    profile=Profile(1, 8, 32),
+)
 
 
 class Builder:
@@ -30,11 +37,18 @@ def deserialize(blob: bytes) -> str | None:
     return blob.decode() if blob.startswith(b"engine-") else None
 
 
-@pytest.mark.parametrize("field, value", [
-    ("model", "step1_x4_fast"), ("onnx_sha256", "b" * 64), ("trt_version", "10.14.1"),
-    ("gpu_name", "NVIDIA H200"), ("compute_capability", "8.9"), ("precision", "fp32"),
-    ("profile", Profile(1, 16, 32)),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("model", "step1_x4_fast"),
+        ("onnx_sha256", "b" * 64),
+        ("trt_version", "10.14.1"),
+        ("gpu_name", "NVIDIA H200"),
+        ("compute_capability", "8.9"),
+        ("precision", "fp32"),
+        ("profile", Profile(1, 16, 32)),
+    ],
+)
 def test_key_changes_when_any_part_changes(field: str, value: object) -> None:
     other = dataclasses.replace(KEY, **{field: value})
     assert other.digest() != KEY.digest()

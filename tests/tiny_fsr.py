@@ -52,7 +52,9 @@ class TinyDecoder(nn.Module):
         self.conv = nn.Conv2d(LATENT_SHAPE[0], 3, 3, padding=1)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.interpolate(self.conv(latent), size=(128, 128), mode="bilinear", align_corners=False)
+        x = nn.functional.interpolate(
+            self.conv(latent), size=(128, 128), mode="bilinear", align_corners=False
+        )
         return torch.sigmoid(x)
 
 
@@ -71,8 +73,16 @@ class TinyStep2(nn.Module):
 def export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> Path:
     """Opset 17 with a dynamic batch axis, as the shipped files are exported."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(module.eval(), (example,), str(path), input_names=[input_name], output_names=[output_name],
-                      dynamic_axes={input_name: {0: "n"}, output_name: {0: "n"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        module.eval(),
+        (example,),
+        str(path),
+        input_names=[input_name],
+        output_names=[output_name],
+        dynamic_axes={input_name: {0: "n"}, output_name: {0: "n"}},
+        opset_version=17,
+        dynamo=False,
+    )
     return path
 
 
@@ -87,8 +97,13 @@ def make_weights(root: Path, scales: tuple[int, ...] = (8,), variant: str = "fas
         folder = root / name
         export(net, torch.rand(2, 3, sizes[scale], sizes[scale]), folder / "model.onnx", "lr", "mr")
         torch.save(net.state_dict(), folder / "model.pt")
-        models[name] = {"kind": "step1", "files": ["model.onnx", "model.pt"], "arch": "tiny_fsr:TinyStep1",
-                        "arch_kwargs": {"in_size": sizes[scale]}, "gmac": 0.0}
+        models[name] = {
+            "kind": "step1",
+            "files": ["model.onnx", "model.pt"],
+            "arch": "tiny_fsr:TinyStep1",
+            "arch_kwargs": {"in_size": sizes[scale]},
+            "gmac": 0.0,
+        }
     step2 = TinyStep2()
     folder = root / f"step2_{variant}"
     export(step2.encoder, torch.rand(2, 3, 64, 64), folder / "encoder.onnx", "mr", "latent")
@@ -97,7 +112,12 @@ def make_weights(root: Path, scales: tuple[int, ...] = (8,), variant: str = "fas
     with torch.no_grad():
         mean = step2.encoder(torch.rand(64, 3, 64, 64)).mean(0).numpy()
     np.save(folder / "latent_mean.npy", mean.astype(np.float32))
-    models[f"step2_{variant}"] = {"kind": "step2", "files": ["encoder.onnx", "decoder.onnx", "latent_mean.npy"],
-                                  "arch": "tiny_fsr:TinyStep2", "arch_kwargs": {}, "gmac": 0.0}
+    models[f"step2_{variant}"] = {
+        "kind": "step2",
+        "files": ["encoder.onnx", "decoder.onnx", "latent_mean.npy"],
+        "arch": "tiny_fsr:TinyStep2",
+        "arch_kwargs": {},
+        "gmac": 0.0,
+    }
     (root / "manifest.json").write_text(json.dumps({"models": models}, indent=1))
     return root

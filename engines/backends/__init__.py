@@ -187,12 +187,13 @@ def open_backend(name: str, model: ModelSpec, options: BackendOptions | None = N
     raise BackendUnavailable(f"no backend could open {model.name}: " + "; ".join(errors))
 
 
-def run_chunked(run_one: Callable[[np.ndarray], np.ndarray], batch: np.ndarray,
-                max_batch: int = MAX_BATCH) -> np.ndarray:
+def run_chunked(
+    run_one: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, max_batch: int = MAX_BATCH
+) -> np.ndarray:
     """Run `run_one` over slices of at most `max_batch`, for backends with a batch ceiling."""
     if len(batch) <= max_batch:
         return run_one(batch)
-    return np.concatenate([run_one(batch[i:i + max_batch]) for i in range(0, len(batch), max_batch)])
+    return np.concatenate([run_one(batch[i : i + max_batch]) for i in range(0, len(batch), max_batch)])
 
 
 def bucket_for(n: int) -> int:
@@ -211,6 +212,10 @@ def single_input(inputs: dict[str, np.ndarray], spec: TensorSpec) -> np.ndarray:
         raise ValueError(f"model input {spec.name!r} missing; got {sorted(inputs)}") from None
     x = np.ascontiguousarray(x, dtype=np.float32)
     expected = spec.shape[1:]
-    if x.ndim != len(spec.shape) or any(e is not None and e != s for e, s in zip(expected, x.shape[1:])):
-        raise ValueError(f"input {spec.name!r} must have shape (N, {', '.join(map(str, expected))}), got {x.shape}")
+    if x.ndim != len(spec.shape) or any(
+        e is not None and e != s for e, s in zip(expected, x.shape[1:], strict=True)
+    ):
+        raise ValueError(
+            f"input {spec.name!r} must have shape (N, {', '.join(map(str, expected))}), got {x.shape}"
+        )
     return x

@@ -27,5 +27,7 @@ def onnx_io_specs(path: Path) -> tuple[TensorSpec, TensorSpec]:
     initializers = {i.name for i in graph.initializer}
     inputs = [v for v in graph.input if v.name not in initializers]
     if len(inputs) != 1 or len(graph.output) != 1:
-        raise ValueError(f"{path} must have one input and one output, has {len(inputs)} and {len(graph.output)}")
+        raise ValueError(
+            f"{path} must have one input and one output, has {len(inputs)} and {len(graph.output)}"
+        )
     return _to_spec(inputs[0]), _to_spec(graph.output[0])

@@ -55,7 +55,9 @@ class OnnxRuntimeBackend:
         )
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(f"{model.onnx} must have one input and one output, has {len(inputs)} and {len(outputs)}")
+            raise ValueError(
+                f"{model.onnx} must have one input and one output, has {len(inputs)} and {len(outputs)}"
+            )
         self.input_spec = _spec(inputs[0])
         self.output_spec = _spec(outputs[0])
         self.name = "onnxruntime"

@@ -52,7 +52,7 @@ class _Logger(trt.ILogger):  # type: ignore[misc]
     def __init__(self) -> None:
         trt.ILogger.__init__(self)
 
-    def log(self, severity: "trt.ILogger.Severity", msg: str) -> None:
+    def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
         level = {
             trt.ILogger.INTERNAL_ERROR: logging.ERROR,
             trt.ILogger.ERROR: logging.ERROR,
@@ -69,7 +69,9 @@ def _fp16_flag_supported() -> bool:
     return hasattr(trt.BuilderFlag, "FP16")
 
 
-def build_engine(onnx_path: Path, precision: str, profile: Profile, timing_cache: bytes) -> tuple[bytes, bytes]:
+def build_engine(
+    onnx_path: Path, precision: str, profile: Profile, timing_cache: bytes
+) -> tuple[bytes, bytes]:
     """(serialized engine, updated timing cache) for one ONNX model."""
     builder = trt.Builder(_LOGGER)
     network = builder.create_network(0)
@@ -87,9 +89,16 @@ def build_engine(onnx_path: Path, precision: str, profile: Profile, timing_cache
         tensor = network.get_input(i)
         sample = tuple(tensor.shape)[1:]
         if any(d < 0 for d in sample):
-            raise ValueError(f"{onnx_path}: only the batch axis may be dynamic, input {tensor.name} is {tuple(tensor.shape)}")
-        opt_profile.set_shape(tensor.name, (profile.min_batch, *sample), (profile.opt_batch, *sample),
-                              (profile.max_batch, *sample))
+            raise ValueError(
+                f"{onnx_path}: only the batch axis may be dynamic; input {tensor.name} is "
+                f"{tuple(tensor.shape)}"
+            )
+        opt_profile.set_shape(
+            tensor.name,
+            (profile.min_batch, *sample),
+            (profile.opt_batch, *sample),
+            (profile.max_batch, *sample),
+        )
     config.add_optimization_profile(opt_profile)
     cache = None
     if timing_cache:
@@ -102,7 +111,9 @@ def build_engine(onnx_path: Path, precision: str, profile: Profile, timing_cache
     config.set_timing_cache(cache, False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}; see the errors logged above")
+        raise RuntimeError(
+            f"TensorRT failed to build an engine from {onnx_path}; see the errors logged above"
+        )
     return bytes(serialized), bytes(config.get_timing_cache().serialize())
 
 
@@ -122,14 +133,24 @@ class TensorRTBackend:
             if fp16_onnx.is_file():
                 onnx_path = fp16_onnx
             else:
-                log.warning("TensorRT %s has no FP16 flag and %s is absent: building fp32", trt.__version__, fp16_onnx.name)
+                log.warning(
+                    "TensorRT %s has no FP16 flag and %s is absent: building fp32",
+                    trt.__version__,
+                    fp16_onnx.name,
+                )
                 precision = "fp32"
         if not onnx_path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {onnx_path}")
         major, minor = torch.cuda.get_device_capability()
-        key = EngineKey(model=model.name, onnx_sha256=file_sha256(onnx_path), trt_version=trt.__version__,
-                        gpu_name=torch.cuda.get_device_name(), compute_capability=f"{major}.{minor}",
-                        precision=precision, profile=PROFILE)
+        key = EngineKey(
+            model=model.name,
+            onnx_sha256=file_sha256(onnx_path),
+            trt_version=trt.__version__,
+            gpu_name=torch.cuda.get_device_name(),
+            compute_capability=f"{major}.{minor}",
+            precision=precision,
+            profile=PROFILE,
+        )
         cache = EngineCache(options.trt_cache_dir)
         runtime = trt.Runtime(_LOGGER)
         self._runtime = runtime
@@ -145,7 +166,9 @@ class TensorRTBackend:
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(f"{model.name}: engine must have one input and one output, has {inputs} and {outputs}")
+            raise ValueError(
+                f"{model.name}: engine must have one input and one output, has {inputs} and {outputs}"
+            )
         self._in, self._out = inputs[0], outputs[0]
         self.input_spec = self._spec(self._in)
         self.output_spec = self._spec(self._out)

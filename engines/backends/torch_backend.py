@@ -20,7 +20,6 @@ from engines.backends import (
     BackendOptions,
     BackendUnavailable,
     ModelSpec,
-    TensorSpec,
     bucket_for,
     cuda_unavailable_reason,
     run_chunked,
@@ -86,7 +85,9 @@ class MethodModule(nn.Module):
 class _CudaGraph:
     """One captured forward pass at a fixed batch size, with static input and output buffers."""
 
-    def __init__(self, module: nn.Module, sample_shape: tuple[int, ...], batch: int, dtype: torch.dtype) -> None:
+    def __init__(
+        self, module: nn.Module, sample_shape: tuple[int, ...], batch: int, dtype: torch.dtype
+    ) -> None:
         self.input = torch.zeros((batch, *sample_shape), dtype=dtype, device="cuda")
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -121,8 +122,10 @@ class TorchBackend:
         self.device = device
         self.input_spec, self.output_spec = onnx_io_specs(model.onnx)
         if (self.input_spec.name, self.output_spec.name) != (model.input_name, model.output_name):
-            raise ValueError(f"{model.onnx}: I/O {self.input_spec.name}->{self.output_spec.name}, "
-                             f"expected {model.input_name}->{model.output_name}")
+            raise ValueError(
+                f"{model.onnx}: I/O {self.input_spec.name}->{self.output_spec.name}, "
+                f"expected {model.input_name}->{model.output_name}"
+            )
         self.half = device == "cuda" and options.precision == "fp16"
         self.dtype = torch.float16 if self.half else torch.float32
         self.use_graphs = device == "cuda" and options.cuda_graphs
@@ -145,7 +148,9 @@ class TorchBackend:
                 graph = self._graphs.get(bucket)
                 if graph is None:
                     log.debug("%s: capturing a CUDA graph for batch %d", self.model.name, bucket)
-                    graph = self._graphs[bucket] = _CudaGraph(self.module, self._sample_shape(x), bucket, self.dtype)
+                    graph = self._graphs[bucket] = _CudaGraph(
+                        self.module, self._sample_shape(x), bucket, self.dtype
+                    )
                 y = graph(t)
             else:
                 y = self.module(t)

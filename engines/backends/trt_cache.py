@@ -51,7 +51,9 @@ class Profile:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ValueError(f"need 1 <= min <= opt <= max batch, got {self.min_batch}, {self.opt_batch}, {self.max_batch}")
+            raise ValueError(
+                f"need 1 <= min <= opt <= max batch, got {self.min_batch}, {self.opt_batch}, {self.max_batch}"
+            )
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,9 @@ class EngineCache:
 
     def timing_cache_path(self, key: EngineKey) -> Path:
         """Timings depend on the GPU and TensorRT version, not on the model: one file serves all."""
-        tag = hashlib.sha256(f"{key.trt_version}|{key.gpu_name}|{key.compute_capability}".encode()).hexdigest()[:16]
+        tag = hashlib.sha256(
+            f"{key.trt_version}|{key.gpu_name}|{key.compute_capability}".encode()
+        ).hexdigest()[:16]
         return self.root / f"timing-{tag}.cache"
 
     def load(self, key: EngineKey) -> bytes | None:
@@ -151,7 +155,7 @@ class EngineCache:
         prefix = key.stem.rsplit("-", 1)[0] + "-"
         removed = []
         for p in self.root.glob(f"{prefix}*"):
-            tail = p.stem[len(prefix):]
+            tail = p.stem[len(prefix) :]
             is_entry = len(tail) == 20 and all(c in "0123456789abcdef" for c in tail)
             if p.suffix in (".engine", ".json") and is_entry and p.stem != key.stem:
                 p.unlink(missing_ok=True)
@@ -172,8 +176,9 @@ class EngineCache:
             _atomic_write(self.timing_cache_path(key), data)
 
 
-def load_or_build(cache: EngineCache, key: EngineKey, build: Callable[[], bytes],
-                  deserialize: Callable[[bytes], T | None]) -> tuple[T, bool]:
+def load_or_build(
+    cache: EngineCache, key: EngineKey, build: Callable[[], bytes], deserialize: Callable[[bytes], T | None]
+) -> tuple[T, bool]:
     """(engine, rebuilt): the cached engine when valid and loadable, else a fresh build.
 
     `deserialize` may return None or raise for a blob the runtime rejects (a truncated file, an
@@ -190,8 +195,13 @@ def load_or_build(cache: EngineCache, key: EngineKey, build: Callable[[], bytes]
             log.info("trt cache: using %s", cache.engine_path(key))
             return engine, False
         cache.invalidate(key)
-    log.info("trt cache: building an engine for %s (%s, batch %d..%d)", key.model, key.precision,
-             key.profile.min_batch, key.profile.max_batch)
+    log.info(
+        "trt cache: building an engine for %s (%s, batch %d..%d)",
+        key.model,
+        key.precision,
+        key.profile.min_batch,
+        key.profile.max_batch,
+    )
     blob = build()
     engine = deserialize(blob)
     if engine is None:
