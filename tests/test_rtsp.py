@@ -116,6 +116,7 @@ def test_rtsp_stream_decodes_over_tcp_and_udp(rtsp_server: RtspServer, transport
     assert frames[0].image.shape == (240, 320, 3)
     assert src.fps == pytest.approx(15, rel=0.2)
     assert [f.index for f in frames] == list(range(12))
+    assert frames[0].pts == 0.0, "pts count from the first frame, not from when start() was called"
     assert np.all(np.diff([f.pts for f in frames]) > 0)
     assert frames[-1].image.std() > 5, "a real picture, not a blank frame"
 

@@ -29,5 +29,7 @@ def open_source(cfg: SourceConfig) -> FrameSource:
     if cfg.uri == "demo":
         return DemoSource(cfg)
     if not cfg.uri:
-        raise SourceError("source uri is empty; give a file path, rtsp:// or http(s):// URL, /dev/videoN or demo")
+        raise SourceError(
+            "source uri is empty; give a file path, rtsp:// or http(s):// URL, /dev/videoN or demo"
+        )
     return AvSource(cfg)

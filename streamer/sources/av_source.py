@@ -126,7 +126,7 @@ class AvSource(BaseSource):
         self._size: tuple[int, int] | None = None
         self._warned_sizes: set[tuple[int, int]] = set()
         self._delivered = 0
-        self._started_at = 0.0
+        self._first_frame_at: float | None = None
         self._pace_origin: float | None = None
 
     # -- public API -------------------------------------------------------------------------
@@ -134,12 +134,13 @@ class AvSource(BaseSource):
     def start(self) -> None:
         if self._started:
             return
-        self._started_at = time.monotonic()
         container = None
         if self.kind == "file":
             self._check_file()
         if self.kind == "webcam" and not Path(self.uri).exists():
-            raise SourceError(f"source {self.uri!r}: no such video device (list cameras with `ls /dev/video*`)")
+            raise SourceError(
+                f"source {self.uri!r}: no such video device (list cameras with `ls /dev/video*`)"
+            )
         if self.kind == "file" or not self.cfg.retry_at_start:
             container = self._open()
         self.state = "streaming" if container is not None else "connecting"
@@ -202,9 +203,9 @@ class AvSource(BaseSource):
                 reason = f"not a video file FFmpeg can read ({reason})"
             raise SourceError(f"source {self.uri!r}: cannot open: {reason}") from None
         if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            kinds = ", ".join(sorted({str(s.type) for s in container.streams})) or "none"
             container.close()
-            raise SourceError(f"source {self.uri!r}: has no video stream (streams: {', '.join(kinds)})")
+            raise SourceError(f"source {self.uri!r}: has no video stream (streams: {kinds})")
         stream = container.streams.video[0]
         # Frame threading is fastest for files but holds back several frames: bad for live latency.
         stream.thread_type = "AUTO" if self.kind == "file" else "SLICE"
@@ -217,7 +218,9 @@ class AvSource(BaseSource):
             base = container.start_time / av.time_base if container.start_time is not None else None
             self._timeline.new_segment(base)
         else:
-            self._timeline.new_segment(None, not_before=time.monotonic() - self._started_at)
+            # After an outage the clock resumes at the wall time elapsed, so the gap stays visible.
+            first = self._first_frame_at
+            self._timeline.new_segment(None, not_before=0.0 if first is None else time.monotonic() - first)
         return container
 
     # -- reader thread ----------------------------------------------------------------------
@@ -297,7 +300,8 @@ class AvSource(BaseSource):
                 self.stats.corrupt_packets += 1
                 errors_in_a_row += 1
                 if errors_in_a_row > _MAX_DEMUX_ERRORS_IN_A_ROW:
-                    log.error("source %r: %d read errors in a row, giving up: %s", self.name, errors_in_a_row, exc)
+                    log.error("source %r: %d read errors in a row, giving up: %s",
+                              self.name, errors_in_a_row, exc)
                     return decoded
                 packets = container.demux(stream)
                 continue
@@ -330,7 +334,10 @@ class AvSource(BaseSource):
         self.stats.frames_read += 1
         if self.kind == "file" and self.is_live:
             self._pace(pts)
-        out = Frame(image=image, index=-1, pts=pts, capture_time=time.monotonic(), source_name=self.name)
+        now = time.monotonic()
+        if self._first_frame_at is None:
+            self._first_frame_at = now
+        out = Frame(image=image, index=-1, pts=pts, capture_time=now, source_name=self.name)
         self.stats.frames_dropped += self._queue.put(out)
 
     def _to_bgr(self, frame: av.VideoFrame) -> np.ndarray:

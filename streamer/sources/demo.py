@@ -230,7 +230,7 @@ class DemoSource(BaseSource):
         m = self.matrix(n)
         pts = corners @ m[:, :2].T + m[:, 2]
         boxes = np.concatenate([pts.min(axis=1), pts.max(axis=1)], axis=1)
-        inside = (boxes[:, 0] >= 0) & (boxes[:, 1] >= 0) & (boxes[:, 2] <= self.width) & (boxes[:, 3] <= self.height)
+        inside = (boxes[:, :2] >= 0).all(axis=1) & (boxes[:, 2] <= self.width) & (boxes[:, 3] <= self.height)
         return boxes[inside].astype(np.float32)
 
 
