@@ -50,6 +50,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self.frames = 0
         self.faces_total = 0
+        self.detector_runs = 0
 
     @property
     def backend_name(self) -> str:
@@ -108,6 +109,7 @@ class Pipeline:
             detections = None
             if self._since_detect % self._interval == 0:
                 detections = self.detector.detect(image)
+                self.detector_runs += 1
             self._since_detect += 1
 
         with self.stats.time("track", times):
