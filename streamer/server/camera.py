@@ -277,16 +277,18 @@ class CameraRunner:
             "pipeline_ms": round((processed - frame.capture_time) * 1e3, 1),
             "dropped": self._dropped,
             "backend": processor.backend_name if processor is not None else "",
+            "controls": processor.controls if processor is not None else {},
             "viewers": self.viewers,
         })
 
     def _update_thumbs(self, result: FrameResult, now: float) -> None:
-        """Latest enhanced crop per track as small JPEGs; tracks unseen for a while fall out."""
+        """Latest enhanced crop per live track as small JPEGs; a track that ended leaves the strip."""
         for face in result.faces:
             ok, buf = cv2.imencode(".jpg", face.image, [cv2.IMWRITE_JPEG_QUALITY, 82])
             if ok:
                 self._thumbs[int(face.track_id)] = (now, base64.b64encode(buf.tobytes()).decode("ascii"))
-        self._thumbs = {k: v for k, v in self._thumbs.items() if now - v[0] <= THUMB_TTL_S}
+        alive = {int(t.track_id) for t in result.tracks}
+        self._thumbs = {k: v for k, v in self._thumbs.items() if k in alive and now - v[0] <= THUMB_TTL_S}
         newest = sorted(self._thumbs.items(), key=lambda kv: kv[0])[-THUMB_MAX:]
         self._thumbs_json = json.dumps({
             "type": "faces",

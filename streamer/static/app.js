@@ -1,0 +1,316 @@
+// facestream operator dashboard. Plain browser JavaScript, no build step.
+// One RTCPeerConnection per camera (enhanced + original tracks), one WebSocket for metadata.
+"use strict";
+
+(() => {
+  const token = new URLSearchParams(location.search).get("token") || "";
+  const authHeaders = { Authorization: `Bearer ${token}` };
+  const grid = document.getElementById("grid");
+  const summary = document.getElementById("summary");
+  const link = document.getElementById("link");
+  const template = document.getElementById("camera-tpl");
+  const cams = new Map();
+  let serverInfo = { codec: "", bitrate_kbps: 0 };
+  window.facestream = { cams };
+
+  async function postJSON(path, body) {
+    const r = await fetch(path, {
+      method: "POST",
+      headers: { ...authHeaders, "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const text = await r.text();
+    if (!r.ok) throw new Error(text.replace(/^\d+:\s*/, "") || `HTTP ${r.status}`);
+    return JSON.parse(text);
+  }
+
+  // ---- camera cards -----------------------------------------------------------------------
+  function makeCard(info) {
+    const node = template.content.firstElementChild.cloneNode(true);
+    const q = (sel) => node.querySelector(sel);
+    const view = {
+      name: info.name, node, pc: null, meta: null, retry: 1000, lastStats: null, rateMbps: null,
+      browserMs: null, faces: new Map(),
+      vEnh: q(".v-enh"), vOrig: q(".v-orig"), viewport: q(".viewport"), overlay: q(".overlay"),
+      gallery: q(".gallery"), msg: q(".c-msg"), boxes: q(".boxes"),
+    };
+    q(".cam-name").textContent = info.name;
+    view.viewport.dataset.view = "split";
+
+    node.querySelectorAll(".seg button").forEach((b) => b.addEventListener("click", () => {
+      node.querySelectorAll(".seg button").forEach((o) => o.classList.toggle("on", o === b));
+      view.viewport.dataset.view = b.dataset.view;
+      drawOverlay(view);
+    }));
+    const split = q(".split");
+    split.addEventListener("input", () => view.viewport.style.setProperty("--split", `${split.value}%`));
+    view.boxes.addEventListener("change", () => drawOverlay(view));
+    for (const v of [view.vEnh, view.vOrig]) {
+      v.addEventListener("playing", () => node.classList.add("playing"));
+    }
+
+    const sendControl = async (body) => {
+      view.msg.className = "c-msg";
+      view.msg.textContent = "applying…";
+      try {
+        await postJSON(`/api/cameras/${encodeURIComponent(view.name)}/controls`, body);
+        view.msg.className = "c-msg ok";
+        view.msg.textContent = "applied";
+      } catch (err) {
+        view.msg.className = "c-msg err";
+        view.msg.textContent = err.message;
+      }
+    };
+    q(".c-scale").addEventListener("change", (e) => sendControl({ scale: Number(e.target.value) }));
+    q(".c-mode").addEventListener("change", (e) => sendControl({ mode: e.target.value }));
+    q(".c-interval").addEventListener("change", (e) => {
+      const n = Math.round(Number(e.target.value));
+      if (n >= 1 && n <= 30) sendControl({ detect_interval: n });
+    });
+    grid.appendChild(node);
+    updateInfo(view, info);
+    return view;
+  }
+
+  // The server's current controls win, except in the field the operator is editing right now.
+  function showControls(view, c) {
+    const set = (sel, value) => {
+      const el = view.node.querySelector(sel);
+      if (value !== undefined && el !== document.activeElement && el.value !== String(value)) el.value = String(value);
+    };
+    set(".c-scale", c.scale);
+    set(".c-mode", c.mode);
+    set(".c-interval", c.detect_interval);
+  }
+
+  function updateInfo(view, info) {
+    const q = (sel) => view.node.querySelector(sel);
+    showControls(view, info.controls || {});
+    if (info.backend) q(".s-backend").textContent = info.backend;
+    view.node.classList.toggle("error", info.status === "error");
+    q(".cam-state").textContent = info.status === "error" ? `error: ${info.error}` : info.status;
+  }
+
+  // ---- WebRTC -----------------------------------------------------------------------------
+  function iceGatheringDone(pc) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (pc.iceGatheringState === "complete") {
+          pc.removeEventListener("icegatheringstatechange", check);
+          resolve();
+        }
+      };
+      pc.addEventListener("icegatheringstatechange", check);
+      setTimeout(resolve, 3000);
+    });
+  }
+
+  async function connect(view) {
+    if (view.pc) view.pc.close();
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    view.pc = pc;
+    const tEnh = pc.addTransceiver("video", { direction: "recvonly" });
+    const tOrig = pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addEventListener("track", (e) => {
+      const video = e.transceiver === tEnh ? view.vEnh : e.transceiver === tOrig ? view.vOrig : null;
+      if (!video) return;
+      video.srcObject = new MediaStream([e.track]);
+      video.play().catch(() => {});
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      view.node.classList.toggle("live", pc.connectionState === "connected");
+      if (pc.connectionState === "connected") view.retry = 1000;
+      if (pc === view.pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) {
+        scheduleReconnect(view);
+      }
+    });
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await iceGatheringDone(pc);
+      const answer = await postJSON(`/api/cameras/${encodeURIComponent(view.name)}/offer`, {
+        sdp: pc.localDescription.sdp, type: "offer", tracks: ["enhanced", "original"],
+      });
+      await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
+    } catch (err) {
+      view.node.querySelector(".placeholder").textContent = `video unavailable: ${err.message}`;
+      scheduleReconnect(view);
+    }
+  }
+
+  function scheduleReconnect(view) {
+    const delay = view.retry;
+    view.retry = Math.min(view.retry * 2, 15000);
+    setTimeout(() => connect(view), delay);
+  }
+
+  // Receiver-side numbers from the enhanced track: bitrate, jitter buffer and decode delay.
+  async function pollStats(view) {
+    const pc = view.pc;
+    if (!pc || pc.connectionState !== "connected") return;
+    const mid = pc.getTransceivers()[0].mid;
+    const report = await pc.getStats();
+    let now = null;
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video" && s.mid === mid) now = s;
+    });
+    if (!now) return;
+    const prev = view.lastStats;
+    if (prev) {
+      const dt = (now.timestamp - prev.timestamp) / 1000;
+      if (dt > 0) view.rateMbps = ((now.bytesReceived - prev.bytesReceived) * 8) / dt / 1e6;
+      const emitted = (now.jitterBufferEmittedCount || 0) - (prev.jitterBufferEmittedCount || 0);
+      const decoded = (now.framesDecoded || 0) - (prev.framesDecoded || 0);
+      if (emitted > 0 && decoded > 0) {
+        const jb = ((now.jitterBufferDelay || 0) - (prev.jitterBufferDelay || 0)) / emitted;
+        const dec = ((now.totalDecodeTime || 0) - (prev.totalDecodeTime || 0)) / decoded;
+        view.browserMs = (jb + dec) * 1000;
+      }
+    }
+    view.lastStats = now;
+  }
+
+  // ---- metadata ---------------------------------------------------------------------------
+  function contentRect(box, w, h) {
+    const bw = box.clientWidth, bh = box.clientHeight;
+    const scale = Math.min(bw / w, bh / h);
+    return { x: (bw - w * scale) / 2, y: (bh - h * scale) / 2, scale };
+  }
+
+  function drawOverlay(view) {
+    const canvas = view.overlay;
+    const dpr = window.devicePixelRatio || 1;
+    const bw = view.viewport.clientWidth, bh = view.viewport.clientHeight;
+    if (canvas.width !== Math.round(bw * dpr)) canvas.width = Math.round(bw * dpr);
+    if (canvas.height !== Math.round(bh * dpr)) canvas.height = Math.round(bh * dpr);
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, bw, bh);
+    const m = view.meta;
+    if (!m || !view.boxes.checked || view.viewport.dataset.view === "enhanced") return;
+    const [fw, fh] = m.frame_size;
+    const r = contentRect(view.viewport, fw, fh);
+    const splitX = view.viewport.dataset.view === "split"
+      ? bw * (Number(view.node.querySelector(".split").value) / 100) : bw;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(0, 0, splitX, bh);
+    ctx.clip();
+    ctx.lineWidth = 1.5;
+    ctx.font = "11px ui-monospace, monospace";
+    for (const t of m.tracks) {
+      const [x1, y1, x2, y2] = t.box;
+      const x = r.x + x1 * r.scale, y = r.y + y1 * r.scale;
+      const w = (x2 - x1) * r.scale, h = (y2 - y1) * r.scale;
+      ctx.strokeStyle = "rgba(76,194,255,.9)";
+      ctx.strokeRect(x, y, w, h);
+      ctx.fillStyle = "rgba(76,194,255,.95)";
+      ctx.fillText(`#${t.id}`, x, Math.max(10, y - 3));
+    }
+    ctx.restore();
+  }
+
+  function fmt(v, digits) {
+    return v === null || v === undefined || Number.isNaN(v) ? "–" : v.toFixed(digits);
+  }
+
+  function renderStats(view) {
+    const q = (sel) => view.node.querySelector(sel);
+    const m = view.meta;
+    if (m) {
+      q(".s-fps").textContent = fmt(m.fps, 1);
+      const lat = view.browserMs === null ? null : m.pipeline_ms + view.browserMs;
+      q(".s-lat").textContent = lat === null ? `${fmt(m.pipeline_ms, 0)}+` : fmt(lat, 0);
+      q(".s-faces").textContent = String(m.faces);
+      q(".s-drop").textContent = String(m.dropped);
+      if (m.backend) q(".s-backend").textContent = m.backend;
+      showControls(view, m.controls || {});
+      const [fw, fh] = m.frame_size, [ow, oh] = m.output_size;
+      q(".cam-res").textContent = `${fw}×${fh} → ${ow}×${oh}`;
+      q(".cam-state").textContent = `${m.viewers} viewer${m.viewers === 1 ? "" : "s"}`;
+    }
+    q(".s-rate").textContent = fmt(view.rateMbps, 2);
+  }
+
+  function renderFaces(view, faces) {
+    const strip = view.gallery;
+    const seen = new Set();
+    for (const f of faces.sort((a, b) => a.id - b.id)) {
+      seen.add(f.id);
+      let fig = view.faces.get(f.id);
+      if (!fig) {
+        fig = document.createElement("figure");
+        fig.className = "face";
+        fig.dataset.track = String(f.id);
+        const img = document.createElement("img");
+        img.alt = `track ${f.id}`;
+        const cap = document.createElement("figcaption");
+        cap.textContent = `#${f.id}`;
+        fig.append(img, cap);
+        view.faces.set(f.id, fig);
+      }
+      fig.querySelector("img").src = `data:image/jpeg;base64,${f.jpeg}`;
+    }
+    for (const [id, fig] of view.faces) {
+      if (!seen.has(id)) { fig.remove(); view.faces.delete(id); }
+    }
+    const ordered = [...view.faces.keys()].sort((a, b) => a - b).map((id) => view.faces.get(id));
+    strip.replaceChildren(...(ordered.length ? ordered : [Object.assign(document.createElement("span"),
+      { className: "g-empty", textContent: "no faces tracked yet" })]));
+  }
+
+  function updateSummary() {
+    const n = cams.size;
+    const live = [...cams.values()].filter((v) => v.node.classList.contains("live")).length;
+    summary.textContent = `${n} camera${n === 1 ? "" : "s"} · ${live} streaming · `
+      + `${(serverInfo.codec || "").toUpperCase()} up to ${(serverInfo.bitrate_kbps / 1000).toFixed(1)} Mbit/s`;
+  }
+
+  function ensureCameras(list) {
+    for (const info of list) {
+      let view = cams.get(info.name);
+      if (!view) {
+        view = makeCard(info);
+        cams.set(info.name, view);
+        connect(view);
+      } else {
+        updateInfo(view, info);
+      }
+    }
+    updateSummary();
+  }
+
+  function openSocket() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://${location.host}/api/ws?token=${encodeURIComponent(token)}`);
+    ws.addEventListener("open", () => { link.textContent = "live"; link.className = "pill pill-on"; });
+    ws.addEventListener("close", () => {
+      link.textContent = "offline";
+      link.className = "pill pill-off";
+      setTimeout(openSocket, 2000);
+    });
+    ws.addEventListener("message", (e) => {
+      const msg = JSON.parse(e.data);
+      if (msg.type === "hello") {
+        serverInfo = { codec: msg.codec, bitrate_kbps: msg.bitrate_kbps };
+        ensureCameras(msg.cameras);
+      } else if (msg.type === "frame") {
+        const view = cams.get(msg.camera);
+        if (view) { view.meta = msg; drawOverlay(view); }
+      } else if (msg.type === "faces") {
+        const view = cams.get(msg.camera);
+        if (view) renderFaces(view, msg.faces);
+      }
+    });
+  }
+
+  setInterval(() => {
+    for (const view of cams.values()) {
+      pollStats(view).catch(() => {});
+      renderStats(view);
+    }
+    updateSummary();
+  }, 500);
+  window.addEventListener("resize", () => cams.forEach(drawOverlay));
+  openSocket();
+})();
