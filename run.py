@@ -108,15 +108,26 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delegate(module_name: str, prog: str, argv: list[str]) -> int:
+    """Hand the rest of the command line to a module's own parser; imported only when used, so
+    `run.py --help` and `serve` never pay for torch or plotting imports."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        print(f"run.py: {prog} needs the dev install (bash scripts/setup.sh --dev): {exc}", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog=prog, description=module.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    return int(module.main(parser.parse_args(argv)))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    module = importlib.import_module(BENCHES[args.bench])
-    return int(module.main(args))
+    return _delegate(BENCHES[args.bench], f"run.py bench {args.bench}", args.bench_args)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from engines.train import cli
-
-    return int(cli.main(args))
+    return _delegate("engines.train.cli", "run.py train", args.train_args)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -142,32 +153,17 @@ def make_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: the whole source)")
     enhance.set_defaults(func=cmd_enhance)
 
-    bench = sub.add_parser("bench", help="benchmarks: print tables, write JSON and plots")
-    bsub = bench.add_subparsers(dest="bench", required=True)
-    for name, module_name in BENCHES.items():
-        bp = bsub.add_parser(name, help=f"{name} benchmark")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            bp.set_defaults(func=lambda a, e=exc: _missing(e))
-            continue
-        module.add_arguments(bp)
-        bp.set_defaults(func=cmd_bench)
+    bench = sub.add_parser("bench", help="benchmarks: print tables, write JSON and plots",
+                           description="run.py bench NAME --help shows each benchmark's options")
+    bench.add_argument("bench", choices=sorted(BENCHES), help="which benchmark")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of that benchmark")
+    bench.set_defaults(func=cmd_bench)
 
-    train = sub.add_parser("train", help="train or adapt the FSR engines (needs the dev install: torch)")
-    try:
-        from engines.train import cli as train_cli
-
-        train_cli.add_arguments(train)
-        train.set_defaults(func=cmd_train)
-    except ImportError as exc:
-        train.set_defaults(func=lambda a, e=exc: _missing(e))
+    train = sub.add_parser("train", help="train or adapt the FSR engines (needs the dev install: torch)",
+                           description="run.py train --help shows the training options", add_help=False)
+    train.add_argument("train_args", nargs=argparse.REMAINDER, help="training options")
+    train.set_defaults(func=cmd_train)
     return parser
-
-
-def _missing(exc: ImportError) -> int:
-    print(f"run.py: this command needs the dev install (bash scripts/setup.sh --dev): {exc}", file=sys.stderr)
-    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         argv = ["serve"]
+    if argv[0] == "train" or (argv[0] == "bench" and len(argv) > 1 and argv[1] in BENCHES):
+        # Their options belong to the module that runs them (argparse's REMAINDER would swallow
+        # neither --help nor leading flags), so hand the rest over untouched.
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if argv[0] == "train":
+            return _delegate("engines.train.cli", "run.py train", argv[1:])
+        return _delegate(BENCHES[argv[1]], f"run.py bench {argv[1]}", argv[2:])
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
