@@ -363,6 +363,8 @@ def test_timeline_handles_restarts_gaps_and_missing_stamps() -> None:
     assert pts[:4] == pytest.approx([0.0, 0.1, 0.2, 0.5])
     assert lost == [0, 0, 0, 2, 0, 0, 0]
     assert pts[4:] == pytest.approx([0.6, 0.7, 0.8]), "a backward jump starts a new segment right after"
+    tl.new_segment(None, not_before=3.0)  # a live reconnect after an outage
+    assert tl.map(1234.5) == (pytest.approx(3.0), 0), "the outage shows in pts but is not counted as lost"
 
 
 def _write(path: Path, data: bytes) -> Path:

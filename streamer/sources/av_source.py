@@ -48,6 +48,11 @@ def classify(uri: str) -> str:
 class _Lost(Exception):
     """The live stream broke off (read error, timeout or end of stream); the reader re-opens it."""
 
+    def __init__(self, reason: str, decoded: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.decoded = decoded
+
 
 class Timeline:
     """Turns stream timestamps into seconds since the source started, always increasing.
@@ -55,7 +60,8 @@ class Timeline:
     A segment starts at each (re)open and at each backward jump in the stream's own timestamps
     (looped files, concatenated streams, a camera that restarted); within a segment the stream's
     spacing is kept exactly, so an output file has the input's timing. Forward gaps larger than
-    1.5 frame durations are reported as lost frames.
+    1.5 frame durations inside a segment are reported as lost frames (an outage between two
+    connections is not: reconnects are counted on their own).
     """
 
     def __init__(self, fps: float, count_gaps: bool = True) -> None:
@@ -65,6 +71,7 @@ class Timeline:
         self._last_raw: float | None = None
         self._base: float | None = None
         self._offset = 0.0
+        self._fresh = True
 
     def new_segment(self, base: float | None = None, not_before: float = 0.0) -> None:
         """Start a segment whose first raw timestamp is `base` (None: the next frame's)."""
@@ -72,6 +79,7 @@ class Timeline:
         self._offset = 0.0 if self.last_out is None else self.last_out + self.step
         self._offset = max(self._offset, not_before)
         self._last_raw = None
+        self._fresh = True
 
     def map(self, raw: float | None) -> tuple[float, int]:
         """Return (pts seconds, frames lost before this one) for a frame stamped `raw`."""
@@ -85,10 +93,11 @@ class Timeline:
         lost = 0
         if self.last_out is not None:
             gap = out - self.last_out
-            if self.count_gaps and gap > 1.5 * self.step:
+            if self.count_gaps and not self._fresh and gap > 1.5 * self.step:
                 lost = round(gap / self.step) - 1
             if gap <= 0:
                 out = self.last_out + 1e-3
+        self._fresh = False
         self._last_raw = raw
         self.last_out = out
         return out, lost
@@ -251,7 +260,7 @@ class AvSource(BaseSource):
                     decoded = self._pump(container)
                     reason = "end of stream"
                 except _Lost as exc:
-                    decoded, reason = exc.args[1], str(exc.args[0])
+                    decoded, reason = exc.decoded, exc.reason
                 finally:
                     container.close()
                     container = None
@@ -327,7 +336,13 @@ class AvSource(BaseSource):
         self._size = size
         if frame.is_corrupt:
             self.stats.corrupt_packets += 1
-        image = self._to_bgr(frame)
+        try:
+            image = self._to_bgr(frame)
+        except (av.error.FFmpegError, ValueError) as exc:
+            self.stats.corrupt_packets += 1
+            log.warning("source %r: skipped a %s frame that could not be converted to BGR: %s",
+                        self.name, frame.format.name, exc)
+            return
         assert self._timeline is not None
         pts, lost = self._timeline.map(frame.time)
         self.stats.frames_lost += lost
