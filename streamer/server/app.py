@@ -220,14 +220,18 @@ async def offer(request: web.Request) -> web.Response:
             await state.close_peer(pc)
 
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=parsed.sdp, type="offer"))
-        videos = [t for t in pc.getTransceivers() if t.kind == "video"]
-        if len(videos) < len(parsed.tracks):
-            raise OfferError(f"the offer has {len(videos)} video m-line(s) for {len(parsed.tracks)} track(s); "
-                             "add one recvonly video transceiver per track")
-        for transceiver, which in zip(videos, parsed.tracks, strict=False):
-            pc.addTrack(state.tracks[runner.name].subscribe(which))
+        # Our transceivers exist before the offer is applied: aiortc negotiates codecs inside
+        # setRemoteDescription, and binds the offer's video m-lines to them in order.
+        ours = []
+        for which in parsed.tracks:
+            transceiver = pc.addTransceiver(state.tracks[runner.name].subscribe(which), direction="sendonly")
             prefer_codec(transceiver, parsed.codec)
+            ours.append(transceiver)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=parsed.sdp, type="offer"))
+        bound = sum(t.mid is not None for t in ours)
+        if bound < len(ours):
+            raise OfferError(f"the offer has {bound} video m-line(s) for {len(ours)} track(s); "
+                             "add one recvonly video transceiver per track")
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
     except Exception as exc:  # any malformed SDP must end as a 400, never as a crashed handler

@@ -1,0 +1,167 @@
+"""The dashboard in a real headless Chromium (Debian `chromium` + `chromium-driver`, Selenium).
+
+The server runs in its own thread and event loop, because Selenium calls block. Set
+FACESTREAM_SCREENSHOT_TO=docs/dashboard.png to also refresh the README's screenshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamer.config import AppConfig, EnhanceConfig, OutputConfig, ServerConfig, SourceConfig
+from streamer.server import RunningServer, start_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                       reason="needs Debian chromium and chromium-driver (bash scripts/setup.sh --dev)"),
+]
+
+
+class ServerThread:
+    """start_server in a background event loop; `stop()` shuts it down from the test thread."""
+
+    def __init__(self, cfg: AppConfig) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server: RunningServer | None = None
+        self.error: BaseException | None = None
+        self._cfg = cfg
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(60) or self.server is None:
+            raise RuntimeError(f"server did not start: {self.error}")
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.server = self.loop.run_until_complete(start_server(self._cfg))
+        except BaseException as exc:  # surfaced by __init__
+            self.error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        assert self.server is not None
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RunningServer]:
+    cfg = AppConfig(
+        sources=(SourceConfig(uri="demo", name="lobby", demo_width=640, demo_height=360, demo_fps=15.0),
+                 SourceConfig(uri="demo", name="gate", demo_width=640, demo_height=360, demo_fps=15.0,
+                              demo_seed=7)),
+        enhance=EnhanceConfig(engine="bicubic"),
+        output=OutputConfig(mode="upscale", upscale=2),
+        server=ServerConfig(port=0),
+    )
+    thread = ServerThread(cfg)
+    assert thread.server is not None
+    yield thread.server
+    thread.stop()
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+                 "--autoplay-policy=no-user-gesture-required", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    drv = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    drv.set_page_load_timeout(60)
+    yield drv
+    drv.quit()
+
+
+def wait_for(fn, timeout: float = 60.0, every: float = 0.25):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    value = fn()
+    while not value and time.monotonic() < deadline:
+        time.sleep(every)
+        value = fn()
+    return value
+
+
+VIDEO_STATE = """
+return [...document.querySelectorAll('section.card')].map(card => ({
+  name: card.querySelector('.cam-name').textContent,
+  enh: [card.querySelector('video.v-enh').videoWidth, card.querySelector('video.v-enh').currentTime],
+  orig: [card.querySelector('video.v-orig').videoWidth, card.querySelector('video.v-orig').currentTime],
+  fps: card.querySelector('.s-fps').textContent,
+  backend: card.querySelector('.s-backend').textContent,
+  faces: card.querySelectorAll('.gallery figure').length,
+}));
+"""
+
+
+def test_page_without_token_is_refused(server: RunningServer, driver) -> None:  # type: ignore[no-untyped-def]
+    driver.get(server.base_url + "/")
+    assert "401" in driver.find_element("tag name", "body").text
+    assert not driver.find_elements("css selector", "video")
+    driver.get(server.base_url + "/?token=wrong")
+    assert "401" in driver.find_element("tag name", "body").text
+
+
+def test_dashboard_plays_both_cameras_and_controls_apply(  # type: ignore[no-untyped-def]
+        server: RunningServer, driver, tmp_path: Path) -> None:
+    driver.get(server.url)
+    states = wait_for(lambda: (s := driver.execute_script(VIDEO_STATE)) and len(s) == 2
+                      and all(c["enh"][0] > 0 and c["orig"][0] > 0 for c in s) and s)
+    assert states, driver.execute_script(VIDEO_STATE)
+    assert {c["name"] for c in states} == {"lobby", "gate"}
+    assert all(c["enh"][0] == 1280 and c["orig"][0] == 640 for c in states), states
+    time.sleep(2.0)
+    later = {c["name"]: c for c in driver.execute_script(VIDEO_STATE)}
+    for c in states:  # currentTime advances: the videos are playing, not frozen on a frame
+        assert later[c["name"]]["enh"][1] > c["enh"][1] and later[c["name"]]["orig"][1] > c["orig"][1]
+    assert wait_for(lambda: all(c["fps"] not in ("–", "") and c["backend"] == "bicubic"
+                                for c in driver.execute_script(VIDEO_STATE)), 30)
+    wait_for(lambda: all(c["faces"] > 0 for c in driver.execute_script(VIDEO_STATE)), 20)
+    time.sleep(1.5)  # let the stats line fill (bitrate, latency need two polls)
+
+    shot = tmp_path / "dashboard.png"
+    assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
+    target = os.environ.get("FACESTREAM_SCREENSHOT_TO")
+    if target:
+        shutil.copyfile(shot, target)
+
+    # Output mode from the page's select -> POST /controls -> the pipeline -> the video's size.
+    from selenium.webdriver.support.ui import Select
+
+    card = driver.find_elements("css selector", "section.card")[0]
+    name = card.find_element("css selector", ".cam-name").text
+    Select(card.find_element("css selector", ".c-mode")).select_by_value("inset")
+    assert wait_for(lambda: card.find_element("css selector", ".c-msg").text == "applied", 20)
+    assert wait_for(lambda: server.state.cameras[name].processor.controls["mode"] == "inset", 30)
+    assert wait_for(lambda: driver.execute_script(
+        "return document.querySelectorAll('video.v-enh')[0].videoWidth") == 640, 60)
+    Select(card.find_element("css selector", ".c-mode")).select_by_value("upscale")
+    assert wait_for(lambda: server.state.cameras[name].processor.controls["mode"] == "upscale", 30)
+
+    # The view toggle hides the original layer in "enhanced" view.
+    card.find_element("css selector", "button[data-view='enhanced']").click()
+    hidden = driver.execute_script(
+        "return getComputedStyle(document.querySelectorAll('video.v-orig')[0]).visibility")
+    assert hidden == "hidden"
