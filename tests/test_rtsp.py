@@ -51,41 +51,42 @@ def _free_port() -> int:
 class RtspServer:
     """One server process; `start()` returns once it printed READY (it is listening)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, log_path: Path) -> None:
         self.port = port
         self.url = f"rtsp://127.0.0.1:{port}/live"
+        self.log_path = log_path
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
-        self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SERVER), "--port", str(self.port), "--path", "/live", "--width", "320",
-             "--height", "240", "--fps", "15"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        with self.log_path.open("a") as log:  # stderr goes to a file: a full pipe would stall the server
+            self.proc = subprocess.Popen(
+                [SYSTEM_PYTHON, str(SERVER), "--port", str(self.port), "--path", "/live", "--width", "320",
+                 "--height", "240", "--fps", "15"],
+                stdout=subprocess.PIPE, stderr=log, text=True,
+            )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if ready:
-                line = self.proc.stdout.readline()
-                if line.startswith("READY"):
-                    return
-            if self.proc.poll() is not None:
-                break
-        err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
+            if ready and self.proc.stdout.readline().startswith("READY"):
+                return
         self.kill()
-        raise RuntimeError(f"RTSP server did not start on port {self.port}: {err.strip()[-500:]}")
+        err = self.log_path.read_text().strip()[-500:]
+        raise RuntimeError(f"RTSP server did not start on port {self.port}: {err}")
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
             self.proc.wait(10)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
         self.proc = None
 
 
 @pytest.fixture
-def rtsp_server() -> Iterator[RtspServer]:
-    server = RtspServer(_free_port())
+def rtsp_server(tmp_path: Path) -> Iterator[RtspServer]:
+    server = RtspServer(_free_port(), tmp_path / "rtsp_server.log")
     server.start()
     try:
         yield server
