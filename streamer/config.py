@@ -52,11 +52,13 @@ class SourceConfig:
 @dataclass(frozen=True)
 class DetectConfig:
     """Face detection. `detector` is `centerface` (embedded default), an .onnx path, or an
-    InsightFace model pack name/folder."""
+    InsightFace model pack folder. The default width runs 720p at native size: faces of 10-24 px
+    are lost below it (measured in benchmarks/detection.py; see streamer/detectors/centerface.py).
+    `threshold` is the lowest score kept; the tracker decides which scores may start a track."""
 
     detector: str = "centerface"
-    input_width: int = 640
-    threshold: float = 0.5
+    input_width: int = 1280
+    threshold: float = 0.35
     interval: int = 3
     max_faces: int = 64
     min_face_px: float = 6.0
@@ -65,13 +67,15 @@ class DetectConfig:
 
 @dataclass(frozen=True)
 class TrackConfig:
-    """Track birth/death and smoothing rules."""
+    """Track birth/death and smoothing rules (streamer/track.py). Detections scoring at least
+    `high_score` may start a track, confirmed after `min_hits` detection runs (at once on the
+    tracker's first run); lower ones only extend tracks. `max_misses` counts detection runs."""
 
     match_iou: float = 0.2
-    min_hits: int = 1
+    min_hits: int = 2
     max_misses: int = 10
     smoothing: float = 0.6
-    high_score: float = 0.5
+    high_score: float = 0.45
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,7 @@ class Tracker:
         self._tracks: list[_TrackState] = []
         self._next_id = 1
         self._dead: list[int] = []
+        self._runs = 0
 
     def update(self, detections: list[Detection] | None, frame: np.ndarray | None = None) -> list[Track]:
         """Advance one frame. `detections=None` means no detector ran: every track moves by its
@@ -204,6 +205,7 @@ class Tracker:
 
     def _associate(self, detections: list[Detection]) -> None:
         cfg = self.cfg
+        self._runs += 1
         high = [d for d in detections if d.score >= cfg.high_score]
         low = [d for d in detections if d.score < cfg.high_score]
         tracks = self._tracks
@@ -238,7 +240,8 @@ class Tracker:
         for d in new_dets:
             t = _TrackState(self._next_id, d, cfg.smoothing)
             self._next_id += 1
-            t.confirmed = cfg.min_hits <= 1
+            # As in ByteTrack, faces present when tracking starts have no history to wait for.
+            t.confirmed = cfg.min_hits <= 1 or self._runs == 1
             survivors.append(t)
         self._tracks = survivors
 

@@ -130,7 +130,7 @@ def test_smoothing_does_not_lag_behind_steady_motion() -> None:
 
 
 def test_low_score_detections_extend_tracks_but_never_start_them() -> None:
-    tracker = Tracker(TrackConfig(high_score=0.5, max_misses=2))
+    tracker = Tracker(TrackConfig(high_score=0.5, max_misses=2, min_hits=1))
     assert tracker.update([face(300, 300, score=0.3)]) == []
     for f in range(5):
         tracker.update([face(100 + f, 100, score=0.9), face(300, 300, score=0.3)])
@@ -140,8 +140,14 @@ def test_low_score_detections_extend_tracks_but_never_start_them() -> None:
         assert tracks[0].detected_this_frame
 
 
+def test_faces_present_at_start_are_confirmed_at_once() -> None:
+    tracker = Tracker(TrackConfig(min_hits=3))
+    assert [t.track_id for t in tracker.update([face(100, 100), face(300, 100)])] == [1, 2]
+
+
 def test_min_hits_delays_birth_and_tentative_misses_vanish_silently() -> None:
     tracker = Tracker(TrackConfig(min_hits=3))
+    assert tracker.update([]) == []
     assert tracker.update([face(100, 100)]) == []
     assert tracker.update([face(101, 100)]) == []
     assert [t.track_id for t in tracker.update([face(102, 100)])] == [1]
