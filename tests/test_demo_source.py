@@ -94,6 +94,18 @@ def test_realtime_demo_is_live_paced_and_drops_when_consumer_is_slow() -> None:
     assert src.read(timeout=0.1) is None, "a stopped source delivers nothing"
 
 
+def test_stop_then_start_resumes_the_timeline() -> None:
+    src = DemoSource(SourceConfig(uri="demo", demo_width=160, demo_height=120))
+    src.start()
+    first = [src.read(), src.read()]
+    src.stop()
+    assert src.read() is None and src.state == "stopped"
+    src.start()
+    again = src.read()
+    assert first[1] is not None and again is not None
+    assert again.index == 2 and again.pts == pytest.approx(2 / 30) and src.state == "streaming"
+
+
 def test_read_before_start_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="start"):
         DemoSource(SourceConfig(uri="demo")).read()

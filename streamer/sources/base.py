@@ -62,7 +62,8 @@ class BaseSource:
     """Iteration and context-manager plumbing shared by the concrete sources.
 
     `ended` turns True once a finite source has delivered its last frame, which is how a caller
-    tells "end of file" from "no frame within the timeout" when `read()` returns None.
+    tells "end of file" from "no frame within the timeout" when `read()` returns None. `state`
+    (idle, connecting, streaming, reconnecting, ended, stopped) is for dashboards and logs.
     """
 
     name: str
@@ -70,6 +71,7 @@ class BaseSource:
     is_live: bool
     stats: SourceStats
     ended: bool
+    state: str
 
     def start(self) -> None:
         raise NotImplementedError

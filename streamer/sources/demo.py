@@ -147,11 +147,12 @@ class DemoSource(BaseSource):
 
     def __init__(self, cfg: SourceConfig) -> None:
         self.cfg = cfg
-        self.name = cfg.name or "demo"
+        self.name = cfg.display_name
         self.fps = cfg.demo_fps
         self.is_live = cfg.realtime
         self.stats = SourceStats()
         self.ended = False
+        self.state = "idle"
         self.width, self.height = cfg.demo_width, cfg.demo_height
         self.total_frames = round(cfg.demo_seconds * cfg.demo_fps) if cfg.demo_seconds > 0 else 0
         self.wall: Wall | None = None
@@ -167,8 +168,11 @@ class DemoSource(BaseSource):
             self.wall = Wall(self.width, self.height, self.cfg.demo_seed)
             log.info("demo source: wall of %d faces built in %.2f s", len(self.wall.face_boxes),
                      time.perf_counter() - t)
-        self._stop.clear()
-        self._t0 = time.monotonic()
+        if self.state != "streaming":
+            # Resuming after stop() continues the timeline where it left off.
+            self._t0 = time.monotonic() - self._next / self.fps
+            self._stop.clear()
+            self.state = "streaming"
 
     def read(self, timeout: float | None = None) -> Frame | None:
         if self.wall is None:
@@ -191,6 +195,7 @@ class DemoSource(BaseSource):
                 n = due
         if self.total_frames and n >= self.total_frames:
             self.ended = True
+            self.state = "ended"
             return None
         image = self.render(n)
         self._next = n + 1
@@ -202,6 +207,8 @@ class DemoSource(BaseSource):
 
     def stop(self) -> None:
         self._stop.set()
+        if self.state == "streaming":
+            self.state = "stopped"
 
     def pose(self, n: int) -> CameraPose:
         assert self.wall is not None, "call start() first"
