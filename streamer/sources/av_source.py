@@ -202,6 +202,10 @@ class AvSource(BaseSource):
             options["rtsp_transport"] = self.cfg.rtsp_transport
         if self.kind == "webcam":
             fmt = "v4l2"
+        if self.kind != "file":
+            # FFmpeg probes 5 s of a live stream by default before the first frame; 1 s is enough
+            # to find the codec and rate, and makes (re)connecting that much faster.
+            options["analyzeduration"] = "1000000"
         timeout = self.cfg.open_timeout_s
         t0 = time.monotonic()
         try:
