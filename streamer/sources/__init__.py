@@ -2,6 +2,18 @@
 
 `open_source(cfg)` picks the implementation from the URI; everything returned follows the
 `FrameSource` protocol, so the pipeline never needs to know which kind it reads.
+
+Decisions on bad input, each covered by a test:
+- a missing, empty, non-video or video-less file, a missing /dev/videoN, an unsupported scheme:
+  SourceError with one line naming the source and the reason, raised by `start()` (or by
+  `open_source` for the scheme);
+- a live URL that cannot be opened at start: SourceError after at most `open_timeout_s` (a typo
+  fails fast), unless `retry_at_start`; once a live source has run, losing it never raises: it
+  re-opens with backoff and `read()` returns None on timeout meanwhile;
+- a frame above `max_pixels` (e.g. a 100-megapixel image): downscaled to fit, one warning per
+  size, counted in `stats.oversized_frames`;
+- a resolution change mid-stream: frames of both sizes are delivered, counted;
+- corrupt data: the packet is skipped and counted, the timestamp gap is counted as lost frames.
 """
 
 from __future__ import annotations

@@ -114,8 +114,9 @@ def _reason(exc: BaseException, elapsed: float, timeout: float) -> str:
 
 
 class AvSource(BaseSource):
-    """A PyAV-decoded source. `fps` and the first size are known once `start()` returns (or,
-    for a live source started with `retry_at_start`, once it first connects)."""
+    """A PyAV-decoded source. `fps` is known once `start()` returns (or, for a live source
+    started with `retry_at_start`, once it first connects). A stopped source is not restarted:
+    open a new one."""
 
     def __init__(self, cfg: SourceConfig) -> None:
         self.cfg = cfg
