@@ -21,8 +21,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streamer.align import align_face
-
 log = logging.getLogger(__name__)
 
 HR_SIZE = 128
@@ -89,6 +87,8 @@ def align_folder(image_dir: Path, names: list[str], size: int = HR_SIZE,
                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Aligned RGB uint8 crops (N, size, size, 3) and a per-face flag 'landmarks were detected'."""
     from tqdm import tqdm
+
+    from streamer.align import align_face
 
     detector = build_detector()
     images = [cv2.imread(str(image_dir / n), cv2.IMREAD_COLOR) for n in names]

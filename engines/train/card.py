@@ -31,7 +31,7 @@ def write_card(out_dir: Path, name: str, info: dict[str, Any]) -> Path:
     lines = [f"# {name}", "", info.get("summary", ""), "",
              "| field | value |", "|---|---|"]
     for key in ("kind", "arch", "arch_kwargs", "gmac", "params", "command", "device", "seed", "steps",
-                "train_seconds", "data", "split", "degradation", "final_losses", "trained"):
+                "train_seconds", "data", "split", "degradation", "codec", "final_losses", "trained"):
         if key in info:
             val = info[key]
             val = json.dumps(val) if isinstance(val, (dict, list)) else str(val)

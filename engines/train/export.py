@@ -8,6 +8,7 @@ inference backends): ONNX opset 17 with a dynamic batch axis, the state dict (fl
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import warnings
@@ -55,10 +56,15 @@ def _onnx(model: nn.Module, example: torch.Tensor, path: Path, in_name: str, out
 def update_manifest(weights_dir: Path, name: str, entry: dict[str, Any]) -> None:
     """Add or replace one model's entry, keeping the others (several trainings write here)."""
     path = weights_dir / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.exists() else {"models": {}}
-    manifest["models"][name] = entry
-    manifest["models"] = dict(sorted(manifest["models"].items()))
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    with open(weights_dir / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel trainings write one manifest
+        manifest = json.loads(path.read_text()) if path.exists() else {"models": {}}
+        manifest["models"][name] = entry
+        manifest["models"] = dict(sorted(manifest["models"].items()))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        tmp.replace(path)
 
 
 def export_step1(model: nn.Module, arch: str, kwargs: dict[str, Any], weights_dir: Path, name: str,

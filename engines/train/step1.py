@@ -1,0 +1,182 @@
+"""Step 1 training: degradation learning against real tiny faces, then restoration on its pairs.
+
+Per step, on a batch of HR training faces (MR = area downscale to 64 px):
+
+* a `DegradationGenerator` G turns MR faces into LR faces; a patch critic D tells them from REAL
+  tiny faces harvested from videos (unpaired). G is also held to the MR face's low frequencies
+  (it may blur, add noise and blocking, not change who it is) and to a cycle
+  real LR -> restorer -> G -> real LR (the CycleGAN half that runs through real data);
+* the restorer R learns LR -> MR on pairs: synthetic degradations (engines/data/degrade.py)
+  for the first quarter of training (bootstrap, while G is still learning), then half of every
+  batch comes from G.
+
+The same loop trains the one-step ablation (R: LR -> 128 px directly; its cycle downsamples to
+64 px before G) and the synthetic-only ablation (no G, no D). Camera adaptation (--adapt) is
+this loop started from shipped weights with the camera's faces as the real set.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from engines.arch import build
+from engines.arch.disc_arch import PatchDiscriminator
+from engines.data.degrade import degrade, have_pyav
+from engines.data.faces import load_faces
+from engines.data.harvest import load_real_lr
+from engines.train import configs as C
+from engines.train.card import write_card
+from engines.train.common import (Checkpoint, Timer, TrainOptions, area, d_loss, fft_loss, g_loss, param_count,
+                                  setup_torch, to_tensor, progress, set_lr)
+from engines.train.export import export_onestep, export_step1
+
+log = logging.getLogger(__name__)
+
+W_FFT, W_ADV, W_CYCLE, W_LOWFREQ = 0.1, 0.05, 1.0, 1.0
+BOOTSTRAP = 0.25
+
+
+def _flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    flip = rng.random(len(images)) < 0.5
+    images = images.copy()
+    images[flip] = images[flip, :, ::-1]
+    return images
+
+
+def train_restorer(kind: str, scale: int, variant: str, opts: TrainOptions, synthetic_only: bool = False,
+                   real_lr: np.ndarray | None = None, real_desc: str = "", tag: str = "",
+                   init_from: Path | None = None, out_dir: Path | None = None, note: str = "") -> dict[str, Any]:
+    """Train step 1 (kind "step1") or the one-step ablation (kind "onestep") at one scale.
+
+    Returns the info written into the model card. `init_from` is a weights folder (adaptation):
+    the restorer starts from its model and G from this scale's training checkpoint when present.
+    """
+    C.check_choice(scale, variant)
+    if kind not in ("step1", "onestep"):
+        raise ValueError(f"kind must be step1 or onestep, got {kind!r}")
+    s = C.SCALES[scale]
+    device = setup_torch(opts)
+    rng = np.random.default_rng(opts.seed)
+    hr_all = load_faces("train", opts.cache, opts.data, limit=opts.limit)
+    if not synthetic_only:
+        if real_lr is None:
+            real_lr = load_real_lr(opts.cache, s)
+            real_desc = real_desc or f"{len(real_lr)} tiny faces (12-80 px) harvested from ../shared/data/videos"
+        if len(real_lr) < 8:
+            raise ValueError(f"only {len(real_lr)} real LR faces at {s} px; need >= 8 (more video, or --synthetic-only)")
+    arch = C.STEP1_ARCH if kind == "step1" else C.ONESTEP_ARCH
+    kw = C.step1_kwargs(scale, variant) if kind == "step1" else C.onestep_kwargs(scale, variant)
+    net = build(arch, kw).to(device)
+    gen = build(C.DEGRADE_ARCH, C.degrade_kwargs(scale)).to(device)
+    disc = PatchDiscriminator(32, downs=1 if s <= 16 else 2).to(device)
+    name = C.name(kind, scale, variant, tag)
+    if init_from is not None:
+        net.load_state_dict({k: v.float() for k, v in torch.load(init_from / C.name(kind, scale, variant) /
+                                                                  "model.pt", map_location=device).items()})
+        base_ckpt = Checkpoint(opts.ckpt_dir, C.name(kind, scale, variant))
+        if base_ckpt.exists():
+            gen.load_state_dict(torch.load(base_ckpt.path, map_location=device, weights_only=False)["modules"]["gen"])
+    params = list(net.parameters()) + ([] if synthetic_only else list(gen.parameters()))
+    opt = torch.optim.Adam(params, lr=opts.lr, betas=(0.9, 0.99))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=opts.lr, betas=(0.5, 0.99))
+    modules = {"net": net, "gen": gen, "disc": disc, "opt": opt, "opt_d": opt_d}
+    ckpt = Checkpoint(opts.ckpt_dir, name)
+    start, elapsed = 0, 0.0
+    if opts.resume and ckpt.exists():
+        start, elapsed, _ = ckpt.load(modules, rng, device)
+    timer = Timer(elapsed)
+    target_size = C.MR_SIZE if kind == "step1" else C.HR_SIZE
+    losses: dict[str, float] = {}
+    bar = tqdm(range(start, opts.steps), desc=name, disable=not opts.progress, initial=start, total=opts.steps)
+    done = start
+    for step in bar:
+        t = progress(opts, step, timer.elapsed)
+        if t >= 1.0:
+            break
+        set_lr(opt, opts.lr, t)
+        hr_np = _flip(hr_all[rng.integers(0, len(hr_all), opts.batch)], rng)
+        lr_syn = to_tensor(degrade(hr_np, s, rng), device)
+        hr = to_tensor(hr_np, device)
+        mr = area(hr, C.MR_SIZE)
+        target = area(hr, target_size)
+        if synthetic_only:
+            out = net(lr_syn)
+            rec = F.l1_loss(out, target) + W_FFT * fft_loss(out, target)
+            loss = rec
+            parts = {"rec": rec}
+        else:
+            real = to_tensor(_flip(real_lr[rng.integers(0, len(real_lr), opts.batch)], rng), device)
+            fake = gen(mr, torch.randn(opts.batch, 1, s, s, device=device))
+            lr_in = lr_syn
+            if t >= BOOTSTRAP:
+                half = opts.batch // 2
+                lr_in = torch.cat([lr_syn[:half], fake[half:].detach()])
+            out = net(lr_in)
+            rec = F.l1_loss(out, target) + W_FFT * fft_loss(out, target)
+            restored = area(net(real), C.MR_SIZE)
+            cycle = F.l1_loss(gen(restored, torch.randn(opts.batch, 1, s, s, device=device)), real)
+            low = max(2, s // 2)
+            lowfreq = F.l1_loss(area(fake, low), area(mr, low))
+            adv = g_loss(disc(fake))
+            loss = rec + W_ADV * adv + W_CYCLE * cycle + W_LOWFREQ * lowfreq
+            parts = {"rec": rec, "adv": adv, "cyc": cycle, "lf": lowfreq}
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if not synthetic_only:
+            ld = d_loss(disc(real), disc(fake.detach()))
+            opt_d.zero_grad(set_to_none=True)
+            ld.backward()
+            opt_d.step()
+            parts["d"] = ld
+        if step % 20 == 0 or step == opts.steps - 1:
+            losses = {k: round(float(v.detach()), 4) for k, v in parts.items()}
+            bar.set_postfix(losses)
+        done = step + 1
+        if done % opts.ckpt_every == 0 or done == opts.steps:
+            ckpt.save(done, modules, rng, timer.elapsed)
+    bar.close()
+    if done < opts.steps:  # stopped by the time budget
+        ckpt.save(done, modules, rng, timer.elapsed)
+    net.eval()
+    out_dir = out_dir or (opts.out if kind == "step1" and not synthetic_only and not tag else opts.out / "ablations")
+    export = export_step1 if kind == "step1" else export_onestep
+    folder = export(net, arch, kw, out_dir, name)
+    info = {
+        "kind": kind, "arch": arch, "arch_kwargs": kw, "gmac": round(C.gmac(arch, kw), 4), "params": param_count(net),
+        "command": opts.command, "device": _device_name(device), "seed": opts.seed, "steps": done,
+        "train_seconds": round(timer.elapsed, 1), "final_losses": losses, "trained": True,
+        "data": f"HR: {len(hr_all)} aligned CelebA faces at 128 px (MR = area downscale to 64 px); "
+                + ("synthetic degradations only" if synthetic_only else f"real LR: {real_desc}"),
+        "split": "engines/splits/celeba_train.txt (train), celeba_val.txt, celeba_test.txt (held out)",
+        "degradation": "synthetic only (blur, noise, H.264/JPEG)" if synthetic_only else
+                       "learned generator vs real tiny faces + synthetic bootstrap (blur, noise, H.264/JPEG)",
+        "codec": "real H.264 (PyAV libx264) and JPEG" if have_pyav() else
+                 "JPEG only: PyAV was not installed on the training machine, JPEG stood in for H.264",
+        "summary": _summary(kind, scale, variant, synthetic_only, tag) + (" " + note if note else ""),
+    }
+    write_card(folder, name, info)
+    return info
+
+
+def _summary(kind: str, scale: int, variant: str, synthetic_only: bool, tag: str) -> str:
+    s = C.SCALES[scale]
+    what = (f"Step 1 of the two-step FSR, x{scale} variant `{variant}`: {s} px aligned face -> 64 px MR face."
+            if kind == "step1" else f"One-step ablation, x{scale} `{variant}`: {s} px -> 128 px directly, "
+            "at the MAC cost of step 1 + step 2.")
+    if synthetic_only:
+        what += " Ablation: trained on synthetic degradations only (no learned degradation)."
+    return what
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"

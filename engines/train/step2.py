@@ -1,0 +1,140 @@
+"""Step 2 training: the face prior MR (64 px) -> latent (C x 16 x 16) -> HR (128 px), on clean faces.
+
+Losses: L1 + spectral (FFT) reconstruction of the HR face from a softened, noisy MR face (step
+1's outputs are soft; the prior must not need a perfect MR), a small code-norm penalty, and a
+non-saturating adversarial loss (after a warm-up) on three kinds of decodes:
+
+* the reconstruction itself (sharpness),
+* codes mixed between two faces of the batch, z_a + t (z_b - z_a),
+* codes pulled toward the running mean code, z + t (mean - z).
+
+The last two have no target: the critic alone asks that every point on those straight lines
+decodes to a plausible face, which is what makes engines/latent.py's interpolation (toward the
+mean, across a track's frames) safe. Gaussian noise on the codes during reconstruction makes
+the decoder smooth around every training code as well.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from engines.arch import build
+from engines.arch.disc_arch import PatchDiscriminator
+from engines.data.faces import load_faces
+from engines.train import configs as C
+from engines.train.card import write_card
+from engines.train.common import (Checkpoint, Timer, TrainOptions, area, d_loss, fft_loss, g_loss, param_count,
+                                  random_blur, setup_torch, to_tensor, progress, set_lr)
+from engines.train.export import export_step2
+from engines.train.step1 import _device_name, _flip
+
+log = logging.getLogger(__name__)
+
+W_FFT, W_ADV, W_CODE = 0.1, 0.02, 1e-4
+CODE_NOISE = 0.1
+ADV_START = 0.3
+MR_BLUR, MR_NOISE = 1.0, 0.02
+
+
+@torch.no_grad()
+def latent_mean(prior: torch.nn.Module, faces: np.ndarray, device: torch.device, batch: int = 256) -> np.ndarray:
+    """Mean code of the clean MR faces of the training set."""
+    prior.eval()
+    total = None
+    for i in range(0, len(faces), batch):
+        z = prior.encode(area(to_tensor(faces[i:i + batch], device), C.MR_SIZE)).double().sum(0)
+        total = z if total is None else total + z
+    return (total / len(faces)).float().cpu().numpy()
+
+
+def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
+    C.check_choice(8, variant)
+    device = setup_torch(opts)
+    rng = np.random.default_rng(opts.seed)
+    gen = torch.Generator(device=device).manual_seed(opts.seed)
+    hr_all = load_faces("train", opts.cache, opts.data, limit=opts.limit)
+    kw = C.step2_kwargs(variant)
+    prior = build(C.STEP2_ARCH, kw).to(device)
+    disc = PatchDiscriminator(16, downs=3, max_channels=64, stem=False).to(device)
+    opt = torch.optim.Adam(prior.parameters(), lr=opts.lr, betas=(0.9, 0.99))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=opts.lr, betas=(0.5, 0.99))
+    modules = {"prior": prior, "disc": disc, "opt": opt, "opt_d": opt_d}
+    name = C.name("step2", None, variant)
+    ckpt = Checkpoint(opts.ckpt_dir, name)
+    zmean = torch.zeros(prior.latent_shape, device=device)
+    start, elapsed = 0, 0.0
+    if opts.resume and ckpt.exists():
+        start, elapsed, extra = ckpt.load(modules, rng, device)
+        zmean = extra["zmean"].to(device)
+        gen.set_state(extra["gen"])
+    timer = Timer(elapsed)
+    losses: dict[str, float] = {}
+    bar = tqdm(range(start, opts.steps), desc=name, disable=not opts.progress, initial=start, total=opts.steps)
+    done = start
+    for step in bar:
+        t = progress(opts, step, timer.elapsed)
+        if t >= 1.0:
+            break
+        set_lr(opt, opts.lr, t)
+        prior.train()
+        hr = to_tensor(_flip(hr_all[rng.integers(0, len(hr_all), opts.batch)], rng), device)
+        mr = area(hr, C.MR_SIZE)
+        sigma = torch.rand(opts.batch, 1, 1, 1, generator=gen, device=device) * MR_NOISE
+        mr_in = (random_blur(mr, gen, MR_BLUR) + sigma * torch.randn(mr.shape, generator=gen, device=device)).clamp(0, 1)
+        z = prior.encode(mr_in)
+        zmean.mul_(0.99).add_(0.01 * z.detach().mean(0))
+        noisy = z + CODE_NOISE * z.detach().std() * torch.randn(z.shape, generator=gen, device=device)
+        out = prior.decode(noisy)
+        rec = F.l1_loss(out, hr) + W_FFT * fft_loss(out, hr)
+        loss = rec + W_CODE * z.pow(2).mean()
+        parts = {"rec": rec}
+        mixed = None
+        if t >= ADV_START:
+            t = torch.rand(opts.batch, 1, 1, 1, generator=gen, device=device)
+            half = opts.batch // 2
+            z_mix = torch.cat([z[:half] + t[:half] * (z.roll(1, 0)[:half] - z[:half]),
+                               z[half:] + t[half:] * (zmean - z[half:])])
+            mixed = prior.decode(z_mix)
+            adv = g_loss(disc(out)) + g_loss(disc(mixed))
+            loss = loss + W_ADV * adv
+            parts["adv"] = adv
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if mixed is not None:
+            fakes = torch.cat([out.detach(), mixed.detach()])
+            ld = d_loss(disc(hr), disc(fakes))
+            opt_d.zero_grad(set_to_none=True)
+            ld.backward()
+            opt_d.step()
+            parts["d"] = ld
+        if step % 20 == 0 or step == opts.steps - 1:
+            losses = {k: round(float(v.detach()), 4) for k, v in parts.items()}
+            bar.set_postfix(losses)
+        done = step + 1
+        if done % opts.ckpt_every == 0 or done == opts.steps:
+            ckpt.save(done, modules, rng, timer.elapsed, {"zmean": zmean.cpu(), "gen": gen.get_state()})
+    bar.close()
+    if done < opts.steps:  # stopped by the time budget
+        ckpt.save(done, modules, rng, timer.elapsed, {"zmean": zmean.cpu(), "gen": gen.get_state()})
+    mean = latent_mean(prior, hr_all, device)
+    folder = export_step2(prior, C.STEP2_ARCH, kw, mean, opts.out, name)
+    info = {
+        "kind": "step2", "arch": C.STEP2_ARCH, "arch_kwargs": kw, "gmac": round(C.gmac(C.STEP2_ARCH, kw), 4),
+        "params": param_count(prior), "command": opts.command, "device": _device_name(device), "seed": opts.seed,
+        "steps": done, "train_seconds": round(timer.elapsed, 1), "final_losses": losses, "trained": True,
+        "data": f"{len(hr_all)} aligned CelebA faces at 128 px; MR input = area downscale to 64 px, "
+                f"softened (Gaussian blur sigma <= {MR_BLUR}) and noisy (sigma <= {MR_NOISE})",
+        "split": "engines/splits/celeba_train.txt (train), celeba_val.txt, celeba_test.txt (held out)",
+        "summary": f"Step 2 of the two-step FSR, variant `{variant}`: 64 px MR face -> latent "
+                   f"{list(prior.latent_shape)} -> 128 px HR face. latent_mean.npy is the mean code of the "
+                   "clean training MR faces.",
+    }
+    write_card(folder, name, info)
+    return info
