@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-COMPETITORS = {
+COMPETITORS: dict[str, dict[str, Any]] = {
     "gfpgan-512": {"input": 512, "output": 512, "what": "GFPGANv1Clean (StyleGAN2), 512 px in and out"},
     "realesrgan-x4": {"input": 32, "output": 128, "what": "Real-ESRGAN x4 RRDBNet (23 blocks), 32 -> 128 px"},
 }

@@ -6,7 +6,9 @@ Rows, all measured in the same process and run (competitors possibly in a siblin
     (ONNX Runtime and PyTorch on a CPU; PyTorch CUDA fp16 with CUDA graphs and TensorRT on a GPU);
   * GFPGAN (512 px) and Real-ESRGAN x4 (RRDBNet) with random weights (benchmarks/competitors.py).
 Each cell is timed over whole `enhance` calls (uint8 BGR in and out, every conversion included),
-after two warm-up calls, for at least 3 calls and until a time budget is spent.
+after two warm-up calls, for at least 3 calls and until a time budget is spent. Bicubic and our
+rows are interleaved call by call, so load from other processes hits them alike and the ratios
+hold on a shared machine; the competitor rows run after them.
 
     python run.py bench engines [--quick] [--json out.json] [--plot out.png]
 """
@@ -20,12 +22,13 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.competitors import COMPETITORS, summarize, time_calls
+from benchmarks.competitors import COMPETITORS, summarize
 from engines.backends import AUTO_ORDER, unavailable_reason
 from engines.base import Enhancer
 from engines.bicubic import BicubicEnhancer
@@ -69,15 +72,41 @@ def _crops(batch: int, size: int) -> np.ndarray:
     return np.random.default_rng(batch).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
 
 
-def time_enhancer(enh: Enhancer, batches: list[int], budget_s: float) -> list[dict[str, Any]]:
-    rows = []
+def time_interleaved(
+    enhancers: list[tuple[dict[str, Any], Enhancer]],
+    batches: list[int],
+    budget_s: float,
+    max_rounds: int = 200,
+) -> list[dict[str, Any]]:
+    """Time every enhancer at each batch size, one call of each per round, round after round.
+
+    On a shared machine the load changes from second to second; interleaving exposes all rows to
+    the same load, so their ratios hold even when the absolute numbers drift.
+    """
+    per_enhancer: list[list[dict[str, Any]]] = [[] for _ in enhancers]
     for batch in batches:
-        crops, ids = _crops(batch, enh.input_size), list(range(batch))
-        times = time_calls(lambda c=crops, i=ids: enh.enhance(c, i), batch, budget_s)
-        rows.append(
-            {"batch": batch, "input": enh.input_size, "output": enh.output_size, **summarize(times, batch)}
-        )
-    return rows
+        calls = []
+        for _, enh in enhancers:
+            crops, ids = _crops(batch, enh.input_size), list(range(batch))
+            calls.append(lambda e=enh, c=crops, i=ids: e.enhance(c, i))
+        for call in calls:
+            call()
+            call()
+        times: list[list[float]] = [[] for _ in calls]
+        start = time.perf_counter()
+        rounds = 0
+        while rounds < max_rounds and (rounds < 3 or time.perf_counter() - start < budget_s * len(calls)):
+            for k, call in enumerate(calls):
+                t0 = time.perf_counter()
+                call()
+                times[k].append(time.perf_counter() - t0)
+            rounds += 1
+        for out, (meta, enh), spent in zip(per_enhancer, enhancers, times, strict=True):
+            size = {"input": enh.input_size, "output": enh.output_size}
+            out.append(
+                {**meta, "batch": batch, **size, "rounds_interleaved": rounds, **summarize(spent, batch)}
+            )
+    return [row for rows in per_enhancer for row in rows]
 
 
 def fsr_backends(requested: str) -> tuple[list[str], dict[str, str]]:
@@ -264,11 +293,10 @@ def main(args: argparse.Namespace) -> int:
     weights = Path(args.weights)
     in_size = INPUT_SIZE_FOR_SCALE[args.scale]
     rows: list[dict[str, Any]] = []
+    info = conditions(args)
 
-    bic = BicubicEnhancer(input_size=in_size, scale=args.scale)
-    rows += [
-        {"engine": "bicubic", "backend": "opencv", "device": "cpu", **r}
-        for r in time_enhancer(bic, batches, budget)
+    timed: list[tuple[dict[str, Any], Enhancer]] = [
+        ({"engine": "bicubic", "backend": "opencv", "device": "cpu"}, BicubicEnhancer(in_size, args.scale))
     ]
 
     backends, skipped = fsr_backends(args.backends)
@@ -294,11 +322,7 @@ def main(args: argparse.Namespace) -> int:
             bname = enh.name.split("/", 1)[1]
             dev = "cuda" if ("cuda" in bname or "tensorrt" in bname) else "cpu"
             device = "cuda" if dev == "cuda" else device
-            rows += [
-                {"engine": engine, "backend": bname, "device": dev, **r}
-                for r in time_enhancer(enh, batches, budget)
-            ]
-            enh.close()
+            timed.append(({"engine": engine, "backend": bname, "device": dev}, enh))
             reference = reference or engine
         for backend, reason in skipped.items():
             rows += [
@@ -306,6 +330,9 @@ def main(args: argparse.Namespace) -> int:
                 for b in batches
             ]
 
+    rows = time_interleaved(timed, batches, budget) + rows
+    for _, done in timed:
+        done.close()
     rows += competitor_rows(args, batches, device)
     if reference:
         add_ratios(rows, reference)
@@ -316,7 +343,12 @@ def main(args: argparse.Namespace) -> int:
             "(our fastest backend there); < 1 is faster than ours."
         )
     print("Timings are wall-clock on a machine that may be shared: compare rows of one run, not across runs.")
-    result = {"conditions": conditions(args), "batches": batches, "reference": reference, "rows": rows}
+    result = {
+        "conditions": {**info, "load_avg_end": os.getloadavg()},
+        "batches": batches,
+        "reference": reference,
+        "rows": rows,
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
         print(f"wrote {args.json}")

@@ -205,7 +205,7 @@ def open_models(
 ) -> tuple[Backend, Backend, Backend]:
     """Open the three models on one backend; `auto` moves on to the next if any of them fails."""
     errors = []
-    for name in resolve(backend, options):
+    for name in resolve(backend):
         opened: list[Backend] = []
         try:
             cls = backend_class(name)

@@ -125,7 +125,7 @@ def cuda_unavailable_reason() -> str | None:
     return None
 
 
-def unavailable_reason(name: str, options: BackendOptions | None = None) -> str | None:
+def unavailable_reason(name: str) -> str | None:
     """None when backend `name` can run here (as `auto` would use it), else a one-line reason."""
     if name == "onnxruntime":
         return None if _has_module("onnxruntime") else "onnxruntime is not installed"
@@ -139,7 +139,7 @@ def unavailable_reason(name: str, options: BackendOptions | None = None) -> str 
     raise ValueError(f"unknown backend {name!r}; valid: {', '.join(valid_names())}")
 
 
-def resolve(name: str, options: BackendOptions | None = None) -> list[str]:
+def resolve(name: str) -> list[str]:
     """The backends to try, in order: [name] for an explicit one, the usable ones for `auto`."""
     if name != "auto":
         if name not in BACKENDS:
@@ -147,7 +147,7 @@ def resolve(name: str, options: BackendOptions | None = None) -> list[str]:
         return [name]
     usable: list[str] = []
     for cand in AUTO_ORDER:
-        reason = unavailable_reason(cand, options)
+        reason = unavailable_reason(cand)
         if reason is None:
             usable.append(cand)
         else:
@@ -170,7 +170,7 @@ def backend_class(name: str) -> Callable[..., Backend]:
 def open_backend(name: str, model: ModelSpec, options: BackendOptions | None = None) -> Backend:
     """Open `model` with backend `name` (or the first that works for `auto`)."""
     options = options or BackendOptions()
-    candidates = resolve(name, options)
+    candidates = resolve(name)
     errors: list[str] = []
     for cand in candidates:
         try:

@@ -130,12 +130,18 @@ class TorchBackend:
         self.dtype = torch.float16 if self.half else torch.float32
         self.use_graphs = device == "cuda" and options.cuda_graphs
         module = build_module(model).to(device=device, dtype=self.dtype)
-        self.module = module
+        self._module: nn.Module | None = module
         self._graphs: dict[int, _CudaGraph] = {}
         if device == "cpu":
             torch.set_num_threads(max(1, options.threads))
         suffix = "-fp16" if self.half else ""
         self.name = f"torch-{device}{suffix}" + ("-graphs" if self.use_graphs else "")
+
+    @property
+    def module(self) -> nn.Module:
+        if self._module is None:
+            raise RuntimeError(f"{self.name} backend of {self.model.name} is closed")
+        return self._module
 
     def _sample_shape(self, x: np.ndarray) -> tuple[int, ...]:
         return tuple(int(d) for d in x.shape[1:])
@@ -169,4 +175,4 @@ class TorchBackend:
     def close(self) -> None:
         """Drop the graphs (they pin GPU memory) and the module."""
         self._graphs.clear()
-        self.module = None
+        self._module = None
