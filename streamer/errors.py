@@ -3,9 +3,12 @@ them as one line instead of a traceback. Each stage defines its own error next t
 
 from __future__ import annotations
 
+from engines.backends import BackendUnavailable
 from streamer.config import ConfigError
 from streamer.detect import DetectorError
 from streamer.sink import SinkError
 from streamer.sources import SourceError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, SourceError, DetectorError, SinkError, FileNotFoundError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError, SourceError, DetectorError, SinkError, FileNotFoundError, BackendUnavailable,
+)
