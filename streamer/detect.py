@@ -70,7 +70,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, dtype=np.int64)
 
 
-class _CapLogger:
+class CapLogger:
     """Logs the first capped frame at WARNING and later ones at DEBUG: a crowd in view would
     otherwise write one warning per frame."""
 
@@ -90,7 +90,7 @@ def finalize(
     landmarks: np.ndarray,
     cfg: DetectConfig,
     frame_shape: tuple[int, ...],
-    on_cap: _CapLogger,
+    on_cap: CapLogger,
 ) -> list[Detection]:
     """Apply the detector-independent policy to decoded, frame-space candidates.
 

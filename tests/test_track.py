@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from streamer.config import ConfigError, TrackConfig, validate, AppConfig
+from streamer.config import AppConfig, ConfigError, TrackConfig, validate
 from streamer.track import Tracker, iou_matrix
 from streamer.types import Detection
 

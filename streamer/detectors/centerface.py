@@ -34,13 +34,18 @@ from __future__ import annotations
 import logging
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from streamer.config import DetectConfig
-from streamer.detect import DetectorError, _CapLogger, check_frame, finalize, nms
+from streamer.detect import CapLogger, DetectorError, check_frame, finalize, nms
 from streamer.types import Detection
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +66,9 @@ def embedded_model_path() -> Path:
     return path
 
 
-def is_centerface_layout(model: object) -> bool:
+def is_centerface_layout(model: onnx.ModelProto) -> bool:
     """True for an ONNX graph with CenterFace's four heads (1, 2, 2, 10 channels)."""
-    outputs = model.graph.output  # type: ignore[attr-defined]
+    outputs = model.graph.output
     if len(outputs) != 4:
         return False
     dims = [o.type.tensor_type.shape.dim for o in outputs]
@@ -93,7 +98,7 @@ def _dynamic_model_bytes(path: Path) -> bytes:
     return update_inputs_outputs_dims(model, input_dims, output_dims).SerializeToString()
 
 
-def session_options(threads: int) -> object:
+def session_options(threads: int) -> onnxruntime.SessionOptions:
     """CPU session options shared by our detectors: a fixed thread count and no spinning.
 
     Several sessions share 2 cores in the pipeline; idle ONNX Runtime threads that spin steal
@@ -144,7 +149,7 @@ class CenterFaceDetector:
             raise DetectorError(f"ONNX Runtime cannot load {self.model_path}: {exc}") from None
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self._on_cap = _CapLogger(self.name)
+        self._on_cap = CapLogger(self.name)
         self._blob: np.ndarray | None = None
         log.info("CenterFace %s, input width %d, %d thread(s)", self.model_path.name, cfg.input_width, cfg.threads)
 

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from streamer.config import DetectConfig
-from streamer.detect import ACCEPTED, DetectorError, FaceDetector, _CapLogger, check_frame, finalize
+from streamer.detect import ACCEPTED, CapLogger, DetectorError, FaceDetector, check_frame, finalize
 from streamer.detectors.centerface import CenterFaceDetector, is_centerface_layout, network_size, session_options
 from streamer.types import Detection
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ def _pick_pack_model(folder: Path) -> Path:
     return found[0]
 
 
-def _output_count(path: Path) -> tuple[int, object]:
+def _output_count(path: Path) -> tuple[int, onnx.ModelProto]:
     import onnx
 
     try:
@@ -97,7 +101,7 @@ class InsightFaceDetector:
         model.prepare(ctx_id=-1, det_thresh=cfg.threshold)
         self.model = model
         self.static_size: tuple[int, int] | None = model.static_input_size
-        self._on_cap = _CapLogger(self.name)
+        self._on_cap = CapLogger(self.name)
         log.info("InsightFace detector %s, input %s, %d thread(s)", path, self.static_size or "dynamic", cfg.threads)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
