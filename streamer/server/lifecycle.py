@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import signal
 import ssl
@@ -40,6 +41,20 @@ class RunningServer:
         await self.runner.cleanup()
 
 
+M_ARENA_MAX = -8  # glibc mallopt parameter
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Frames (hundreds of KB each) are allocated in one thread and freed in another (camera
+    thread, encoder executor threads, event loop). glibc then grows one heap arena per busy thread
+    and keeps the freed memory mapped: measured here, two cameras with two viewers settled about
+    140 MB higher with glibc's default arena count than with 2. No effect off glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        log.debug("not glibc: malloc arenas left as they are")
+
+
 def ssl_context(cert: str, key: str) -> ssl.SSLContext | None:
     if not cert:
         return None
@@ -63,6 +78,7 @@ async def start_server(
     context = ssl_context(sv.cert, sv.key)
     set_video_bitrate(sv.bitrate_kbps)
     enable_loopback_fallback()
+    limit_malloc_arenas()
     token = make_token(sv.token)
     app = create_app(cfg, token, processor_factory, latency_log)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

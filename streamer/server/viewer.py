@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -59,8 +60,10 @@ async def connect_viewer(
     tracks: Sequence[str] = ("enhanced", "original"),
     codec: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    pump_delay: float = 0.0,
 ) -> Viewer:
-    """Connect to `camera` and start delivering frames to `on_frame(kind, frame, t_decoded)`."""
+    """Connect to `camera` and start delivering frames to `on_frame(kind, frame, t_decoded)`.
+    `pump_delay` > 0 makes a deliberately slow viewer that sleeps after every frame."""
     enable_loopback_fallback()
     pc = RTCPeerConnection(rtc_configuration(()))
     transceivers = [pc.addTransceiver("video", direction="recvonly") for _ in tracks]
@@ -87,6 +90,70 @@ async def connect_viewer(
             while True:
                 frame = await track.recv()
                 on_frame(kind, frame, time.monotonic())
+                if pump_delay > 0:
+                    await asyncio.sleep(pump_delay)
 
     tasks = [asyncio.ensure_future(pump(kind, t)) for kind, t in zip(tracks, transceivers, strict=True)]
     return Viewer(pc, tasks, answer.get("codec", codec or ""))
+
+
+async def _watch(url: str, cameras: Sequence[str], seconds: float, slow_s: float, codec: str | None) -> dict:
+    """Watch `cameras` for `seconds`; per camera and track: frames, stamps and arrival gaps."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from streamer.server.latency import read_stamp_from_frame
+
+    parts = urlsplit(url)
+    token = parse_qs(parts.query).get("token", [""])[0]
+    base = f"{parts.scheme}://{parts.netloc}"
+    arrivals: dict[str, list[float]] = {}
+    stamps: dict[str, list[int]] = {}
+    started = time.monotonic()
+
+    def on_frame(key: str) -> FrameCallback:
+        def record(kind: str, frame: av.VideoFrame, t: float) -> None:
+            arrivals.setdefault(f"{key}/{kind}", []).append(t - started)
+            stamp = read_stamp_from_frame(frame)
+            if stamp is not None:
+                stamps.setdefault(f"{key}/{kind}", []).append(stamp)
+
+        return record
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    viewers = [await connect_viewer(base, token, cam, on_frame(cam), codec=codec, pump_delay=slow_s)
+               for cam in cameras]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds if seconds > 0 else None)
+    for v in viewers:
+        await v.close()
+    report = {}
+    for key, times in arrivals.items():
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        report[key] = {"frames": len(times), "first_s": times[0], "max_gap_s": max(gaps, default=0.0),
+                       "stamps": len(stamps.get(key, [])), "stamp_first": (stamps.get(key) or [None])[0],
+                       "stamp_last": (stamps.get(key) or [None])[-1]}
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m streamer.server.viewer URL --camera NAME [--seconds S] [--slow S]`: watch, then
+    print one JSON line with frames, frame-number stamps and the longest arrival gap per track."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m streamer.server.viewer", description=main.__doc__)
+    p.add_argument("url", help="the URL the server printed (with ?token=)")
+    p.add_argument("--camera", action="append", required=True)
+    p.add_argument("--seconds", type=float, default=10.0, help="how long to watch; 0: until SIGTERM")
+    p.add_argument("--slow", type=float, default=0.0, help="sleep this long after each frame (a slow viewer)")
+    p.add_argument("--codec", choices=["vp8", "h264"])
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    report = asyncio.run(_watch(args.url, args.camera, args.seconds, args.slow, args.codec))
+    print(json.dumps(report), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
