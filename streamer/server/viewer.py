@@ -42,8 +42,10 @@ class Viewer:
         self._tasks = tasks
 
     async def bytes_received(self) -> int:
+        """Bytes received on the connection's transport (aiortc's inbound-rtp stats carry no byte
+        count); with one video track that is the video bitrate plus a little RTCP."""
         stats = await self.pc.getStats()
-        return sum(int(getattr(s, "bytesReceived", 0)) for s in stats.values() if s.type == "inbound-rtp")
+        return sum(int(getattr(s, "bytesReceived", 0)) for s in stats.values() if s.type == "transport")
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -1,0 +1,317 @@
+"""Glass-to-glass latency and the cost of aiortc's bitrate caps, measured through real WebRTC.
+
+Latency: the server stamps every frame's number into a corner of the picture it encodes
+(`server.stamp_frames`); a real aiortc viewer on loopback decodes the video and reads the number
+back, so each frame's path is known from capture to "decoded at the viewer", split into:
+    queue      capture -> pipeline starts on it (waiting for the pipeline thread)
+    <stages>   the pipeline's own stages (detect, track, crop, enhance, composite)
+    convert    BGR -> YUV and stamping, once per frame for all viewers
+    handoff    result ready -> the viewer's sender takes it (relay + event loop)
+    transport  encode + RTP over loopback + jitter buffer + decode at the viewer
+Two runs in the same process and minute: a baseline (raw demo frames through the same server
+and aiortc, no pipeline) and the real pipeline. Both run on the demo at 720p (4+ faces in view).
+
+Bitrate: the enhanced track (640x360 source, upscale x2 -> 1280x720) is received at aiortc's stock
+settings (start 0.5 Mbit/s, cap 1.5) and at raised caps; the PSNR of received vs sent frames is
+reported over the whole frame and over the face regions, where the pipeline puts its detail.
+
+    python run.py bench latency [--seconds 15] [--engine fsr|bicubic] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import numpy as np
+
+from streamer.config import AppConfig, EnhanceConfig, OutputConfig, ServerConfig, SourceConfig
+from streamer.server import start_server
+from streamer.server.camera import Processor, default_processor
+from streamer.server.latency import INDEX_MASK, LatencyLog, read_stamp_from_frame
+from streamer.server.signaling import set_video_bitrate
+from streamer.server.viewer import connect_viewer
+from streamer.stats import format_table
+from streamer.types import Frame, FrameResult, StageTimes
+
+log = logging.getLogger(__name__)
+
+WARMUP_S = 3.0
+CAMERA = "bench"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per latency run")
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--engine", choices=["fsr", "bicubic"], default="fsr")
+    p.add_argument("--upscale", type=int, default=1,
+                   help="output scale of the latency run (1 keeps the enhanced track at the source size)")
+    p.add_argument("--codec", choices=["vp8", "h264"], default="vp8")
+    p.add_argument("--bitrate", type=int, default=4000, help="kbit/s for the latency runs")
+    p.add_argument("--bitrates", default="stock,1500,5000",
+                   help="settings for the PSNR comparison: 'stock' (aiortc's own) or kbit/s values")
+    p.add_argument("--psnr-seconds", type=float, default=10.0)
+    p.add_argument("--skip-bitrate", action="store_true", help="only the latency runs")
+    p.add_argument("--json", help="write all results here")
+
+
+class Passthrough:
+    """The baseline 'pipeline': the frame itself, untouched, at no cost."""
+
+    backend_name = "none (raw frames)"
+    controls: dict[str, object] = {}
+
+    def process(self, frame: Frame) -> FrameResult:
+        return FrameResult(frame=frame, output=frame.image, tracks=[], faces=[], times=StageTimes({}))
+
+    def set_controls(self, scale: int | None = None, mode: str | None = None,
+                     detect_interval: int | None = None) -> None:
+        """Nothing to control."""
+
+    def close(self) -> None:
+        """Holds nothing."""
+
+
+class Recording:
+    """Wraps the real pipeline to remember faces per frame (for per-face PSNR and face counts)."""
+
+    def __init__(self, inner: Processor, scale: int) -> None:
+        self.inner = inner
+        self.scale = scale
+        self.boxes: dict[int, np.ndarray] = {}
+        self.backend_name = inner.backend_name
+
+    @property
+    def controls(self) -> dict[str, object]:
+        return self.inner.controls
+
+    def process(self, frame: Frame) -> FrameResult:
+        result = self.inner.process(frame)
+        boxes = np.array([t.box for t in result.tracks], dtype=np.float32).reshape(-1, 4) * self.scale
+        self.boxes[frame.index & INDEX_MASK] = boxes
+        if len(self.boxes) > 2000:
+            self.boxes.pop(next(iter(self.boxes)))
+        return result
+
+    def set_controls(self, scale: int | None = None, mode: str | None = None,
+                     detect_interval: int | None = None) -> None:
+        self.inner.set_controls(scale=scale, mode=mode, detect_interval=detect_interval)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass
+class Received:
+    decoded: dict[int, float] = field(default_factory=dict)
+    psnr: list[tuple[float, float | None]] = field(default_factory=list)
+    frames: int = 0
+    unreadable: int = 0
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
+    return 99.0 if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+
+
+def face_psnr(sent: np.ndarray, got: np.ndarray, boxes: np.ndarray) -> float | None:
+    """PSNR over the union of the face boxes (grown by 25%), where enhancement detail lives."""
+    if len(boxes) == 0:
+        return None
+    h, w = sent.shape[:2]
+    mask = np.zeros((h, w), dtype=bool)
+    for x1, y1, x2, y2 in boxes:
+        pad_x, pad_y = 0.25 * (x2 - x1), 0.25 * (y2 - y1)
+        mask[max(0, int(y1 - pad_y)):min(h, int(y2 + pad_y) + 1), max(0, int(x1 - pad_x)):min(w, int(x2 + pad_x) + 1)] = True
+    if mask.sum() < 16:
+        return None
+    return psnr(sent[mask], got[mask])
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64) * 1e3
+    if arr.size == 0:
+        return {"p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan"), "n": 0}
+    return {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)),
+            "p99_ms": float(np.percentile(arr, 99)), "n": int(arr.size)}
+
+
+def bench_cfg(args: argparse.Namespace, width: int, height: int, upscale: int, bitrate: int) -> AppConfig:
+    source = SourceConfig(uri="demo", name=CAMERA, demo_width=width, demo_height=height, realtime=True)
+    return AppConfig(sources=(source,), enhance=EnhanceConfig(engine=args.engine),
+                     output=OutputConfig(mode="upscale", upscale=upscale),
+                     server=ServerConfig(port=0, codec=args.codec, bitrate_kbps=bitrate, stamp_frames=True,
+                                         token="bench"))
+
+
+async def run_once(cfg: AppConfig, seconds: float, baseline: bool, stock_bitrate: bool = False,
+                   measure_psnr: bool = False) -> dict[str, Any]:
+    latency_log = LatencyLog(capacity=20_000, keep_images=measure_psnr)
+    recorder: dict[str, Recording] = {}
+
+    def factory(c: AppConfig, name: str) -> Processor:
+        if baseline:
+            return Passthrough()
+        recorder["r"] = Recording(default_processor(c, name), c.output.upscale)
+        return recorder["r"]
+
+    server = await start_server(cfg, processor_factory=factory, latency_log=latency_log)
+    if stock_bitrate:
+        set_video_bitrate(None)
+    got = Received()
+    measuring = {"on": False}
+
+    def on_frame(kind: str, frame: av.VideoFrame, t: float) -> None:
+        got.frames += 1
+        stamp = read_stamp_from_frame(frame)
+        if stamp is None:
+            got.unreadable += 1
+            return
+        got.decoded.setdefault(stamp, t)
+        if measure_psnr and measuring["on"] and stamp % 3 == 0:
+            sent = latency_log.image("enhanced", stamp)
+            boxes = recorder["r"].boxes.get(stamp) if "r" in recorder else None
+            if sent is not None:
+                image = frame.to_ndarray(format="bgr24")
+                got.psnr.append((psnr(sent, image), face_psnr(sent, image, boxes if boxes is not None else np.zeros((0, 4)))))
+
+    try:
+        camera = server.state.cameras[CAMERA]
+        await asyncio.to_thread(camera.wait_ready, 120)
+        if camera.error:
+            raise RuntimeError(f"camera failed to start: {camera.error}")
+        viewer = await connect_viewer(server.base_url, server.token, CAMERA, on_frame, tracks=("enhanced",),
+                                      codec=cfg.server.codec)
+        await asyncio.sleep(WARMUP_S)
+        measuring["on"] = True
+        start, bytes0 = time.monotonic(), await viewer.bytes_received()
+        await asyncio.sleep(seconds)
+        elapsed, bytes1 = time.monotonic() - start, await viewer.bytes_received()
+        measuring["on"] = False
+        await viewer.close()
+    finally:
+        await server.stop()
+        set_video_bitrate(cfg.server.bitrate_kbps)
+
+    parts: dict[str, list[float]] = {}
+    faces: list[int] = []
+    for stamp, t_decoded in got.decoded.items():
+        e = latency_log.get(stamp)
+        if not {"capture", "start", "processed", "published", "sent_enhanced"} <= set(e):
+            continue
+        if not start <= t_decoded <= start + elapsed:
+            continue
+        parts.setdefault("total", []).append(t_decoded - e["capture"])
+        parts.setdefault("queue", []).append(e["start"] - e["capture"])
+        for key, value in e.items():
+            if key.startswith("stage_"):
+                parts.setdefault(key[6:], []).append(value)
+        parts.setdefault("convert", []).append(e["published"] - e["processed"])
+        parts.setdefault("handoff", []).append(e["sent_enhanced"] - e["published"])
+        parts.setdefault("transport", []).append(t_decoded - e["sent_enhanced"])
+        if "r" in recorder:
+            faces.append(len(recorder["r"].boxes.get(stamp, ())))
+    measured = len(parts.get("total", []))
+    result: dict[str, Any] = {
+        "backend": "none (raw frames)" if baseline else recorder["r"].backend_name,
+        "frames_measured": measured,
+        "viewer_fps": measured / elapsed if elapsed else 0.0,
+        "unreadable_stamps": got.unreadable,
+        "kbps_received": (bytes1 - bytes0) * 8 / 1000 / elapsed if elapsed else 0.0,
+        "faces_per_frame": float(np.mean(faces)) if faces else 0.0,
+        "latency": {k: percentiles(v) for k, v in parts.items()},
+    }
+    if measure_psnr:
+        full = [p for p, _ in got.psnr]
+        face = [f for _, f in got.psnr if f is not None]
+        result["psnr_db"] = float(np.mean(full)) if full else float("nan")
+        result["face_psnr_db"] = float(np.mean(face)) if face else float("nan")
+        result["psnr_frames"] = len(full)
+    return result
+
+
+def latency_table(runs: dict[str, dict[str, Any]]) -> str:
+    order = ["total", "queue", "detect", "track", "crop", "enhance", "composite", "convert", "handoff", "transport"]
+    rows = []
+    for part in order:
+        row: dict[str, object] = {"part": part}
+        present = False
+        for name, run in runs.items():
+            p = run["latency"].get(part)
+            if p is None or p["n"] == 0:
+                row.update({f"{name} p50": "-", f"{name} p95": "-", f"{name} p99": "-"})
+                continue
+            present = True
+            row.update({f"{name} p50": p["p50_ms"], f"{name} p95": p["p95_ms"], f"{name} p99": p["p99_ms"]})
+        if present:
+            rows.append(row)
+    columns = ["part"] + [f"{n} {q}" for n in runs for q in ("p50", "p95", "p99")]
+    return format_table(rows, columns)
+
+
+async def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {"conditions": {
+        "source": f"demo {args.width}x{args.height} @ 30 fps", "engine": args.engine, "upscale": args.upscale,
+        "codec": args.codec, "bitrate_kbps": args.bitrate, "seconds": args.seconds,
+        "viewer": "aiortc peer on loopback, same process, enhanced track only",
+    }}
+    cfg = bench_cfg(args, args.width, args.height, args.upscale, args.bitrate)
+    print(f"latency: baseline (raw frames, no pipeline), {args.seconds:.0f} s ...", flush=True)
+    baseline = await run_once(cfg, args.seconds, baseline=True)
+    print(f"latency: pipeline ({args.engine}), {args.seconds:.0f} s ...", flush=True)
+    pipeline = await run_once(cfg, args.seconds, baseline=False)
+    results["latency"] = {"baseline": baseline, "pipeline": pipeline}
+    if not args.skip_bitrate:
+        results["bitrate"] = {}
+        for setting in [s.strip() for s in args.bitrates.split(",") if s.strip()]:
+            stock = setting == "stock"
+            kbps = args.bitrate if stock else int(setting)
+            label = "aiortc stock (0.5 start, 1.5 cap)" if stock else f"{kbps} kbit/s"
+            print(f"bitrate: {label}, 640x360 x2 -> 1280x720, {args.psnr_seconds:.0f} s ...", flush=True)
+            run_cfg = bench_cfg(args, 640, 360, 2, kbps)
+            results["bitrate"][label] = await run_once(run_cfg, args.psnr_seconds, baseline=False,
+                                                       stock_bitrate=stock, measure_psnr=True)
+    return results
+
+
+def report(results: dict[str, Any]) -> str:
+    c = results["conditions"]
+    lat = results["latency"]
+    lines = [f"Glass-to-glass latency, capture -> decoded at the viewer ({c['source']}, engine {c['engine']}, "
+             f"upscale x{c['upscale']}, {c['codec'].upper()} {c['bitrate_kbps']} kbit/s, {c['viewer']})", ""]
+    lines.append(latency_table(lat))
+    lines.append("")
+    for name, run in lat.items():
+        lines.append(f"{name:9s} backend={run['backend']}  frames={run['frames_measured']}  "
+                     f"viewer fps={run['viewer_fps']:.1f}  faces/frame={run['faces_per_frame']:.1f}  "
+                     f"received={run['kbps_received']:.0f} kbit/s  unreadable stamps={run['unreadable_stamps']}")
+    totals = [lat[n]["latency"].get("total", {}).get("p50_ms", float("nan")) for n in ("pipeline", "baseline")]
+    lines.append(f"pipeline adds {totals[0] - totals[1]:.0f} ms at p50 over raw aiortc streaming of the same source")
+    if "bitrate" in results:
+        lines += ["", "Enhanced track 1280x720 (640x360 source, upscale x2): PSNR of received vs sent frames"]
+        rows = [{"setting": label, "received kbit/s": r["kbps_received"], "PSNR dB": r["psnr_db"],
+                 "face PSNR dB": r["face_psnr_db"], "frames": r["psnr_frames"],
+                 "latency p50 ms": r["latency"].get("total", {}).get("p50_ms", float("nan"))}
+                for label, r in results["bitrate"].items()]
+        lines.append(format_table(rows, ["setting", "received kbit/s", "PSNR dB", "face PSNR dB", "frames",
+                                         "latency p50 ms"]))
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    for name in ("aioice", "aiortc"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    results = asyncio.run(run_all(args))
+    print(report(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
