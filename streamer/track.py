@@ -217,7 +217,8 @@ class Tracker:
         for ti, di in pairs:
             tracks[ti].correct(high[di])
             matched_tracks.add(ti)
-        new_dets = [d for i, d in enumerate(high) if i not in {di for _, di in pairs}]
+        used = {di for _, di in pairs}
+        new_dets = [d for i, d in enumerate(high) if i not in used]
 
         rest = [i for i in range(len(tracks)) if i not in matched_tracks and tracks[i].confirmed]
         if rest and low:
