@@ -54,7 +54,10 @@ class DetectConfig:
     """Face detection. `detector` is `centerface` (embedded default), an .onnx path, or an
     InsightFace model pack folder. The default width runs 720p at native size: faces of 10-24 px
     are lost below it (measured in benchmarks/detection.py; see streamer/detectors/centerface.py).
-    `threshold` is the lowest score kept; the tracker decides which scores may start a track."""
+    `threshold` is the lowest score kept; the tracker decides which scores may start a track.
+    `background` runs the detector in its own thread on the newest frame (live sources: flat
+    per-frame latency); file jobs always run it inline every `interval` frames so their output
+    does not depend on timing."""
 
     detector: str = "centerface"
     input_width: int = 1280
@@ -63,6 +66,7 @@ class DetectConfig:
     max_faces: int = 64
     min_face_px: float = 6.0
     threads: int = 1
+    background: bool = True
 
 
 @dataclass(frozen=True)

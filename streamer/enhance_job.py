@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ def run_enhance(
     """Process `source_cfg` through the pipeline; write `out_path` (mp4) when given."""
     source = open_source(source_cfg)
     source.start()
+    if not source.is_live:
+        cfg = replace(cfg, detect=replace(cfg.detect, background=False))
     pipe = pipeline or Pipeline(cfg, source_cfg.display_name)
     audio = source_cfg.uri if (cfg.output.audio == "copy" and Path(source_cfg.uri).is_file()) else None
     sink = Mp4Sink(out_path, fps=source.fps, crf=cfg.output.crf, audio_from=audio) if out_path else None

@@ -20,13 +20,15 @@ from streamer.align import crop_tracks
 from streamer.composite import Gallery, compose_gallery, compose_inset, compose_upscale
 from streamer.config import AppConfig, ConfigError, validate
 from streamer.detect import FaceDetector, build_detector
+from streamer.detect_async import BackgroundDetector
 from streamer.stats import StageStats
 from streamer.track import Tracker
-from streamer.types import EnhancedFace, Frame, FrameResult, StageTimes, Track
+from streamer.types import Detection, EnhancedFace, Frame, FrameResult, StageTimes, Track
 
 log = logging.getLogger(__name__)
 
 STAGES = ("detect", "track", "crop", "enhance", "composite")
+FIRST_DETECTION_WAIT_S = 5.0
 
 
 class Pipeline:
@@ -40,6 +42,7 @@ class Pipeline:
         self.cfg = cfg
         self.source_name = source_name
         self.detector = detector or build_detector(cfg.detect)
+        self.background = BackgroundDetector(self.detector) if cfg.detect.background else None
         self.tracker = Tracker(cfg.track)
         self.enhancer = enhancer or build_enhancer(cfg.enhance)
         self.gallery = Gallery()
@@ -106,11 +109,7 @@ class Pipeline:
         image = frame.image
 
         with self.stats.time("detect", times):
-            detections = None
-            if self._since_detect % self._interval == 0:
-                detections = self.detector.detect(image)
-                self.detector_runs += 1
-            self._since_detect += 1
+            detections = self._detect(frame)
 
         with self.stats.time("track", times):
             tracks = self.tracker.update(detections, image)
@@ -137,6 +136,25 @@ class Pipeline:
         self.faces_total += len(faces)
         return FrameResult(frame=frame, output=output, tracks=tracks, faces=faces, times=StageTimes(times))
 
+    def _detect(self, frame: Frame) -> list[Detection] | None:
+        """Detections for this frame, or None when the tracker should predict on its own."""
+        due = self._since_detect % self._interval == 0
+        self._since_detect += 1
+        bg = self.background
+        if bg is None:
+            if not due:
+                return None
+            self.detector_runs += 1
+            return self.detector.detect(frame.image)
+        if due and bg.idle:
+            bg.submit(frame.index, frame.image)
+        result = bg.wait(FIRST_DETECTION_WAIT_S) if self.detector_runs == 0 else bg.poll()
+        if result is None:
+            return None
+        self.detector_runs += 1
+        self.stats.record("detector (background)", bg.last_seconds)
+        return result[1]
+
     def _choose(self, tracks: list[Track]) -> list[Track]:
         """The largest faces first when there are more than the engine budget allows."""
         limit = self.cfg.enhance.max_faces
@@ -158,4 +176,6 @@ class Pipeline:
         raise ConfigError(f"unknown output mode {out.mode!r}")
 
     def close(self) -> None:
+        if self.background is not None:
+            self.background.close()
         self.enhancer.close()

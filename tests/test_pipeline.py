@@ -27,7 +27,7 @@ def demo_frames():
 
 def _cfg(**output) -> AppConfig:
     return AppConfig(
-        detect=DetectConfig(input_width=1280), enhance=EnhanceConfig(engine="bicubic"), output=OutputConfig(**output)
+        detect=DetectConfig(input_width=1280, background=False), enhance=EnhanceConfig(engine="bicubic"), output=OutputConfig(**output)
     )
 
 
@@ -85,3 +85,18 @@ def test_a_frame_with_300_faces_is_capped_not_fatal():
     r = pipe.process(Frame(image=big, index=0, pts=0.0, capture_time=0.0))
     assert len(r.faces) == 16
     assert len(r.tracks) <= cfg.detect.max_faces
+
+
+def test_background_detection_feeds_the_tracker(demo_frames):
+    cfg = replace(_cfg(mode="upscale", upscale=1), detect=DetectConfig(input_width=1280, background=True, interval=1))
+    pipe = Pipeline(cfg, "demo")
+    try:
+        results = [pipe.process(f) for f in demo_frames]
+    finally:
+        pipe.close()
+    assert pipe.background is not None and pipe.background.runs >= 1
+    # The first frame waits for the first detection, so faces are there from the start.
+    assert len(results[0].tracks) >= 4
+    assert min(len(r.faces) for r in results) >= 4
+    assert "detector (background)" in pipe.stats.summary()
+    assert not pipe.background._thread.is_alive()
