@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--ckpt-every", type=int, default=250)
     parser.add_argument("--time-budget", type=float, help="seconds; ends training sooner (decaying the rate)")
+    parser.add_argument("--stop-after", type=int, help="end this invocation after N steps (resume later)")
     parser.add_argument("--limit", type=int, help="use only the first N training faces (smoke tests)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -61,7 +62,7 @@ def options(args: argparse.Namespace, kind: str) -> TrainOptions:
     return TrainOptions(steps=steps, batch=args.batch, lr=args.lr, seed=args.seed, device=args.device,
                         threads=args.threads, data=args.data, cache=args.cache, ckpt_dir=args.ckpt_dir, out=out, resume=args.resume,
                         ckpt_every=max(1, args.ckpt_every), progress=not args.quiet, limit=args.limit,
-                        time_budget=args.time_budget)
+                        time_budget=args.time_budget, stop_after=args.stop_after)
 
 
 def main(args: argparse.Namespace) -> int:

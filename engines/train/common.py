@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 @dataclass
 class TrainOptions:
-    """One training run. `steps` counts optimizer steps of the main network."""
+    """One training run. `steps` counts optimizer steps of the main network. `stop_after` ends this
+    invocation after that many steps with a checkpoint and no export (train in chunks on a shared
+    machine: the next `--resume` continues exactly where it stopped)."""
 
     steps: int = 3000
     batch: int = 32
@@ -39,6 +41,7 @@ class TrainOptions:
     out: Path = REPO / "engines" / "weights"
     resume: bool = False
     time_budget: float | None = None
+    stop_after: int | None = None
     ckpt_every: int = 500
     progress: bool = True
     limit: int | None = None

@@ -4,6 +4,7 @@ variants are ~5x larger, for GPUs."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -58,6 +59,12 @@ def name(kind: str, scale: int | None, variant: str, tag: str = "") -> str:
 
 def gmac(arch: str, kwargs: dict[str, Any]) -> float:
     """MACs per face in GMAC; step 2 counts encoder + decoder."""
+    return _gmac(arch, tuple(sorted(kwargs.items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _gmac(arch: str, items: tuple[tuple[str, Any], ...]) -> float:
+    kwargs = dict(items)
     model = build(arch, kwargs).eval()
     if arch == STEP2_ARCH:
         return count_macs(model, torch.zeros(1, 3, MR_SIZE, MR_SIZE)) / 1e9

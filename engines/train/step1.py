@@ -98,7 +98,7 @@ def train_restorer(kind: str, scale: int, variant: str, opts: TrainOptions, synt
     done = start
     for step in bar:
         t = progress(opts, step, timer.elapsed)
-        if t >= 1.0:
+        if t >= 1.0 or (opts.stop_after is not None and step - start >= opts.stop_after):
             break
         set_lr(opt, opts.lr, t)
         hr_np = _flip(hr_all[rng.integers(0, len(hr_all), opts.batch)], rng)
@@ -145,6 +145,9 @@ def train_restorer(kind: str, scale: int, variant: str, opts: TrainOptions, synt
     bar.close()
     if done < opts.steps:  # stopped by the time budget
         ckpt.save(done, modules, rng, timer.elapsed)
+    if opts.stop_after is not None and done < opts.steps and not opts.time_budget:
+        log.info("%s stopped at step %d of %d; continue with --resume", name, done, opts.steps)
+        return {"stopped": True, "start": start, "steps": done}
     net.eval()
     out_dir = out_dir or (opts.out if kind == "step1" and not synthetic_only and not tag else opts.out / "ablations")
     export = export_step1 if kind == "step1" else export_onestep
@@ -153,6 +156,7 @@ def train_restorer(kind: str, scale: int, variant: str, opts: TrainOptions, synt
         "kind": kind, "arch": arch, "arch_kwargs": kw, "gmac": round(C.gmac(arch, kw), 4), "params": param_count(net),
         "command": opts.command, "device": _device_name(device), "seed": opts.seed, "steps": done,
         "train_seconds": round(timer.elapsed, 1), "final_losses": losses, "trained": True,
+        "start": start,
         "data": f"HR: {len(hr_all)} aligned CelebA faces at 128 px (MR = area downscale to 64 px); "
                 + ("synthetic degradations only" if synthetic_only else f"real LR: {real_desc}"),
         "split": "engines/splits/celeba_train.txt (train), celeba_val.txt, celeba_test.txt (held out)",

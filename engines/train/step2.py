@@ -79,7 +79,7 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
     done = start
     for step in bar:
         t = progress(opts, step, timer.elapsed)
-        if t >= 1.0:
+        if t >= 1.0 or (opts.stop_after is not None and step - start >= opts.stop_after):
             break
         set_lr(opt, opts.lr, t)
         prior.train()
@@ -123,12 +123,16 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
     bar.close()
     if done < opts.steps:  # stopped by the time budget
         ckpt.save(done, modules, rng, timer.elapsed, {"zmean": zmean.cpu(), "gen": gen.get_state()})
+    if opts.stop_after is not None and done < opts.steps and not opts.time_budget:
+        log.info("%s stopped at step %d of %d; continue with --resume", name, done, opts.steps)
+        return {"stopped": True, "start": start, "steps": done}
     mean = latent_mean(prior, hr_all, device)
     folder = export_step2(prior, C.STEP2_ARCH, kw, mean, opts.out, name)
     info = {
         "kind": "step2", "arch": C.STEP2_ARCH, "arch_kwargs": kw, "gmac": round(C.gmac(C.STEP2_ARCH, kw), 4),
         "params": param_count(prior), "command": opts.command, "device": _device_name(device), "seed": opts.seed,
         "steps": done, "train_seconds": round(timer.elapsed, 1), "final_losses": losses, "trained": True,
+        "start": start,
         "data": f"{len(hr_all)} aligned CelebA faces at 128 px; MR input = area downscale to 64 px, "
                 f"softened (Gaussian blur sigma <= {MR_BLUR}) and noisy (sigma <= {MR_NOISE})",
         "split": "engines/splits/celeba_train.txt (train), celeba_val.txt, celeba_test.txt (held out)",

@@ -1,0 +1,387 @@
+"""Face super-resolution quality on the held-out test split (engines/splits/celeba_test.txt).
+
+Each HR test face (128 px, aligned with the project's template) is degraded realistically to
+s px (Gaussian blur, sensor noise, real H.264 through PyAV: engines.data.degrade.REALISTIC, fixed
+seed) at x4 (32 px), x8 (16 px) and x16 (8 px), then brought back to 128 px by:
+
+  * bicubic                    plain bicubic upscale (the floor)
+  * step1 + bicubic            our step 1 alone (LR -> 64 px MR), bicubic to 128 px
+  * two-step (synthetic s1)    the ablation: step 1 trained on synthetic degradations only, + step 2
+  * one-step                   the ablation: LR -> 128 px in one net of the same MAC cost
+  * two-step (ours)            step 1 + step 2, latent pulled toward the prior's mean (--prior-strength)
+
+Metrics against the HR face: PSNR and SSIM (scikit-image) and identity similarity: the cosine of
+dlib's 128-d face embeddings (face_recognition_models' ResNet with its 5-point shape predictor;
+landmarks found on the HR face are used for both images, so only the pixels differ).
+
+Temporal stability: synthetic sequences of one face with sub-pixel jitter and fresh noise and
+H.264 per frame; the mean absolute frame-to-frame change of the 128 px output (0-255), with and
+without track-level latent interpolation (engines/latent.py). The HR row is the change the
+jitter itself causes (the floor a perfect, stable method would show).
+
+All models run through ONNX Runtime from engines/weights (ablations from engines/weights/ablations).
+
+    python run.py bench quality [--quick] [--limit N] [--json F] [--plot F] [--cards]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from engines.data.degrade import REALISTIC, degrade
+from engines.latent import TemporalLatent, toward_mean
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "engines" / "weights"
+SCALES = {4: 32, 8: 16, 16: 8}
+SAME_PERSON = 0.6
+"""dlib's own threshold: embeddings closer than this (euclidean) are the same person."""
+JITTER = 0.25
+"""Per-frame motion of the temporal test, in LR pixels (sub-pixel)."""
+METHODS = ("bicubic", "step1 + bicubic", "two-step (synthetic s1)", "one-step", "two-step (ours)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="16 faces, 2 sequences: a smoke run (seconds)")
+    p.add_argument("--limit", type=int, default=200, help="test faces to use (the split has 500)")
+    p.add_argument("--variant", choices=("fast", "quality"), default="fast")
+    p.add_argument("--scales", default="4,8,16", help="comma list of factors")
+    p.add_argument("--prior-strength", type=float, default=0.15, help="toward-mean interpolation, 0..1")
+    p.add_argument("--sequences", type=int, default=8, help="faces for the temporal test")
+    p.add_argument("--frames", type=int, default=16, help="frames per temporal sequence")
+    p.add_argument("--weights", type=Path, default=WEIGHTS)
+    p.add_argument("--cache", type=Path, default=ROOT / "cache" / "data")
+    p.add_argument("--data", type=Path, help="folder holding celeba/ (default ../shared/data/faces)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=ROOT / "out" / "bench" / "quality.json")
+    p.add_argument("--plot", type=Path, default=ROOT / "out" / "bench" / "quality.png")
+    p.add_argument("--cards", action="store_true", help="write the results into the models' MODEL_CARD.md")
+
+
+class Onnx:
+    """One ONNX Runtime session on float32 NCHW [0, 1] RGB arrays."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.inp = self.sess.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.sess.run(None, {self.inp: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def to_nchw(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+
+
+def to_nhwc(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, 0, 1) * 255.0).round().astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def bicubic(images: np.ndarray, size: int) -> np.ndarray:
+    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_CUBIC) for im in images])
+
+
+class Models:
+    """The ONNX graphs of one variant that exist in the weights folder; absent ones give None."""
+
+    def __init__(self, weights: Path, variant: str, threads: int) -> None:
+        self.weights, self.variant, self.threads = weights, variant, threads
+        s2 = weights / f"step2_{variant}"
+        if not (s2 / "encoder.onnx").exists():
+            raise FileNotFoundError(f"no step2_{variant} in {weights}; train it (`python run.py train step2 "
+                                    f"--variant {variant}`) or pass --weights")
+        self.encoder = Onnx(s2 / "encoder.onnx", threads)
+        self.decoder = Onnx(s2 / "decoder.onnx", threads)
+        self.mean = np.load(s2 / "latent_mean.npy")
+
+    def _get(self, rel: str) -> Onnx | None:
+        path = self.weights / rel / "model.onnx"
+        return Onnx(path, self.threads) if path.exists() else None
+
+    def step1(self, scale: int, synthetic: bool = False) -> Onnx | None:
+        name = f"step1_x{scale}_{self.variant}"
+        return self._get(f"ablations/{name}_synth" if synthetic else name)
+
+    def onestep(self, scale: int) -> Onnx | None:
+        return self._get(f"ablations/onestep_x{scale}_{self.variant}")
+
+    def prior(self, mr: np.ndarray, strength: float, temporal: TemporalLatent | None = None,
+              track: int = 0) -> np.ndarray:
+        z = toward_mean(self.encoder(mr), self.mean, strength)
+        if temporal is not None:
+            z = temporal.update_batch([track], z)
+        return self.decoder(z)
+
+
+def run_methods(models: Models, scale: int, lr: np.ndarray, strength: float) -> dict[str, np.ndarray | None]:
+    """uint8 RGB 128 px outputs of every method for a batch of LR faces (None: model missing)."""
+    x = to_nchw(lr)
+    out: dict[str, np.ndarray | None] = {m: None for m in METHODS}
+    out["bicubic"] = bicubic(lr, 128)
+    s1 = models.step1(scale)
+    if s1 is not None:
+        mr = s1(x)
+        out["step1 + bicubic"] = bicubic(to_nhwc(mr), 128)
+        out["two-step (ours)"] = to_nhwc(models.prior(mr, strength))
+    s1s = models.step1(scale, synthetic=True)
+    if s1s is not None:
+        out["two-step (synthetic s1)"] = to_nhwc(models.prior(s1s(x), strength))
+    one = models.onestep(scale)
+    if one is not None:
+        out["one-step"] = to_nhwc(one(x))
+    return out
+
+
+class Identity:
+    """dlib's face embeddings (128-d) on aligned 128 px faces."""
+
+    def __init__(self) -> None:
+        import warnings
+
+        import dlib
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import face_recognition_models as frm
+        self.dlib = dlib
+        self.shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
+        self.net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+        # The template puts InsightFace's 112 px face box at 1/1.5 of the crop, centred.
+        self.box = dlib.rectangle(21, 21, 107, 107)
+
+    def landmarks(self, hr: np.ndarray) -> Any:
+        return self.shape(np.ascontiguousarray(hr), self.box)
+
+    def embed(self, img: np.ndarray, shape: Any) -> np.ndarray:
+        return np.asarray(self.net.compute_face_descriptor(np.ascontiguousarray(img), shape, 0))
+
+
+def metrics(hr: np.ndarray, out: np.ndarray, ident: Identity, shapes: list[Any],
+            hr_emb: list[np.ndarray]) -> dict[str, float]:
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    psnr = [peak_signal_noise_ratio(h, o, data_range=255) for h, o in zip(hr, out)]
+    ssim = [structural_similarity(h, o, channel_axis=2, data_range=255) for h, o in zip(hr, out)]
+    cos, same = [], []
+    for o, sh, e in zip(out, shapes, hr_emb):
+        f = ident.embed(o, sh)
+        cos.append(float(np.dot(e, f) / (np.linalg.norm(e) * np.linalg.norm(f) + 1e-12)))
+        same.append(float(np.linalg.norm(e - f) < SAME_PERSON))
+    return {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "identity": float(np.mean(cos)),
+            "same_person": float(np.mean(same))}
+
+
+def impostor_cosine(hr_emb: list[np.ndarray]) -> float:
+    """Mean cosine between different test people: the floor the identity column sits on."""
+    e = np.stack(hr_emb)
+    e = e / np.linalg.norm(e, axis=1, keepdims=True)
+    sim = e @ e.T
+    return float(sim[~np.eye(len(e), dtype=bool)].mean())
+
+
+def jitter_sequence(hr: np.ndarray, scale_in: int, frames: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One face moved by sub-pixel amounts (<= JITTER LR px) per frame, each frame degraded anew.
+    Returns (HR frames, LR frames)."""
+    factor = 128 / scale_in
+    hrs = []
+    for _ in range(frames):
+        dx, dy = rng.uniform(-JITTER, JITTER, 2) * factor
+        m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+        hrs.append(cv2.warpAffine(hr, m, (128, 128), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    hrs_a = np.stack(hrs)
+    lrs = np.concatenate([degrade(hrs_a[i:i + 1], scale_in, rng, REALISTIC) for i in range(frames)])
+    return hrs_a, lrs
+
+
+def frame_change(frames: np.ndarray) -> float:
+    return float(np.abs(np.diff(frames.astype(np.float32), axis=0)).mean())
+
+
+def flicker(frames: np.ndarray, hrs: np.ndarray) -> float:
+    """Frame-to-frame change not explained by the true motion: mean |d(out) - d(HR)|."""
+    d_out = np.diff(frames.astype(np.float32), axis=0)
+    d_hr = np.diff(hrs.astype(np.float32), axis=0)
+    return float(np.abs(d_out - d_hr).mean())
+
+
+def temporal(models: Models, scale: int, faces: np.ndarray, frames: int, strength: float,
+             rng: np.random.Generator) -> dict[str, float]:
+    s1 = models.step1(scale)
+    s = SCALES[scale]
+    rows: dict[str, list[tuple[float, float]]] = {
+        "HR (jitter itself)": [], "bicubic": [], "two-step, no smoothing": [],
+        "two-step, exponential 0.5": [], "two-step, window 4": []}
+    for face in faces:
+        hrs, lrs = jitter_sequence(face, s, frames, rng)
+        rows["HR (jitter itself)"].append((frame_change(hrs), 0.0))
+        bic = bicubic(lrs, 128)
+        rows["bicubic"].append((frame_change(bic), flicker(bic, hrs)))
+        if s1 is None:
+            continue
+        mr = s1(to_nchw(lrs))
+        plain = to_nhwc(models.prior(mr, strength))
+        rows["two-step, no smoothing"].append((frame_change(plain), flicker(plain, hrs)))
+        for key, tl in (("two-step, exponential 0.5", TemporalLatent("exponential", alpha=0.5)),
+                        ("two-step, window 4", TemporalLatent("window", window=4))):
+            outs = to_nhwc(np.concatenate([models.prior(mr[i:i + 1], strength, tl, track=0) for i in range(frames)]))
+            rows[key].append((frame_change(outs), flicker(outs, hrs)))
+    return {k: {"change": float(np.mean([c for c, _ in v])), "flicker": float(np.mean([f for _, f in v]))}
+            for k, v in rows.items() if v}
+
+
+def figure(path: Path, samples: dict[int, dict[str, Any]], results: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scales = sorted(samples)
+    cols = ["LR", "bicubic", "step1 + bicubic", "one-step", "two-step (ours)", "HR"]
+    n = min(4, len(samples[scales[0]]["hr"]))
+    fig = plt.figure(figsize=(2.0 * len(cols), 2.0 * n * len(scales) * 0.55 + 3.8))
+    gs = fig.add_gridspec(2, 1, height_ratios=[n * len(scales) * 0.55, 1.0])
+    ax = fig.add_subplot(gs[0])
+    tiles = []
+    for sc in scales:
+        smp = samples[sc]
+        for i in range(n):
+            row = []
+            for c in cols:
+                if c == "LR":
+                    img = cv2.resize(smp["lr"][i], (128, 128), interpolation=cv2.INTER_NEAREST)
+                elif c == "HR":
+                    img = smp["hr"][i]
+                else:
+                    o = smp["out"].get(c)
+                    img = o[i] if o is not None else np.full((128, 128, 3), 80, np.uint8)
+                row.append(img)
+            tiles.append(np.concatenate(row, 1))
+    ax.imshow(np.concatenate(tiles, 0))
+    ax.set_xticks([64 + 128 * i for i in range(len(cols))], cols, fontsize=8)
+    ax.set_yticks([64 + 128 * n * j + 64 * (n - 1) for j in range(len(scales))], [f"x{sc}" for sc in scales])
+    ax.set_title("held-out test faces, realistic degradation (blur + noise + H.264)", fontsize=9)
+    ax2 = fig.add_subplot(gs[1])
+    for m in METHODS:
+        xs = [sc for sc in scales if results["scales"][str(sc)].get(m)]
+        if xs:
+            ax2.plot(xs, [results["scales"][str(sc)][m]["psnr"] for sc in xs], marker="o", label=m)
+    ax2.set_xscale("log", base=2)
+    ax2.set_xticks(scales, [f"x{sc}" for sc in scales])
+    ax2.set_xlabel("scale factor (to 128 px)")
+    ax2.set_ylabel("PSNR (dB)")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"quality on {results['faces']} held-out faces, {results['variant']} models: PSNR dB / SSIM / "
+             f"identity cosine / same-person rate (dlib distance < {SAME_PERSON})",
+             f"{'method':<26}" + "".join(f"{'x' + s:>31}" for s in results["scales"])]
+    for m in METHODS:
+        cells = []
+        for s in results["scales"]:
+            r = results["scales"][s].get(m)
+            cells.append(f"{r['psnr']:6.2f} / {r['ssim']:.3f} / {r['identity']:.3f} / {r['same_person']:.2f}"
+                         if r else "n/a")
+        lines.append(f"{m:<26}" + "".join(f"{c:>31}" for c in cells))
+    lines.append(f"(identity cosine between different test people: {results['impostor_cosine']:.3f})")
+    lines.append("")
+    lines.append(f"temporal stability, {results['sequences']} faces x {results['frames']} frames, jitter "
+                 f"<= {JITTER} LR px: mean |frame - previous| / flicker = mean |d(output) - d(HR)| (0-255)")
+    lines.append(f"{'output':<28}" + "".join(f"{'x' + s:>16}" for s in results["temporal"]))
+    keys = list(next(iter(results["temporal"].values())).keys()) if results["temporal"] else []
+    for k in keys:
+        cells = []
+        for s in results["temporal"]:
+            r = results["temporal"][s].get(k)
+            cells.append(f"{r['change']:.2f} / {r['flicker']:.2f}" if r else "n/a")
+        lines.append(f"{k:<28}" + "".join(f"{c:>16}" for c in cells))
+    return "\n".join(lines)
+
+
+def card_text(results: dict[str, Any], scale: str | None) -> str:
+    head = (f"`python run.py bench quality` on {results['faces']} held-out test faces "
+            f"(engines/splits/celeba_test.txt), degradation blur + noise + real H.264, {results['date']}. "
+            "PSNR dB / SSIM / identity cosine / same-person rate (dlib).\n\n| method | " +
+            " | ".join(f"x{s}" for s in results["scales"]) + " |\n|---|" + "---|" * len(results["scales"]))
+    rows = []
+    for m in METHODS:
+        cells = [(lambda r: f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['identity']:.3f} / {r['same_person']:.2f}"
+                  if r else "n/a")(
+            results["scales"][s].get(m)) for s in results["scales"]]
+        rows.append(f"| {m} | " + " | ".join(cells) + " |")
+    note = f"\n\nThis model's rows: x{scale}." if scale else ""
+    return head + "\n" + "\n".join(rows) + note
+
+
+def main(args: argparse.Namespace) -> int:
+    from engines.data.faces import load_faces
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not 0.0 <= args.prior_strength <= 1.0:
+        raise ValueError(f"--prior-strength must be in [0, 1], got {args.prior_strength}")
+    scales = [int(s) for s in args.scales.split(",")]
+    bad = [s for s in scales if s not in SCALES]
+    if bad:
+        raise ValueError(f"--scales must be among {sorted(SCALES)}, got {bad}")
+    limit = 16 if args.quick else args.limit
+    n_seq, n_frames = (2, 6) if args.quick else (args.sequences, args.frames)
+    hr = load_faces("test", args.cache, args.data, limit=limit)
+    models = Models(args.weights, args.variant, args.threads)
+    ident = Identity()
+    t0 = time.monotonic()
+    shapes = [ident.landmarks(h) for h in hr]
+    hr_emb = [ident.embed(h, sh) for h, sh in zip(hr, shapes)]
+    results: dict[str, Any] = {"faces": len(hr), "variant": args.variant, "prior_strength": args.prior_strength,
+                               "degradation": asdict(REALISTIC), "scales": {}, "temporal": {},
+                               "sequences": n_seq, "frames": n_frames,
+                               "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                               "impostor_cosine": impostor_cosine(hr_emb)}
+    samples: dict[int, dict[str, Any]] = {}
+    for sc in scales:
+        rng = np.random.default_rng(args.seed + sc)
+        lr = np.concatenate([degrade(hr[i:i + 32], SCALES[sc], rng, REALISTIC) for i in range(0, len(hr), 32)])
+        outs = run_methods(models, sc, lr, args.prior_strength)
+        results["scales"][str(sc)] = {m: (metrics(hr, o, ident, shapes, hr_emb) if o is not None else None)
+                                      for m, o in outs.items()}
+        samples[sc] = {"lr": lr[:4], "hr": hr[:4], "out": {m: (o[:4] if o is not None else None)
+                                                           for m, o in outs.items()}}
+        results["temporal"][str(sc)] = temporal(models, sc, hr[:n_seq], n_frames, args.prior_strength,
+                                                np.random.default_rng(args.seed + 100 + sc))
+        log.info("x%d done (%.0f s)", sc, time.monotonic() - t0)
+    results["seconds"] = round(time.monotonic() - t0, 1)
+    print(table(results))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    figure(args.plot, samples, results)
+    print(f"\nJSON: {args.json}\nfigure: {args.plot}")
+    if args.cards:
+        from engines.train.card import set_benchmark
+
+        for sc in scales:
+            set_benchmark(args.weights / f"step1_x{sc}_{args.variant}", card_text(results, str(sc)))
+            for rel in (f"ablations/step1_x{sc}_{args.variant}_synth", f"ablations/onestep_x{sc}_{args.variant}"):
+                set_benchmark(args.weights / rel, card_text(results, str(sc)))
+        set_benchmark(args.weights / f"step2_{args.variant}", card_text(results, None))
+    return 0

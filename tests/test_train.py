@@ -1,0 +1,105 @@
+"""Tiny real training runs (seconds): deterministic on CPU, resumable, exported, adaptable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from engines.train.common import TrainOptions
+from engines.train.step1 import train_restorer
+from engines.train.step2 import train_step2
+
+
+def _fake_cache(root: Path, n: int = 12) -> Path:
+    """A training cache in the real format (JPEG bytes of 128 px faces; real LR faces per size),
+    built from synthetic face-like pictures so the test needs no ../shared data."""
+    rng = np.random.default_rng(0)
+    enc, faces = [], []
+    for i in range(n):
+        img = np.full((128, 128, 3), 60 + 10 * i, np.uint8)
+        cv2.ellipse(img, (64, 66), (30, 40), 0, 0, 360, (150 + i, 120, 100), -1)
+        for x in (52, 76):
+            cv2.circle(img, (x, 58), 4, (20, 20, 20), -1)
+        img = cv2.add(img, rng.integers(0, 20, img.shape, dtype=np.uint8))
+        faces.append(img)
+        enc.append(cv2.imencode(".jpg", img)[1])
+    cache = root / "cache"
+    cache.mkdir()
+    np.savez(cache / "celeba_train_128.npz", data=np.concatenate(enc).ravel(), lengths=np.array([len(e) for e in enc]))
+    small = {f"s{s}": np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_AREA) for f in faces]) for s in (8, 16, 32)}
+    np.savez(cache / "real_lr_videos.npz", **small)
+    return cache
+
+
+@pytest.fixture()
+def cache(tmp_path: Path) -> Path:
+    return _fake_cache(tmp_path)
+
+
+def _opts(root: Path, cache: Path, name: str, **kw) -> TrainOptions:
+    base = dict(steps=4, batch=4, seed=3, threads=1, cache=cache, ckpt_dir=root / name / "ckpt",
+                out=root / name / "weights", ckpt_every=2, progress=False, command="test")
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu")
+
+
+def test_step1_same_seed_gives_identical_weights_and_resume_continues(tmp_path: Path, cache: Path) -> None:
+    a = train_restorer("step1", 16, "fast", _opts(tmp_path, cache, "a"))
+    b = train_restorer("step1", 16, "fast", _opts(tmp_path, cache, "b"))
+    wa = _state(tmp_path / "a/weights/step1_x16_fast/model.pt")
+    wb = _state(tmp_path / "b/weights/step1_x16_fast/model.pt")
+    assert a["steps"] == b["steps"] == 4
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # interrupted after 2 steps, then resumed: continues at its checkpoint and ends where the
+    # uninterrupted run ended
+    stopped = train_restorer("step1", 16, "fast", _opts(tmp_path, cache, "c", stop_after=2))
+    assert stopped == {"stopped": True, "start": 0, "steps": 2}
+    assert not (tmp_path / "c/weights/step1_x16_fast").exists()
+    resumed = train_restorer("step1", 16, "fast", _opts(tmp_path, cache, "c", resume=True))
+    assert resumed["start"] == 2 and resumed["steps"] == 4
+    wc = _state(tmp_path / "c/weights/step1_x16_fast/model.pt")
+    assert all(torch.equal(wa[k], wc[k]) for k in wa)
+    # a different seed trains a different model
+    train_restorer("step1", 16, "fast", _opts(tmp_path, cache, "d", seed=4))
+    wd = _state(tmp_path / "d/weights/step1_x16_fast/model.pt")
+    assert any(not torch.equal(wa[k], wd[k]) for k in wa)
+
+
+def test_step2_trains_and_exports_the_latent_contract(tmp_path: Path, cache: Path) -> None:
+    info = train_step2("fast", _opts(tmp_path, cache, "s2", steps=3))
+    out = tmp_path / "s2/weights/step2_fast"
+    assert info["steps"] == 3
+    mean = np.load(out / "latent_mean.npy")
+    assert mean.shape == (16, 16, 16) and mean.dtype == np.float32 and np.isfinite(mean).all()
+    for f in ("encoder.onnx", "decoder.onnx", "model.pt", "MODEL_CARD.md"):
+        assert (out / f).exists()
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "non-commercial" in card and "run.py train" in card and "| seed | 3 |" in card
+
+
+def test_ablations_go_to_their_own_folder(tmp_path: Path, cache: Path) -> None:
+    train_restorer("step1", 8, "fast", _opts(tmp_path, cache, "ab", steps=2), synthetic_only=True, tag="synth")
+    train_restorer("onestep", 8, "fast", _opts(tmp_path, cache, "ab", steps=2))
+    abl = tmp_path / "ab/weights/ablations"
+    assert (abl / "step1_x8_fast_synth/model.onnx").exists()
+    assert (abl / "onestep_x8_fast/model.onnx").exists()
+    assert not (tmp_path / "ab/weights/manifest.json").exists()
+
+
+def test_bad_choices_fail_clearly(tmp_path: Path, cache: Path) -> None:
+    with pytest.raises(ValueError, match="scale"):
+        train_restorer("step1", 3, "fast", _opts(tmp_path, cache, "e"))
+    with pytest.raises(ValueError, match="kind"):
+        train_restorer("step3", 8, "fast", _opts(tmp_path, cache, "e"))
+    with pytest.raises(ValueError, match="cuda"):
+        if torch.cuda.is_available():
+            raise ValueError("cuda present: nothing to check")
+        train_restorer("step1", 8, "fast", _opts(tmp_path, cache, "e", device="cuda"))
