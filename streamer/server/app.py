@@ -214,6 +214,10 @@ async def offer(request: web.Request) -> web.Response:
     state.metrics.viewers.labels(runner.name).set(runner.viewers)
     state.metrics.peers.set(len(state.peers))
 
+    # Whatever happens next (bad SDP, a client that never completes ICE, a dropped request),
+    # the slot comes back within CONNECT_TIMEOUT_S.
+    asyncio.get_running_loop().call_later(CONNECT_TIMEOUT_S, _drop_if_unconnected, state, pc)
+
     @pc.on("connectionstatechange")
     async def on_state() -> None:
         if pc.connectionState in ("failed", "closed"):
@@ -240,7 +244,6 @@ async def offer(request: web.Request) -> web.Response:
         log.info("offer for %s from %s refused: %s", runner.name, client, reason)
         raise web.HTTPBadRequest(text=f"400: cannot use this offer: {reason}") from None
 
-    asyncio.get_running_loop().call_later(CONNECT_TIMEOUT_S, _drop_if_unconnected, state, pc)
     log.info("viewer %s connected to %s (%s, %s)", client, runner.name, parsed.codec, ",".join(parsed.tracks))
     return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type,
                               "tracks": list(parsed.tracks), "codec": parsed.codec})
