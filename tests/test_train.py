@@ -103,3 +103,23 @@ def test_bad_choices_fail_clearly(tmp_path: Path, cache: Path) -> None:
         if torch.cuda.is_available():
             raise ValueError("cuda present: nothing to check")
         train_restorer("step1", 8, "fast", _opts(tmp_path, cache, "e", device="cuda"))
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_adapt_to_one_camera_writes_a_complete_weights_folder(tmp_path: Path, cache: Path) -> None:
+    clip = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos" / "intel_asl__book.mkv"
+    if not clip.exists():
+        pytest.skip(f"needs {clip} (../shared data)")
+    from engines.train.adapt import adapt
+    from engines.train.init_weights import export_random
+
+    src = tmp_path / "src"
+    export_random(src, variants=("fast",), scales=(8,))
+    info = adapt(str(clip), 8, "fast", _opts(tmp_path, cache, "ad", steps=2), weights=src, max_frames=20)
+    out = tmp_path / "ad" / "weights"
+    assert info["steps"] == 2 and "faces harvested from" in info["data"]
+    assert (out / "step2_fast/decoder.onnx").exists() and (out / "step1_x8_fast/model.onnx").exists()
+    assert "--adapt" in (out / "step1_x8_fast/MODEL_CARD.md").read_text()
+    with pytest.raises(ValueError, match="new folder"):
+        adapt(str(clip), 8, "fast", _opts(tmp_path, cache, "ad2", steps=2, out=src), weights=src, max_frames=20)

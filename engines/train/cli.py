@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt-dir", type=Path, default=REPO / "cache" / "ckpt", help="checkpoints")
     parser.add_argument("--steps", type=int, help="optimizer steps (default 3000; 300 for --adapt)")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, help="learning rate (default 2e-3; 5e-4 for --adapt)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -59,7 +59,8 @@ def options(args: argparse.Namespace, kind: str) -> TrainOptions:
     if args.batch < 2:
         raise ValueError(f"--batch must be >= 2, got {args.batch}")
     out = args.out or (REPO / "cache" / "weights_adapted" if kind == "adapt" else REPO / "engines" / "weights")
-    return TrainOptions(steps=steps, batch=args.batch, lr=args.lr, seed=args.seed, device=args.device,
+    lr = args.lr if args.lr is not None else (5e-4 if kind == "adapt" else 2e-3)
+    return TrainOptions(steps=steps, batch=args.batch, lr=lr, seed=args.seed, device=args.device,
                         threads=args.threads, data=args.data, cache=args.cache, ckpt_dir=args.ckpt_dir, out=out, resume=args.resume,
                         ckpt_every=max(1, args.ckpt_every), progress=not args.quiet, limit=args.limit,
                         time_budget=args.time_budget, stop_after=args.stop_after)
