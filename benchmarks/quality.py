@@ -106,8 +106,10 @@ class Models:
         self.weights, self.variant, self.threads = weights, variant, threads
         s2 = weights / f"step2_{variant}"
         if not (s2 / "encoder.onnx").exists():
-            raise FileNotFoundError(f"no step2_{variant} in {weights}; train it (`python run.py train step2 "
-                                    f"--variant {variant}`) or pass --weights")
+            raise FileNotFoundError(
+                f"no step2_{variant} in {weights}; train it (`python run.py train step2 "
+                f"--variant {variant}`) or pass --weights"
+            )
         self.encoder = Onnx(s2 / "encoder.onnx", threads)
         self.decoder = Onnx(s2 / "decoder.onnx", threads)
         self.mean = np.load(s2 / "latent_mean.npy")
@@ -123,8 +125,9 @@ class Models:
     def onestep(self, scale: int) -> Onnx | None:
         return self._get(f"ablations/onestep_x{scale}_{self.variant}")
 
-    def prior(self, mr: np.ndarray, strength: float, temporal: TemporalLatent | None = None,
-              track: int = 0) -> np.ndarray:
+    def prior(
+        self, mr: np.ndarray, strength: float, temporal: TemporalLatent | None = None, track: int = 0
+    ) -> np.ndarray:
         z = toward_mean(self.encoder(mr), self.mean, strength)
         if temporal is not None:
             z = temporal.update_batch([track], z)
@@ -157,6 +160,7 @@ class Identity:
         import warnings
 
         import dlib
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import face_recognition_models as frm
@@ -173,19 +177,26 @@ class Identity:
         return np.asarray(self.net.compute_face_descriptor(np.ascontiguousarray(img), shape, 0))
 
 
-def metrics(hr: np.ndarray, out: np.ndarray, ident: Identity, shapes: list[Any],
-            hr_emb: list[np.ndarray]) -> dict[str, float]:
+def metrics(
+    hr: np.ndarray, out: np.ndarray, ident: Identity, shapes: list[Any], hr_emb: list[np.ndarray]
+) -> dict[str, float]:
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    psnr = [peak_signal_noise_ratio(h, o, data_range=255) for h, o in zip(hr, out)]
-    ssim = [structural_similarity(h, o, channel_axis=2, data_range=255) for h, o in zip(hr, out)]
+    psnr = [peak_signal_noise_ratio(h, o, data_range=255) for h, o in zip(hr, out, strict=False)]
+    ssim = [
+        structural_similarity(h, o, channel_axis=2, data_range=255) for h, o in zip(hr, out, strict=False)
+    ]
     cos, same = [], []
-    for o, sh, e in zip(out, shapes, hr_emb):
+    for o, sh, e in zip(out, shapes, hr_emb, strict=False):
         f = ident.embed(o, sh)
         cos.append(float(np.dot(e, f) / (np.linalg.norm(e) * np.linalg.norm(f) + 1e-12)))
         same.append(float(np.linalg.norm(e - f) < SAME_PERSON))
-    return {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "identity": float(np.mean(cos)),
-            "same_person": float(np.mean(same))}
+    return {
+        "psnr": float(np.mean(psnr)),
+        "ssim": float(np.mean(ssim)),
+        "identity": float(np.mean(cos)),
+        "same_person": float(np.mean(same)),
+    }
 
 
 def impostor_cosine(hr_emb: list[np.ndarray]) -> float:
@@ -196,7 +207,9 @@ def impostor_cosine(hr_emb: list[np.ndarray]) -> float:
     return float(sim[~np.eye(len(e), dtype=bool)].mean())
 
 
-def jitter_sequence(hr: np.ndarray, scale_in: int, frames: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def jitter_sequence(
+    hr: np.ndarray, scale_in: int, frames: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """One face moved by sub-pixel amounts (<= JITTER LR px) per frame, each frame degraded anew.
     Returns (HR frames, LR frames)."""
     factor = 128 / scale_in
@@ -206,7 +219,7 @@ def jitter_sequence(hr: np.ndarray, scale_in: int, frames: int, rng: np.random.G
         m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
         hrs.append(cv2.warpAffine(hr, m, (128, 128), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
     hrs_a = np.stack(hrs)
-    lrs = np.concatenate([degrade(hrs_a[i:i + 1], scale_in, rng, REALISTIC) for i in range(frames)])
+    lrs = np.concatenate([degrade(hrs_a[i : i + 1], scale_in, rng, REALISTIC) for i in range(frames)])
     return hrs_a, lrs
 
 
@@ -221,13 +234,18 @@ def flicker(frames: np.ndarray, hrs: np.ndarray) -> float:
     return float(np.abs(d_out - d_hr).mean())
 
 
-def temporal(models: Models, scale: int, faces: np.ndarray, frames: int, strength: float,
-             rng: np.random.Generator) -> dict[str, float]:
+def temporal(
+    models: Models, scale: int, faces: np.ndarray, frames: int, strength: float, rng: np.random.Generator
+) -> dict[str, float]:
     s1 = models.step1(scale)
     s = SCALES[scale]
     rows: dict[str, list[tuple[float, float]]] = {
-        "HR (jitter itself)": [], "bicubic": [], "two-step, no smoothing": [],
-        "two-step, exponential 0.5": [], "two-step, window 4": []}
+        "HR (jitter itself)": [],
+        "bicubic": [],
+        "two-step, no smoothing": [],
+        "two-step, exponential 0.5": [],
+        "two-step, window 4": [],
+    }
     for face in faces:
         hrs, lrs = jitter_sequence(face, s, frames, rng)
         rows["HR (jitter itself)"].append((frame_change(hrs), 0.0))
@@ -238,12 +256,19 @@ def temporal(models: Models, scale: int, faces: np.ndarray, frames: int, strengt
         mr = s1(to_nchw(lrs))
         plain = to_nhwc(models.prior(mr, strength))
         rows["two-step, no smoothing"].append((frame_change(plain), flicker(plain, hrs)))
-        for key, tl in (("two-step, exponential 0.5", TemporalLatent("exponential", alpha=0.5)),
-                        ("two-step, window 4", TemporalLatent("window", window=4))):
-            outs = to_nhwc(np.concatenate([models.prior(mr[i:i + 1], strength, tl, track=0) for i in range(frames)]))
+        for key, tl in (
+            ("two-step, exponential 0.5", TemporalLatent("exponential", alpha=0.5)),
+            ("two-step, window 4", TemporalLatent("window", window=4)),
+        ):
+            outs = to_nhwc(
+                np.concatenate([models.prior(mr[i : i + 1], strength, tl, track=0) for i in range(frames)])
+            )
             rows[key].append((frame_change(outs), flicker(outs, hrs)))
-    return {k: {"change": float(np.mean([c for c, _ in v])), "flicker": float(np.mean([f for _, f in v]))}
-            for k, v in rows.items() if v}
+    return {
+        k: {"change": float(np.mean([c for c, _ in v])), "flicker": float(np.mean([f for _, f in v]))}
+        for k, v in rows.items()
+        if v
+    }
 
 
 def figure(path: Path, samples: dict[int, dict[str, Any]], results: dict[str, Any]) -> None:
@@ -295,20 +320,27 @@ def figure(path: Path, samples: dict[int, dict[str, Any]], results: dict[str, An
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"quality on {results['faces']} held-out faces, {results['variant']} models: PSNR dB / SSIM / "
-             f"identity cosine / same-person rate (dlib distance < {SAME_PERSON})",
-             f"{'method':<26}" + "".join(f"{'x' + s:>31}" for s in results["scales"])]
+    lines = [
+        f"quality on {results['faces']} held-out faces, {results['variant']} models: PSNR dB / SSIM / "
+        f"identity cosine / same-person rate (dlib distance < {SAME_PERSON})",
+        f"{'method':<26}" + "".join(f"{'x' + s:>31}" for s in results["scales"]),
+    ]
     for m in METHODS:
         cells = []
         for s in results["scales"]:
             r = results["scales"][s].get(m)
-            cells.append(f"{r['psnr']:6.2f} / {r['ssim']:.3f} / {r['identity']:.3f} / {r['same_person']:.2f}"
-                         if r else "n/a")
+            cells.append(
+                f"{r['psnr']:6.2f} / {r['ssim']:.3f} / {r['identity']:.3f} / {r['same_person']:.2f}"
+                if r
+                else "n/a"
+            )
         lines.append(f"{m:<26}" + "".join(f"{c:>31}" for c in cells))
     lines.append(f"(identity cosine between different test people: {results['impostor_cosine']:.3f})")
     lines.append("")
-    lines.append(f"temporal stability, {results['sequences']} faces x {results['frames']} frames, jitter "
-                 f"<= {JITTER} LR px: mean |frame - previous| / flicker = mean |d(output) - d(HR)| (0-255)")
+    lines.append(
+        f"temporal stability, {results['sequences']} faces x {results['frames']} frames, jitter "
+        f"<= {JITTER} LR px: mean |frame - previous| / flicker = mean |d(output) - d(HR)| (0-255)"
+    )
     lines.append(f"{'output':<28}" + "".join(f"{'x' + s:>16}" for s in results["temporal"]))
     keys = list(next(iter(results["temporal"].values())).keys()) if results["temporal"] else []
     for k in keys:
@@ -321,15 +353,24 @@ def table(results: dict[str, Any]) -> str:
 
 
 def card_text(results: dict[str, Any], scale: str | None) -> str:
-    head = (f"`python run.py bench quality` on {results['faces']} held-out test faces "
-            f"(engines/splits/celeba_test.txt), degradation blur + noise + real H.264, {results['date']}. "
-            "PSNR dB / SSIM / identity cosine / same-person rate (dlib).\n\n| method | " +
-            " | ".join(f"x{s}" for s in results["scales"]) + " |\n|---|" + "---|" * len(results["scales"]))
+    head = (
+        f"`python run.py bench quality` on {results['faces']} held-out test faces "
+        f"(engines/splits/celeba_test.txt), degradation blur + noise + real H.264, {results['date']}. "
+        "PSNR dB / SSIM / identity cosine / same-person rate (dlib).\n\n| method | "
+        + " | ".join(f"x{s}" for s in results["scales"])
+        + " |\n|---|"
+        + "---|" * len(results["scales"])
+    )
     rows = []
     for m in METHODS:
-        cells = [(lambda r: f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['identity']:.3f} / {r['same_person']:.2f}"
-                  if r else "n/a")(
-            results["scales"][s].get(m)) for s in results["scales"]]
+        cells = [
+            (
+                lambda r: f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['identity']:.3f} / {r['same_person']:.2f}"
+                if r
+                else "n/a"
+            )(results["scales"][s].get(m))
+            for s in results["scales"]
+        ]
         rows.append(f"| {m} | " + " | ".join(cells) + " |")
     note = f"\n\nThis model's rows: x{scale}." if scale else ""
     return head + "\n" + "\n".join(rows) + note
@@ -352,23 +393,37 @@ def main(args: argparse.Namespace) -> int:
     ident = Identity()
     t0 = time.monotonic()
     shapes = [ident.landmarks(h) for h in hr]
-    hr_emb = [ident.embed(h, sh) for h, sh in zip(hr, shapes)]
-    results: dict[str, Any] = {"faces": len(hr), "variant": args.variant, "prior_strength": args.prior_strength,
-                               "degradation": asdict(REALISTIC), "scales": {}, "temporal": {},
-                               "sequences": n_seq, "frames": n_frames,
-                               "date": time.strftime("%Y-%m-%d", time.gmtime()),
-                               "impostor_cosine": impostor_cosine(hr_emb)}
+    hr_emb = [ident.embed(h, sh) for h, sh in zip(hr, shapes, strict=False)]
+    results: dict[str, Any] = {
+        "faces": len(hr),
+        "variant": args.variant,
+        "prior_strength": args.prior_strength,
+        "degradation": asdict(REALISTIC),
+        "scales": {},
+        "temporal": {},
+        "sequences": n_seq,
+        "frames": n_frames,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "impostor_cosine": impostor_cosine(hr_emb),
+    }
     samples: dict[int, dict[str, Any]] = {}
     for sc in scales:
         rng = np.random.default_rng(args.seed + sc)
-        lr = np.concatenate([degrade(hr[i:i + 32], SCALES[sc], rng, REALISTIC) for i in range(0, len(hr), 32)])
+        lr = np.concatenate(
+            [degrade(hr[i : i + 32], SCALES[sc], rng, REALISTIC) for i in range(0, len(hr), 32)]
+        )
         outs = run_methods(models, sc, lr, args.prior_strength)
-        results["scales"][str(sc)] = {m: (metrics(hr, o, ident, shapes, hr_emb) if o is not None else None)
-                                      for m, o in outs.items()}
-        samples[sc] = {"lr": lr[:4], "hr": hr[:4], "out": {m: (o[:4] if o is not None else None)
-                                                           for m, o in outs.items()}}
-        results["temporal"][str(sc)] = temporal(models, sc, hr[:n_seq], n_frames, args.prior_strength,
-                                                np.random.default_rng(args.seed + 100 + sc))
+        results["scales"][str(sc)] = {
+            m: (metrics(hr, o, ident, shapes, hr_emb) if o is not None else None) for m, o in outs.items()
+        }
+        samples[sc] = {
+            "lr": lr[:4],
+            "hr": hr[:4],
+            "out": {m: (o[:4] if o is not None else None) for m, o in outs.items()},
+        }
+        results["temporal"][str(sc)] = temporal(
+            models, sc, hr[:n_seq], n_frames, args.prior_strength, np.random.default_rng(args.seed + 100 + sc)
+        )
         log.info("x%d done (%.0f s)", sc, time.monotonic() - t0)
     results["seconds"] = round(time.monotonic() - t0, 1)
     print(table(results))
@@ -381,7 +436,10 @@ def main(args: argparse.Namespace) -> int:
 
         for sc in scales:
             set_benchmark(args.weights / f"step1_x{sc}_{args.variant}", card_text(results, str(sc)))
-            for rel in (f"ablations/step1_x{sc}_{args.variant}_synth", f"ablations/onestep_x{sc}_{args.variant}"):
+            for rel in (
+                f"ablations/step1_x{sc}_{args.variant}_synth",
+                f"ablations/onestep_x{sc}_{args.variant}",
+            ):
                 set_benchmark(args.weights / rel, card_text(results, str(sc)))
         set_benchmark(args.weights / f"step2_{args.variant}", card_text(results, None))
     return 0

@@ -31,7 +31,7 @@ def toward_mean(z: np.ndarray, mean: np.ndarray, strength: float) -> np.ndarray:
         raise ValueError(f"toward_mean strength must be in [0, 1], got {strength}")
     z = np.asarray(z, dtype=np.float32)
     mean = np.asarray(mean, dtype=np.float32)
-    if z.shape[-mean.ndim:] != mean.shape:
+    if z.shape[-mean.ndim :] != mean.shape:
         raise ValueError(f"latent shape {z.shape} does not end with the mean's shape {mean.shape}")
     if strength == 0.0:
         return z.copy()
@@ -52,8 +52,9 @@ class TemporalLatent:
     to call `forget` cannot grow without limit.
     """
 
-    def __init__(self, mode: str = "exponential", alpha: float = 0.5, window: int = 4,
-                 max_tracks: int = 256) -> None:
+    def __init__(
+        self, mode: str = "exponential", alpha: float = 0.5, window: int = 4, max_tracks: int = 256
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"temporal mode must be one of {', '.join(MODES)}; got {mode!r}")
         if not 0.0 <= alpha < 1.0:
@@ -79,7 +80,9 @@ class TemporalLatent:
             prev = self._state.pop(track_id, None)
             if prev is not None and prev.shape != z.shape:
                 raise ValueError(f"track {track_id!r}: latent shape changed {prev.shape} -> {z.shape}")
-            out = z.copy() if prev is None else (self.alpha * prev + (1.0 - self.alpha) * z).astype(np.float32)
+            out = (
+                z.copy() if prev is None else (self.alpha * prev + (1.0 - self.alpha) * z).astype(np.float32)
+            )
             self._state[track_id] = out
             self._evict(self._state)
             return out.copy()
@@ -101,7 +104,7 @@ class TemporalLatent:
             raise ValueError(f"got {len(ids)} track ids for {len(zs)} latents")
         if len(set(ids)) != len(ids):
             raise ValueError("a batch may hold each track id only once")
-        return np.stack([self.update(t, z) for t, z in zip(ids, zs)]) if ids else zs.copy()
+        return np.stack([self.update(t, z) for t, z in zip(ids, zs, strict=False)]) if ids else zs.copy()
 
     def forget(self, track_ids: Iterable[Hashable]) -> None:
         """Drop the state of dead tracks; unknown ids are ignored."""

@@ -21,7 +21,9 @@ def test_step1_and_onestep_shapes(scale: int, variant: str) -> None:
     with torch.no_grad():
         mr = build(C.STEP1_ARCH, C.step1_kwargs(scale, variant)).eval()(lr)
         hr = build(C.ONESTEP_ARCH, C.onestep_kwargs(scale, variant)).eval()(lr) if variant == "fast" else None
-        fake = DegradationGenerator(**C.degrade_kwargs(scale))(torch.rand(2, 3, 64, 64), torch.randn(2, 1, s, s))
+        fake = DegradationGenerator(**C.degrade_kwargs(scale))(
+            torch.rand(2, 3, 64, 64), torch.randn(2, 1, s, s)
+        )
     assert mr.shape == (2, 3, 64, 64)
     assert 0.0 <= float(mr.min()) and float(mr.max()) <= 1.0
     assert hr is None or hr.shape == (2, 3, 128, 128)

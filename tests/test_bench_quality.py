@@ -15,14 +15,17 @@ SHARED = ROOT.parent / "shared"
 
 
 @pytest.mark.shared
-def test_quick_quality_benchmark_writes_table_json_and_figure(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_quick_quality_benchmark_writes_table_json_and_figure(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     cached = (ROOT / "cache" / "data" / "celeba_test_128.npz").exists()
     if not cached and not (SHARED / "data" / "faces" / "celeba").is_dir():
         pytest.skip("needs ../shared/data/faces/celeba (or its cache)")
     parser = argparse.ArgumentParser()
     quality.add_arguments(parser)
-    args = parser.parse_args(["--quick", "--scales", "8", "--json", str(tmp_path / "q.json"),
-                              "--plot", str(tmp_path / "q.png")])
+    args = parser.parse_args(
+        ["--quick", "--scales", "8", "--json", str(tmp_path / "q.json"), "--plot", str(tmp_path / "q.png")]
+    )
     assert quality.main(args) == 0
     res = json.loads((tmp_path / "q.json").read_text())
     row = res["scales"]["8"]

@@ -77,7 +77,7 @@ def test_random_layout_is_complete(tmp_path: Path) -> None:
     names = export_random(tmp_path, variants=("fast",))
     manifest = json.loads((tmp_path / "manifest.json").read_text())["models"]
     assert set(names) == set(manifest) == {"step2_fast", "step1_x4_fast", "step1_x8_fast", "step1_x16_fast"}
-    for name, e in manifest.items():
+    for e in manifest.values():
         for rel in e["files"].values():
             assert (tmp_path / rel).exists(), rel
 
@@ -95,5 +95,6 @@ def test_shipped_weights_follow_the_contract() -> None:
     net = _torch_model(SHIPPED, "step1_x8_fast")
     x = np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32)
     with torch.no_grad():
-        np.testing.assert_allclose(_run(SHIPPED / "step1_x8_fast/model.onnx", x), net(torch.from_numpy(x)).numpy(),
-                                   atol=TOL)
+        np.testing.assert_allclose(
+            _run(SHIPPED / "step1_x8_fast/model.onnx", x), net(torch.from_numpy(x)).numpy(), atol=TOL
+        )

@@ -58,8 +58,8 @@ def test_smoothing_reduces_frame_to_frame_change() -> None:
     frames = [base + 0.3 * rng.standard_normal(SHAPE).astype(np.float32) for _ in range(40)]
     for tl in (TemporalLatent("exponential", alpha=0.7), TemporalLatent("window", window=5)):
         smooth = [tl.update(0, f) for f in frames]
-        raw_change = np.mean([np.abs(b - a).mean() for a, b in zip(frames, frames[1:])])
-        smooth_change = np.mean([np.abs(b - a).mean() for a, b in zip(smooth, smooth[1:])])
+        raw_change = np.mean([np.abs(b - a).mean() for a, b in zip(frames, frames[1:], strict=False)])
+        smooth_change = np.mean([np.abs(b - a).mean() for a, b in zip(smooth, smooth[1:], strict=False)])
         assert smooth_change < 0.6 * raw_change
 
 

@@ -29,8 +29,15 @@ def _fake_cache(root: Path, n: int = 12) -> Path:
         enc.append(cv2.imencode(".jpg", img)[1])
     cache = root / "cache"
     cache.mkdir()
-    np.savez(cache / "celeba_train_128.npz", data=np.concatenate(enc).ravel(), lengths=np.array([len(e) for e in enc]))
-    small = {f"s{s}": np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_AREA) for f in faces]) for s in (8, 16, 32)}
+    np.savez(
+        cache / "celeba_train_128.npz",
+        data=np.concatenate(enc).ravel(),
+        lengths=np.array([len(e) for e in enc]),
+    )
+    small = {
+        f"s{s}": np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_AREA) for f in faces])
+        for s in (8, 16, 32)
+    }
     np.savez(cache / "real_lr_videos.npz", **small)
     return cache
 
@@ -41,8 +48,18 @@ def cache(tmp_path: Path) -> Path:
 
 
 def _opts(root: Path, cache: Path, name: str, **kw) -> TrainOptions:
-    base = dict(steps=4, batch=4, seed=3, threads=1, cache=cache, ckpt_dir=root / name / "ckpt",
-                out=root / name / "weights", ckpt_every=2, progress=False, command="test")
+    base = dict(
+        steps=4,
+        batch=4,
+        seed=3,
+        threads=1,
+        cache=cache,
+        ckpt_dir=root / name / "ckpt",
+        out=root / name / "weights",
+        ckpt_every=2,
+        progress=False,
+        command="test",
+    )
     base.update(kw)
     return TrainOptions(**base)
 
@@ -86,7 +103,9 @@ def test_step2_trains_and_exports_the_latent_contract(tmp_path: Path, cache: Pat
 
 
 def test_ablations_go_to_their_own_folder(tmp_path: Path, cache: Path) -> None:
-    train_restorer("step1", 8, "fast", _opts(tmp_path, cache, "ab", steps=2), synthetic_only=True, tag="synth")
+    train_restorer(
+        "step1", 8, "fast", _opts(tmp_path, cache, "ab", steps=2), synthetic_only=True, tag="synth"
+    )
     train_restorer("onestep", 8, "fast", _opts(tmp_path, cache, "ab", steps=2))
     abl = tmp_path / "ab/weights/ablations"
     assert (abl / "step1_x8_fast_synth/model.onnx").exists()
@@ -122,4 +141,6 @@ def test_adapt_to_one_camera_writes_a_complete_weights_folder(tmp_path: Path, ca
     assert (out / "step2_fast/decoder.onnx").exists() and (out / "step1_x8_fast/model.onnx").exists()
     assert "--adapt" in (out / "step1_x8_fast/MODEL_CARD.md").read_text()
     with pytest.raises(ValueError, match="new folder"):
-        adapt(str(clip), 8, "fast", _opts(tmp_path, cache, "ad2", steps=2, out=src), weights=src, max_frames=20)
+        adapt(
+            str(clip), 8, "fast", _opts(tmp_path, cache, "ad2", steps=2, out=src), weights=src, max_frames=20
+        )

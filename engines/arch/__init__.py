@@ -34,7 +34,9 @@ def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
         elif isinstance(mod, nn.Linear):
             total += out.numel() * mod.in_features
 
-    handles = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [
+        m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     try:
         with torch.no_grad():
             model(*inputs)

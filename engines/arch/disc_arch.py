@@ -16,7 +16,9 @@ class PatchDiscriminator(nn.Module):
     max_channels (cap), stem (a stride-1 3x3 layer first: keeps every pixel of a tiny LR face).
     Shapes: (N, 3, H, W) in [0, 1] -> patch logits (N, 1, H/2^downs, W/2^downs)."""
 
-    def __init__(self, channels: int = 32, downs: int = 3, max_channels: int = 128, stem: bool = True) -> None:
+    def __init__(
+        self, channels: int = 32, downs: int = 3, max_channels: int = 128, stem: bool = True
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         ch_in, ch = 3, channels
@@ -27,8 +29,11 @@ class PatchDiscriminator(nn.Module):
             ch = min(max_channels, channels * 2 ** (i + (1 if stem else 0)))
             layers += [spectral_norm(nn.Conv2d(ch_in, ch, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
             ch_in = ch
-        layers += [spectral_norm(nn.Conv2d(ch_in, ch_in, 3, 1, 1)), nn.LeakyReLU(0.2, True),
-                   nn.Conv2d(ch_in, 1, 3, 1, 1)]
+        layers += [
+            spectral_norm(nn.Conv2d(ch_in, ch_in, 3, 1, 1)),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ch_in, 1, 3, 1, 1),
+        ]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

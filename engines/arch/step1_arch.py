@@ -26,8 +26,14 @@ class Step1Restorer(nn.Module):
     Shapes: (N, 3, s, s) in [0, 1] -> (N, 3, 64, 64) in [0, 1].
     """
 
-    def __init__(self, scale_in: int = 16, scale_out: int = 64, channels: int = 32, blocks: int = 3,
-                 stage_blocks: int = 1) -> None:
+    def __init__(
+        self,
+        scale_in: int = 16,
+        scale_out: int = 64,
+        channels: int = 32,
+        blocks: int = 3,
+        stage_blocks: int = 1,
+    ) -> None:
         super().__init__()
         ratio = scale_out // scale_in
         if scale_in * ratio != scale_out or ratio & (ratio - 1) or ratio < 2:
@@ -65,8 +71,10 @@ class DegradationGenerator(nn.Module):
         self.scale_in, self.scale_out = scale_in, scale_out
         ratio = scale_out // scale_in
         # A strided conv sees the sub-pixel detail the area average throws away (to learn blur kernels).
-        self.down = nn.Sequential(conv(3, channels, k=ratio + 1 if ratio % 2 == 0 else ratio, stride=ratio),
-                                  nn.LeakyReLU(0.2, inplace=True))
+        self.down = nn.Sequential(
+            conv(3, channels, k=ratio + 1 if ratio % 2 == 0 else ratio, stride=ratio),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
         self.head = conv(channels + 4, channels)
         self.body = nn.Sequential(*[ResBlock(channels) for _ in range(blocks)])
         self.tail = conv(channels, 3)

@@ -28,9 +28,12 @@ class Step2Encoder(nn.Module):
         super().__init__()
         c1, c2 = max(16, channels // 2), channels
         self.net = nn.Sequential(
-            conv(3, c1), nn.LeakyReLU(0.2, inplace=True),
-            conv(c1, c2, stride=2), nn.LeakyReLU(0.2, inplace=True),
-            conv(c2, c2 * 3 // 2, stride=2), nn.LeakyReLU(0.2, inplace=True),
+            conv(3, c1),
+            nn.LeakyReLU(0.2, inplace=True),
+            conv(c1, c2, stride=2),
+            nn.LeakyReLU(0.2, inplace=True),
+            conv(c2, c2 * 3 // 2, stride=2),
+            nn.LeakyReLU(0.2, inplace=True),
             *[ResBlock(c2 * 3 // 2) for _ in range(blocks)],
             conv(c2 * 3 // 2, latent_ch),
         )
@@ -49,7 +52,7 @@ class Step2Decoder(nn.Module):
     def __init__(self, latent_ch: int = 16, channels: int = 48, blocks: int = 1, out_size: int = 128) -> None:
         super().__init__()
         stages = int(math.log2(out_size // 16))
-        if 16 * 2 ** stages != out_size:
+        if 16 * 2**stages != out_size:
             raise ValueError(f"out_size must be 16 * 2^k, got {out_size}")
         layers: list[nn.Module] = [conv(latent_ch, channels), nn.LeakyReLU(0.2, inplace=True)]
         layers += [ResBlock(channels) for _ in range(blocks)]
@@ -75,8 +78,14 @@ class Step2Prior(nn.Module):
         out_size: HR side (128 shipped).
     """
 
-    def __init__(self, latent_ch: int = 16, enc_channels: int = 32, dec_channels: int = 48, blocks: int = 1,
-                 out_size: int = 128) -> None:
+    def __init__(
+        self,
+        latent_ch: int = 16,
+        enc_channels: int = 32,
+        dec_channels: int = 48,
+        blocks: int = 1,
+        out_size: int = 128,
+    ) -> None:
         super().__init__()
         self.latent_ch, self.out_size = latent_ch, out_size
         self.encoder = Step2Encoder(latent_ch, enc_channels, blocks)

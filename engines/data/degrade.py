@@ -9,15 +9,13 @@ its output alone is the "synthetic-only" ablation of the quality benchmark.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-import logging
-
 import cv2
 import numpy as np
-
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +43,17 @@ class DegradeSpec:
     jpeg_quality: tuple[int, int] = (30, 90)
 
 
-REALISTIC = DegradeSpec(blur_sigma=(0.4, 0.9), noise_sigma=(2.0, 5.0), h264_p=1.0, h264_crf=(26, 34), jpeg_p=0.0)
+TRAINING = DegradeSpec()
+"""The wide ranges sampled while training."""
+REALISTIC = DegradeSpec(
+    blur_sigma=(0.4, 0.9), noise_sigma=(2.0, 5.0), h264_p=1.0, h264_crf=(26, 34), jpeg_p=0.0
+)
 """The benchmark's fixed-range degradation: blur + noise + real H.264 on every face."""
 
 
-def gaussian_kernel(rng: np.random.Generator, sigma_range: tuple[float, float], anisotropic_p: float,
-                    scale: float) -> np.ndarray:
+def gaussian_kernel(
+    rng: np.random.Generator, sigma_range: tuple[float, float], anisotropic_p: float, scale: float
+) -> np.ndarray:
     """A normalised 2-D Gaussian kernel at HR resolution; `scale` converts LR sigmas to HR pixels."""
     s1 = rng.uniform(*sigma_range) * scale
     s2 = rng.uniform(*sigma_range) * scale if rng.random() < anisotropic_p else s1
@@ -64,7 +67,9 @@ def gaussian_kernel(rng: np.random.Generator, sigma_range: tuple[float, float], 
     return (k / k.sum()).astype(np.float32)
 
 
-def h264_roundtrip(crops: np.ndarray, crf: int, frames: int = 3, rng: np.random.Generator | None = None) -> np.ndarray:
+def h264_roundtrip(
+    crops: np.ndarray, crf: int, frames: int = 3, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Encode a batch of RGB uint8 crops (N, s, s, 3) with libx264 and decode them back.
 
     The crops are tiled into one mosaic picture (even sides, as 4:2:0 needs) and encoded as a
@@ -80,7 +85,7 @@ def h264_roundtrip(crops: np.ndarray, crf: int, frames: int = 3, rng: np.random.
     mosaic = np.zeros((h, w, 3), np.uint8)
     for i in range(n):
         r, c = divmod(i, cols)
-        mosaic[r * s:(r + 1) * s, c * s:(c + 1) * s] = crops[i]
+        mosaic[r * s : (r + 1) * s, c * s : (c + 1) * s] = crops[i]
     rng = rng or np.random.default_rng(0)
     enc = av.CodecContext.create("libx264", "w")
     enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
@@ -91,7 +96,9 @@ def h264_roundtrip(crops: np.ndarray, crf: int, frames: int = 3, rng: np.random.
     for i in range(frames):
         pic = mosaic
         if i < frames - 1:
-            pic = np.clip(mosaic.astype(np.int16) + rng.integers(-1, 2, mosaic.shape), 0, 255).astype(np.uint8)
+            pic = np.clip(mosaic.astype(np.int16) + rng.integers(-1, 2, mosaic.shape), 0, 255).astype(
+                np.uint8
+            )
         frame = av.VideoFrame.from_ndarray(pic, format="rgb24").reformat(format="yuv420p")
         frame.pts = i
         packets.extend(enc.encode(frame))
@@ -107,7 +114,7 @@ def h264_roundtrip(crops: np.ndarray, crf: int, frames: int = 3, rng: np.random.
     out = np.empty_like(crops)
     for i in range(n):
         r, c = divmod(i, cols)
-        out[i] = out_mosaic[r * s:(r + 1) * s, c * s:(c + 1) * s]
+        out[i] = out_mosaic[r * s : (r + 1) * s, c * s : (c + 1) * s]
     return out
 
 
@@ -121,12 +128,15 @@ def jpeg_roundtrip(crop: np.ndarray, quality: int) -> np.ndarray:
 _INTERPS = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC)
 
 
-def degrade(hr: np.ndarray, size: int, rng: np.random.Generator, spec: DegradeSpec = DegradeSpec()) -> np.ndarray:
+def degrade(
+    hr: np.ndarray, size: int, rng: np.random.Generator, spec: DegradeSpec | None = None
+) -> np.ndarray:
     """HR RGB uint8 faces (N, H, H, 3) -> LR uint8 faces (N, size, size, 3).
 
     One H.264 round trip per batch (one crf for the batch: one stream), JPEG per face. Without
     PyAV the H.264 share is JPEG-compressed instead (logged once; model cards say so).
     """
+    spec = spec or TRAINING
     n, hsize = hr.shape[0], hr.shape[1]
     if size >= hsize:
         raise ValueError(f"LR size {size} must be smaller than the HR size {hsize}")

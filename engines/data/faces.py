@@ -44,8 +44,11 @@ def make_splits(image_dir: Path, seed: int = 0) -> dict[str, list[str]]:
     order = np.random.default_rng(seed).permutation(len(names))
     names = [names[i] for i in order]
     n_val, n_test = SPLIT_SIZES["val"], SPLIT_SIZES["test"]
-    return {"test": sorted(names[:n_test]), "val": sorted(names[n_test:n_test + n_val]),
-            "train": sorted(names[n_test + n_val:])}
+    return {
+        "test": sorted(names[:n_test]),
+        "val": sorted(names[n_test : n_test + n_val]),
+        "train": sorted(names[n_test + n_val :]),
+    }
 
 
 def read_split(split: str, dataset: str = DATASET) -> list[str]:
@@ -83,8 +86,9 @@ def build_detector():
     return build(DetectConfig(input_width=320, threshold=0.4))
 
 
-def align_folder(image_dir: Path, names: list[str], size: int = HR_SIZE,
-                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def align_folder(
+    image_dir: Path, names: list[str], size: int = HR_SIZE, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Aligned RGB uint8 crops (N, size, size, 3) and a per-face flag 'landmarks were detected'."""
     from tqdm import tqdm
 
@@ -92,16 +96,18 @@ def align_folder(image_dir: Path, names: list[str], size: int = HR_SIZE,
 
     detector = build_detector()
     images = [cv2.imread(str(image_dir / n), cv2.IMREAD_COLOR) for n in names]
-    missing = [n for n, im in zip(names, images) if im is None]
+    missing = [n for n, im in zip(names, images, strict=False) if im is None]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} images of the split are missing in {image_dir}, e.g. {missing[0]}")
+        raise FileNotFoundError(
+            f"{len(missing)} images of the split are missing in {image_dir}, e.g. {missing[0]}"
+        )
     lms = [_landmarks(detector, im) for im in tqdm(images, desc="detect", disable=not progress)]
     found = np.array([lm is not None for lm in lms])
     if not found.any():
         raise RuntimeError(f"no face detected in any image of {image_dir}")
     median = np.median(np.stack([lm for lm in lms if lm is not None]), axis=0)
     out = np.empty((len(images), size, size, 3), np.uint8)
-    for i, (im, lm) in enumerate(zip(images, lms)):
+    for i, (im, lm) in enumerate(zip(images, lms, strict=False)):
         # A detection far from the folder's framing is a wrong face (background, second person).
         if lm is None or np.abs(lm - median).max() > 0.25 * im.shape[0]:
             lm, found[i] = median, False
@@ -115,8 +121,13 @@ def cache_path(cache_dir: Path, split: str, dataset: str = DATASET) -> Path:
     return cache_dir / f"{dataset}_{split}_{HR_SIZE}.npz"
 
 
-def load_faces(split: str, cache_dir: Path, data_dir: Path | None = None, dataset: str = DATASET,
-               limit: int | None = None) -> np.ndarray:
+def load_faces(
+    split: str,
+    cache_dir: Path,
+    data_dir: Path | None = None,
+    dataset: str = DATASET,
+    limit: int | None = None,
+) -> np.ndarray:
     """HR faces of a split, uint8 RGB (N, 128, 128, 3), aligning and caching them on first use.
 
     The cache is an .npz of JPEG bytes (quality 95), small enough to carry to a GPU machine.
@@ -128,18 +139,21 @@ def load_faces(split: str, cache_dir: Path, data_dir: Path | None = None, datase
             raise FileNotFoundError(f"face folder {src} not found; pass --data DIR holding {dataset}/")
         names = read_split(split, dataset)
         faces, found = align_folder(src, names)
-        encoded = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
-                   for f in faces]
+        encoded = [
+            cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
+            for f in faces
+        ]
         lengths = np.array([len(e) for e in encoded], np.int64)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, data=np.concatenate(encoded).ravel(), lengths=lengths,
-                 names=np.array(names), detected=found)
+        np.savez(
+            path, data=np.concatenate(encoded).ravel(), lengths=lengths, names=np.array(names), detected=found
+        )
     with np.load(path) as z:
         data, lengths = z["data"], z["lengths"]
     n = len(lengths) if limit is None else min(limit, len(lengths))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     out = np.empty((n, HR_SIZE, HR_SIZE, 3), np.uint8)
     for i in range(n):
-        bgr = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_COLOR)
+        bgr = cv2.imdecode(data[offsets[i] : offsets[i + 1]], cv2.IMREAD_COLOR)
         out[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     return out

@@ -47,8 +47,14 @@ def _frames(source: str, every: int, max_frames: int) -> Iterable[np.ndarray]:
                 break
 
 
-def harvest(sources: Iterable[str], sizes: tuple[int, ...] = LR_SIZES, every: int = 5, max_frames: int = 60,
-            input_width: int = 960, progress: bool = True) -> dict[int, np.ndarray]:
+def harvest(
+    sources: Iterable[str],
+    sizes: tuple[int, ...] = LR_SIZES,
+    every: int = 5,
+    max_frames: int = 60,
+    input_width: int = 960,
+    progress: bool = True,
+) -> dict[int, np.ndarray]:
     """RGB uint8 aligned faces per LR size: {s: (M, s, s, 3)}."""
     from tqdm import tqdm
 
@@ -60,8 +66,9 @@ def harvest(sources: Iterable[str], sizes: tuple[int, ...] = LR_SIZES, every: in
     out: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
     for src in sources:
         n_before = len(out[sizes[0]])
-        for img in tqdm(_frames(src, every, max_frames), desc=Path(src).name[:30], disable=not progress,
-                        total=max_frames):
+        for img in tqdm(
+            _frames(src, every, max_frames), desc=Path(src).name[:30], disable=not progress, total=max_frames
+        ):
             for det in detector.detect(img):
                 width = float(det.box[2] - det.box[0])
                 if not MIN_FACE_PX <= width <= MAX_FACE_PX:
@@ -77,14 +84,18 @@ def video_files(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
 
 
-def load_real_lr(cache_dir: Path, size: int, sources: list[str] | None = None, tag: str = "videos") -> np.ndarray:
+def load_real_lr(
+    cache_dir: Path, size: int, sources: list[str] | None = None, tag: str = "videos"
+) -> np.ndarray:
     """Real LR faces at `size`, harvested once and cached as cache_dir/real_lr_<tag>.npz."""
     path = cache_dir / f"real_lr_{tag}.npz"
     if not path.exists():
         if sources is None:
             folder = shared_videos_dir()
             if not folder.is_dir():
-                raise FileNotFoundError(f"no videos at {folder}; pass video files to harvest real LR faces from")
+                raise FileNotFoundError(
+                    f"no videos at {folder}; pass video files to harvest real LR faces from"
+                )
             sources = video_files(folder)
         faces = harvest(sources)
         path.parent.mkdir(parents=True, exist_ok=True)

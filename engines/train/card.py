@@ -28,19 +28,45 @@ def write_card(out_dir: Path, name: str, info: dict[str, Any]) -> Path:
     if path.exists():
         m = re.search(re.escape(BENCH_START) + r".*?" + re.escape(BENCH_END), path.read_text(), re.S)
         bench = m.group(0) if m else ""
-    lines = [f"# {name}", "", info.get("summary", ""), "",
-             "| field | value |", "|---|---|"]
-    for key in ("kind", "arch", "arch_kwargs", "gmac", "params", "command", "device", "seed", "steps",
-                "train_seconds", "data", "split", "degradation", "codec", "final_losses", "trained"):
+    lines = [f"# {name}", "", info.get("summary", ""), "", "| field | value |", "|---|---|"]
+    for key in (
+        "kind",
+        "arch",
+        "arch_kwargs",
+        "gmac",
+        "params",
+        "command",
+        "device",
+        "seed",
+        "steps",
+        "train_seconds",
+        "data",
+        "split",
+        "degradation",
+        "codec",
+        "final_losses",
+        "trained",
+    ):
         if key in info:
             val = info[key]
             val = json.dumps(val) if isinstance(val, (dict, list)) else str(val)
-            lines.append(f"| {key} | `{val}` |" if key in ("command", "arch", "arch_kwargs") else f"| {key} | {val} |")
-    lines += ["", "MACs are counted per face over Conv2d layers (engines.arch.count_macs); "
-              "step 1 x8 fast + step 2 fast must stay <= 0.15 GMAC.", "",
-              "## Licence of the training data", "", LICENCE_NOTE, "",
-              "## Quality benchmark", "",
-              bench or f"{BENCH_START}\nNot run yet: `python run.py bench quality`.\n{BENCH_END}", ""]
+            lines.append(
+                f"| {key} | `{val}` |" if key in ("command", "arch", "arch_kwargs") else f"| {key} | {val} |"
+            )
+    lines += [
+        "",
+        "MACs are counted per face over Conv2d layers (engines.arch.count_macs); "
+        "step 1 x8 fast + step 2 fast must stay <= 0.15 GMAC.",
+        "",
+        "## Licence of the training data",
+        "",
+        LICENCE_NOTE,
+        "",
+        "## Quality benchmark",
+        "",
+        bench or f"{BENCH_START}\nNot run yet: `python run.py bench quality`.\n{BENCH_END}",
+        "",
+    ]
     path.write_text("\n".join(lines))
     return path
 
@@ -53,5 +79,9 @@ def set_benchmark(out_dir: Path, text: str) -> None:
     block = f"{BENCH_START}\n{text.strip()}\n{BENCH_END}"
     body = path.read_text()
     pattern = re.escape(BENCH_START) + r".*?" + re.escape(BENCH_END)
-    body = re.sub(pattern, lambda _m: block, body, flags=re.S) if re.search(pattern, body, re.S) else body + block
+    body = (
+        re.sub(pattern, lambda _m: block, body, flags=re.S)
+        if re.search(pattern, body, re.S)
+        else body + block
+    )
     path.write_text(body)

@@ -1,20 +1,19 @@
 """`python run.py train ...`: the training command line (run.py calls add_arguments and main).
 
-    run.py train prepare                       align + cache faces, harvest real tiny faces
-    run.py train step2 --variant fast          the prior (64 -> 128)
-    run.py train step1 --scale 8               step 1 for one scale (learned degradation)
-    run.py train step1 --scale 8 --synthetic-only      the synthetic-only ablation
-    run.py train onestep --scale 8             the one-step ablation (LR -> 128 at equal cost)
-    run.py train all [--ablations]             step 2 and step 1 at x4, x8, x16 for --variant
-    run.py train init                          random-init weights in the shipped layout
-    run.py train --adapt SOURCE --out DIR      fine-tune step 1 on one camera's faces
+run.py train prepare                       align + cache faces, harvest real tiny faces
+run.py train step2 --variant fast          the prior (64 -> 128)
+run.py train step1 --scale 8               step 1 for one scale (learned degradation)
+run.py train step1 --scale 8 --synthetic-only      the synthetic-only ablation
+run.py train onestep --scale 8             the one-step ablation (LR -> 128 at equal cost)
+run.py train all [--ablations]             step 2 and step 1 at x4, x8, x16 for --variant
+run.py train init                          random-init weights in the shipped layout
+run.py train --adapt SOURCE --out DIR      fine-tune step 1 on one camera's faces
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from engines.train.common import REPO, TrainOptions
@@ -29,11 +28,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", nargs="?", choices=WHAT, help="what to train (omit with --adapt)")
     parser.add_argument("--variant", choices=("fast", "quality"), default="fast")
     parser.add_argument("--scale", type=int, choices=(4, 8, 16), default=8)
-    parser.add_argument("--synthetic-only", action="store_true", help="step1: synthetic degradations only (ablation)")
-    parser.add_argument("--ablations", action="store_true", help="all: also the synthetic-only and one-step models")
-    parser.add_argument("--adapt", metavar="SOURCE", help="video file/URL whose tiny faces step 1 is adapted to")
-    parser.add_argument("--weights", type=Path, default=REPO / "engines" / "weights",
-                        help="weights folder --adapt starts from")
+    parser.add_argument(
+        "--synthetic-only", action="store_true", help="step1: synthetic degradations only (ablation)"
+    )
+    parser.add_argument(
+        "--ablations", action="store_true", help="all: also the synthetic-only and one-step models"
+    )
+    parser.add_argument(
+        "--adapt", metavar="SOURCE", help="video file/URL whose tiny faces step 1 is adapted to"
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=REPO / "engines" / "weights",
+        help="weights folder --adapt starts from",
+    )
     parser.add_argument("--data", type=Path, help="folder holding celeba/ (default ../shared/data/faces)")
     parser.add_argument("--out", type=Path, help="weights folder to write (default engines/weights)")
     parser.add_argument("--cache", type=Path, default=REPO / "cache" / "data", help="preprocessed arrays")
@@ -58,12 +67,28 @@ def options(args: argparse.Namespace, kind: str) -> TrainOptions:
         raise ValueError(f"--steps must be >= 1, got {steps}")
     if args.batch < 2:
         raise ValueError(f"--batch must be >= 2, got {args.batch}")
-    out = args.out or (REPO / "cache" / "weights_adapted" if kind == "adapt" else REPO / "engines" / "weights")
+    out = args.out or (
+        REPO / "cache" / "weights_adapted" if kind == "adapt" else REPO / "engines" / "weights"
+    )
     lr = args.lr if args.lr is not None else (5e-4 if kind == "adapt" else 2e-3)
-    return TrainOptions(steps=steps, batch=args.batch, lr=lr, seed=args.seed, device=args.device,
-                        threads=args.threads, data=args.data, cache=args.cache, ckpt_dir=args.ckpt_dir, out=out, resume=args.resume,
-                        ckpt_every=max(1, args.ckpt_every), progress=not args.quiet, limit=args.limit,
-                        time_budget=args.time_budget, stop_after=args.stop_after)
+    return TrainOptions(
+        steps=steps,
+        batch=args.batch,
+        lr=lr,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        data=args.data,
+        cache=args.cache,
+        ckpt_dir=args.ckpt_dir,
+        out=out,
+        resume=args.resume,
+        ckpt_every=max(1, args.ckpt_every),
+        progress=not args.quiet,
+        limit=args.limit,
+        time_budget=args.time_budget,
+        stop_after=args.stop_after,
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -75,7 +100,11 @@ def main(args: argparse.Namespace) -> int:
         from engines.train.adapt import adapt
 
         info = adapt(args.adapt, args.scale, args.variant, options(args, "adapt"), args.weights)
-        log.info("adapted step 1 written to %s (%.0f s)", args.out or options(args, "adapt").out, info["train_seconds"])
+        log.info(
+            "adapted step 1 written to %s (%.0f s)",
+            args.out or options(args, "adapt").out,
+            info["train_seconds"],
+        )
         return 0
     if args.what is None:
         raise ValueError("say what to train: one of " + ", ".join(WHAT) + ", or --adapt SOURCE")
@@ -95,8 +124,14 @@ def main(args: argparse.Namespace) -> int:
     if args.what == "step2":
         train_step2(args.variant, options(args, "step2"))
     elif args.what == "step1":
-        train_restorer("step1", args.scale, args.variant, options(args, "step1"), synthetic_only=args.synthetic_only,
-                       tag="synth" if args.synthetic_only else "")
+        train_restorer(
+            "step1",
+            args.scale,
+            args.variant,
+            options(args, "step1"),
+            synthetic_only=args.synthetic_only,
+            tag="synth" if args.synthetic_only else "",
+        )
     elif args.what == "onestep":
         train_restorer("onestep", args.scale, args.variant, options(args, "onestep"))
     else:
@@ -104,15 +139,18 @@ def main(args: argparse.Namespace) -> int:
         for scale in sorted(C.SCALES):
             train_restorer("step1", scale, args.variant, options(args, "step1"))
             if args.ablations:
-                train_restorer("step1", scale, args.variant, options(args, "step1"), synthetic_only=True, tag="synth")
+                train_restorer(
+                    "step1", scale, args.variant, options(args, "step1"), synthetic_only=True, tag="synth"
+                )
                 train_restorer("onestep", scale, args.variant, options(args, "onestep"))
     return 0
 
 
 def run(argv: list[str] | None = None) -> int:
     """Standalone entry (`python -m engines.train.cli`), same flags as `run.py train`."""
-    parser = argparse.ArgumentParser(prog="train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_arguments(parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -78,7 +78,7 @@ def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    return (x.detach().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+    return x.detach().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def area(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -112,7 +112,7 @@ def random_blur(x: torch.Tensor, gen: torch.Generator, max_sigma: float) -> torc
     ax = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
     k1 = torch.exp(-0.5 * (ax[None, :] / sig[:, None]) ** 2)
     k1 = k1 / k1.sum(1, keepdim=True)
-    k2 = (k1[:, :, None] * k1[:, None, :])  # (n, 7, 7)
+    k2 = k1[:, :, None] * k1[:, None, :]  # (n, 7, 7)
     c = x.shape[1]
     weight = k2[:, None].repeat_interleave(c, 0)  # (n*c, 1, 7, 7)
     y = F.conv2d(F.pad(x.reshape(1, n * c, *x.shape[2:]), (r, r, r, r), mode="reflect"), weight, groups=n * c)
@@ -129,19 +129,34 @@ class Checkpoint:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def save(self, step: int, modules: dict[str, nn.Module | torch.optim.Optimizer], rng: np.random.Generator,
-             elapsed: float, extra: dict[str, Any] | None = None) -> None:
+    def save(
+        self,
+        step: int,
+        modules: dict[str, nn.Module | torch.optim.Optimizer],
+        rng: np.random.Generator,
+        elapsed: float,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        state = {"step": step, "elapsed": elapsed, "np_rng": rng.bit_generator.state,
-                 "torch_rng": torch.get_rng_state(),
-                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                 "modules": {k: m.state_dict() for k, m in modules.items()}, "extra": extra or {}}
+        state = {
+            "step": step,
+            "elapsed": elapsed,
+            "np_rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "modules": {k: m.state_dict() for k, m in modules.items()},
+            "extra": extra or {},
+        }
         tmp = self.path.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.path)
 
-    def load(self, modules: dict[str, nn.Module | torch.optim.Optimizer], rng: np.random.Generator,
-             device: torch.device) -> tuple[int, float, dict[str, Any]]:
+    def load(
+        self,
+        modules: dict[str, nn.Module | torch.optim.Optimizer],
+        rng: np.random.Generator,
+        device: torch.device,
+    ) -> tuple[int, float, dict[str, Any]]:
         state = torch.load(self.path, map_location=device, weights_only=False)
         for k, m in modules.items():
             m.load_state_dict(state["modules"][k])

@@ -35,8 +35,13 @@ def step1_kwargs(scale: int, variant: str) -> dict[str, Any]:
     check_choice(scale, variant)
     s = SCALES[scale]
     if variant == "fast":
-        return {"scale_in": s, "scale_out": MR_SIZE, "channels": 32 if s <= 16 else 24, "blocks": 3,
-                "stage_blocks": 1}
+        return {
+            "scale_in": s,
+            "scale_out": MR_SIZE,
+            "channels": 32 if s <= 16 else 24,
+            "blocks": 3,
+            "stage_blocks": 1,
+        }
     return {"scale_in": s, "scale_out": MR_SIZE, "channels": 64, "blocks": 4, "stage_blocks": 1}
 
 

@@ -1,5 +1,6 @@
 """Export trained networks to the shipped layout under engines/weights/ (the contract with the
-inference backends): ONNX opset 17 with a dynamic batch axis, the state dict (float16, loads into float32 modules), a manifest entry.
+inference backends): ONNX opset 17 with a dynamic batch axis, the state dict (float16, loads into
+float32 modules), a manifest entry.
 
     step1_*/  model.onnx ("lr" -> "mr"), model.pt
     step2_*/  encoder.onnx ("mr" -> "latent"), decoder.onnx ("latent" -> "hr"), latent_mean.npy, model.pt
@@ -39,8 +40,10 @@ def _half_round(model: nn.Module) -> nn.Module:
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
-            for k, v in model.state_dict().items()}
+    return {
+        k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
+        for k, v in model.state_dict().items()
+    }
 
 
 def _onnx(model: nn.Module, example: torch.Tensor, path: Path, in_name: str, out_name: str) -> None:
@@ -48,8 +51,14 @@ def _onnx(model: nn.Module, example: torch.Tensor, path: Path, in_name: str, out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (example,), str(path), input_names=[in_name], output_names=[out_name], opset_version=OPSET,
-            dynamic_axes={in_name: {0: "batch"}, out_name: {0: "batch"}}, dynamo=False,
+            model,
+            (example,),
+            str(path),
+            input_names=[in_name],
+            output_names=[out_name],
+            opset_version=OPSET,
+            dynamic_axes={in_name: {0: "batch"}, out_name: {0: "batch"}},
+            dynamo=False,
         )
 
 
@@ -67,25 +76,47 @@ def update_manifest(weights_dir: Path, name: str, entry: dict[str, Any]) -> None
         tmp.replace(path)
 
 
-def export_step1(model: nn.Module, arch: str, kwargs: dict[str, Any], weights_dir: Path, name: str,
-                 extra: dict[str, Any] | None = None) -> Path:
+def export_step1(
+    model: nn.Module,
+    arch: str,
+    kwargs: dict[str, Any],
+    weights_dir: Path,
+    name: str,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     out = weights_dir / name
     out.mkdir(parents=True, exist_ok=True)
     model = _half_round(model.eval().cpu())
     s = kwargs["scale_in"]
     _onnx(model, torch.rand(2, 3, s, s), out / "model.onnx", "lr", "mr")
     torch.save(_state(model), out / "model.pt")
-    entry = {"kind": "step1", "scale_in": s, "scale_out": kwargs.get("scale_out", MR_SIZE),
-             "files": {"onnx": f"{name}/model.onnx", "state_dict": f"{name}/model.pt",
-                       "card": f"{name}/MODEL_CARD.md"},
-             "gmac": round(gmac(arch, kwargs), 4), "arch": arch, "arch_kwargs": kwargs, **(extra or {})}
+    entry = {
+        "kind": "step1",
+        "scale_in": s,
+        "scale_out": kwargs.get("scale_out", MR_SIZE),
+        "files": {
+            "onnx": f"{name}/model.onnx",
+            "state_dict": f"{name}/model.pt",
+            "card": f"{name}/MODEL_CARD.md",
+        },
+        "gmac": round(gmac(arch, kwargs), 4),
+        "arch": arch,
+        "arch_kwargs": kwargs,
+        **(extra or {}),
+    }
     update_manifest(weights_dir, name, entry)
     log.info("exported %s to %s", name, out)
     return out
 
 
-def export_onestep(model: nn.Module, arch: str, kwargs: dict[str, Any], weights_dir: Path, name: str,
-                   extra: dict[str, Any] | None = None) -> Path:
+def export_onestep(
+    model: nn.Module,
+    arch: str,
+    kwargs: dict[str, Any],
+    weights_dir: Path,
+    name: str,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """The one-step ablation: same layout as step 1 ("lr" -> "hr"); used by the quality benchmark."""
     out = weights_dir / name
     out.mkdir(parents=True, exist_ok=True)
@@ -93,16 +124,33 @@ def export_onestep(model: nn.Module, arch: str, kwargs: dict[str, Any], weights_
     s = kwargs["scale_in"]
     _onnx(model, torch.rand(2, 3, s, s), out / "model.onnx", "lr", "hr")
     torch.save(_state(model), out / "model.pt")
-    entry = {"kind": "onestep", "scale_in": s, "scale_out": kwargs["scale_out"],
-             "files": {"onnx": f"{name}/model.onnx", "state_dict": f"{name}/model.pt",
-                       "card": f"{name}/MODEL_CARD.md"},
-             "gmac": round(gmac(arch, kwargs), 4), "arch": arch, "arch_kwargs": kwargs, **(extra or {})}
+    entry = {
+        "kind": "onestep",
+        "scale_in": s,
+        "scale_out": kwargs["scale_out"],
+        "files": {
+            "onnx": f"{name}/model.onnx",
+            "state_dict": f"{name}/model.pt",
+            "card": f"{name}/MODEL_CARD.md",
+        },
+        "gmac": round(gmac(arch, kwargs), 4),
+        "arch": arch,
+        "arch_kwargs": kwargs,
+        **(extra or {}),
+    }
     update_manifest(weights_dir, name, entry)
     return out
 
 
-def export_step2(model: nn.Module, arch: str, kwargs: dict[str, Any], latent_mean: np.ndarray, weights_dir: Path,
-                 name: str, extra: dict[str, Any] | None = None) -> Path:
+def export_step2(
+    model: nn.Module,
+    arch: str,
+    kwargs: dict[str, Any],
+    latent_mean: np.ndarray,
+    weights_dir: Path,
+    name: str,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """`model` is a Step2Prior; its `.encoder` and `.decoder` become two graphs."""
     out = weights_dir / name
     out.mkdir(parents=True, exist_ok=True)
@@ -114,12 +162,24 @@ def export_step2(model: nn.Module, arch: str, kwargs: dict[str, Any], latent_mea
     _onnx(model.decoder, torch.randn(2, *latent_shape), out / "decoder.onnx", "latent", "hr")
     np.save(out / "latent_mean.npy", latent_mean.astype(np.float32))
     torch.save(_state(model), out / "model.pt")
-    entry = {"kind": "step2", "scale_in": MR_SIZE, "scale_out": kwargs["out_size"], "latent_shape": latent_shape,
-             "files": {"encoder": f"{name}/encoder.onnx", "decoder": f"{name}/decoder.onnx",
-                       "latent_mean": f"{name}/latent_mean.npy", "state_dict": f"{name}/model.pt",
-                       "card": f"{name}/MODEL_CARD.md"},
-             "gmac": round(gmac(arch, kwargs), 4), "arch": arch, "arch_kwargs": kwargs,
-             "arch_parts": {"encoder": "encoder", "decoder": "decoder"}, **(extra or {})}
+    entry = {
+        "kind": "step2",
+        "scale_in": MR_SIZE,
+        "scale_out": kwargs["out_size"],
+        "latent_shape": latent_shape,
+        "files": {
+            "encoder": f"{name}/encoder.onnx",
+            "decoder": f"{name}/decoder.onnx",
+            "latent_mean": f"{name}/latent_mean.npy",
+            "state_dict": f"{name}/model.pt",
+            "card": f"{name}/MODEL_CARD.md",
+        },
+        "gmac": round(gmac(arch, kwargs), 4),
+        "arch": arch,
+        "arch_kwargs": kwargs,
+        "arch_parts": {"encoder": "encoder", "decoder": "decoder"},
+        **(extra or {}),
+    }
     update_manifest(weights_dir, name, entry)
     log.info("exported %s to %s", name, out)
     return out

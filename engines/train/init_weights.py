@@ -15,8 +15,13 @@ from engines.train.card import write_card
 from engines.train.export import export_onestep, export_step1, export_step2
 
 
-def export_random(weights_dir: Path, variants: tuple[str, ...] = C.VARIANTS, scales: tuple[int, ...] = (4, 8, 16),
-                  seed: int = 0, onestep: bool = False) -> list[str]:
+def export_random(
+    weights_dir: Path,
+    variants: tuple[str, ...] = C.VARIANTS,
+    scales: tuple[int, ...] = (4, 8, 16),
+    seed: int = 0,
+    onestep: bool = False,
+) -> list[str]:
     torch.manual_seed(seed)
     names = []
     for v in variants:
@@ -24,15 +29,28 @@ def export_random(weights_dir: Path, variants: tuple[str, ...] = C.VARIANTS, sca
         prior = build(C.STEP2_ARCH, kw)
         mean = np.zeros(prior.latent_shape, np.float32)
         n = C.name("step2", None, v)
-        write_card(export_step2(prior, C.STEP2_ARCH, kw, mean, weights_dir, n), n,
-                   {"kind": "step2", "summary": "Random initialisation (placeholder, not trained).", "trained": False})
+        write_card(
+            export_step2(prior, C.STEP2_ARCH, kw, mean, weights_dir, n),
+            n,
+            {
+                "kind": "step2",
+                "summary": "Random initialisation (placeholder, not trained).",
+                "trained": False,
+            },
+        )
         names.append(n)
         for sc in scales:
             kw = C.step1_kwargs(sc, v)
             n = C.name("step1", sc, v)
-            write_card(export_step1(build(C.STEP1_ARCH, kw), C.STEP1_ARCH, kw, weights_dir, n), n,
-                       {"kind": "step1", "summary": "Random initialisation (placeholder, not trained).",
-                        "trained": False})
+            write_card(
+                export_step1(build(C.STEP1_ARCH, kw), C.STEP1_ARCH, kw, weights_dir, n),
+                n,
+                {
+                    "kind": "step1",
+                    "summary": "Random initialisation (placeholder, not trained).",
+                    "trained": False,
+                },
+            )
             names.append(n)
             if onestep:
                 kw = C.onestep_kwargs(sc, v)

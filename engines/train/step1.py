@@ -33,8 +33,20 @@ from engines.data.faces import load_faces
 from engines.data.harvest import load_real_lr
 from engines.train import configs as C
 from engines.train.card import write_card
-from engines.train.common import (Checkpoint, Timer, TrainOptions, area, d_loss, fft_loss, g_loss, param_count,
-                                  setup_torch, to_tensor, progress, set_lr)
+from engines.train.common import (
+    Checkpoint,
+    Timer,
+    TrainOptions,
+    area,
+    d_loss,
+    fft_loss,
+    g_loss,
+    param_count,
+    progress,
+    set_lr,
+    setup_torch,
+    to_tensor,
+)
 from engines.train.export import export_onestep, export_step1
 
 log = logging.getLogger(__name__)
@@ -50,9 +62,19 @@ def _flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return images
 
 
-def train_restorer(kind: str, scale: int, variant: str, opts: TrainOptions, synthetic_only: bool = False,
-                   real_lr: np.ndarray | None = None, real_desc: str = "", tag: str = "",
-                   init_from: Path | None = None, out_dir: Path | None = None, note: str = "") -> dict[str, Any]:
+def train_restorer(
+    kind: str,
+    scale: int,
+    variant: str,
+    opts: TrainOptions,
+    synthetic_only: bool = False,
+    real_lr: np.ndarray | None = None,
+    real_desc: str = "",
+    tag: str = "",
+    init_from: Path | None = None,
+    out_dir: Path | None = None,
+    note: str = "",
+) -> dict[str, Any]:
     """Train step 1 (kind "step1") or the one-step ablation (kind "onestep") at one scale.
 
     Returns the info written into the model card. `init_from` is a weights folder (adaptation):
@@ -68,9 +90,13 @@ def train_restorer(kind: str, scale: int, variant: str, opts: TrainOptions, synt
     if not synthetic_only:
         if real_lr is None:
             real_lr = load_real_lr(opts.cache, s)
-            real_desc = real_desc or f"{len(real_lr)} tiny faces (12-80 px) harvested from ../shared/data/videos"
+            real_desc = (
+                real_desc or f"{len(real_lr)} tiny faces (12-80 px) harvested from ../shared/data/videos"
+            )
         if len(real_lr) < 8:
-            raise ValueError(f"only {len(real_lr)} real LR faces at {s} px; need >= 8 (more video, or --synthetic-only)")
+            raise ValueError(
+                f"only {len(real_lr)} real LR faces at {s} px; need >= 8 (more video, or --synthetic-only)"
+            )
     arch = C.STEP1_ARCH if kind == "step1" else C.ONESTEP_ARCH
     kw = C.step1_kwargs(scale, variant) if kind == "step1" else C.onestep_kwargs(scale, variant)
     net = build(arch, kw).to(device)
@@ -78,11 +104,19 @@ def train_restorer(kind: str, scale: int, variant: str, opts: TrainOptions, synt
     disc = PatchDiscriminator(32, downs=1 if s <= 16 else 2).to(device)
     name = C.name(kind, scale, variant, tag)
     if init_from is not None:
-        net.load_state_dict({k: v.float() for k, v in torch.load(init_from / C.name(kind, scale, variant) /
-                                                                  "model.pt", map_location=device).items()})
+        net.load_state_dict(
+            {
+                k: v.float()
+                for k, v in torch.load(
+                    init_from / C.name(kind, scale, variant) / "model.pt", map_location=device
+                ).items()
+            }
+        )
         base_ckpt = Checkpoint(opts.ckpt_dir, C.name(kind, scale, variant))
         if base_ckpt.exists():
-            gen.load_state_dict(torch.load(base_ckpt.path, map_location=device, weights_only=False)["modules"]["gen"])
+            gen.load_state_dict(
+                torch.load(base_ckpt.path, map_location=device, weights_only=False)["modules"]["gen"]
+            )
     params = list(net.parameters()) + ([] if synthetic_only else list(gen.parameters()))
     opt = torch.optim.Adam(params, lr=opts.lr, betas=(0.9, 0.99))
     opt_d = torch.optim.Adam(disc.parameters(), lr=opts.lr, betas=(0.5, 0.99))
@@ -94,7 +128,9 @@ def train_restorer(kind: str, scale: int, variant: str, opts: TrainOptions, synt
     timer = Timer(elapsed)
     target_size = C.MR_SIZE if kind == "step1" else C.HR_SIZE
     losses: dict[str, float] = {}
-    bar = tqdm(range(start, opts.steps), desc=name, disable=not opts.progress, initial=start, total=opts.steps)
+    bar = tqdm(
+        range(start, opts.steps), desc=name, disable=not opts.progress, initial=start, total=opts.steps
+    )
     done = start
     for step in bar:
         t = progress(opts, step, timer.elapsed)
@@ -149,21 +185,34 @@ def train_restorer(kind: str, scale: int, variant: str, opts: TrainOptions, synt
         log.info("%s stopped at step %d of %d; continue with --resume", name, done, opts.steps)
         return {"stopped": True, "start": start, "steps": done}
     net.eval()
-    out_dir = out_dir or (opts.out if kind == "step1" and not synthetic_only and not tag else opts.out / "ablations")
+    out_dir = out_dir or (
+        opts.out if kind == "step1" and not synthetic_only and not tag else opts.out / "ablations"
+    )
     export = export_step1 if kind == "step1" else export_onestep
     folder = export(net, arch, kw, out_dir, name)
     info = {
-        "kind": kind, "arch": arch, "arch_kwargs": kw, "gmac": round(C.gmac(arch, kw), 4), "params": param_count(net),
-        "command": opts.command, "device": _device_name(device), "seed": opts.seed, "steps": done,
-        "train_seconds": round(timer.elapsed, 1), "final_losses": losses, "trained": True,
+        "kind": kind,
+        "arch": arch,
+        "arch_kwargs": kw,
+        "gmac": round(C.gmac(arch, kw), 4),
+        "params": param_count(net),
+        "command": opts.command,
+        "device": _device_name(device),
+        "seed": opts.seed,
+        "steps": done,
+        "train_seconds": round(timer.elapsed, 1),
+        "final_losses": losses,
+        "trained": True,
         "start": start,
         "data": f"HR: {len(hr_all)} aligned CelebA faces at 128 px (MR = area downscale to 64 px); "
-                + ("synthetic degradations only" if synthetic_only else f"real LR: {real_desc}"),
+        + ("synthetic degradations only" if synthetic_only else f"real LR: {real_desc}"),
         "split": "engines/splits/celeba_train.txt (train), celeba_val.txt, celeba_test.txt (held out)",
-        "degradation": "synthetic only (blur, noise, H.264/JPEG)" if synthetic_only else
-                       "learned generator vs real tiny faces + synthetic bootstrap (blur, noise, H.264/JPEG)",
-        "codec": "real H.264 (PyAV libx264) and JPEG" if have_pyav() else
-                 "JPEG only: PyAV was not installed on the training machine, JPEG stood in for H.264",
+        "degradation": "synthetic only (blur, noise, H.264/JPEG)"
+        if synthetic_only
+        else "learned generator vs real tiny faces + synthetic bootstrap (blur, noise, H.264/JPEG)",
+        "codec": "real H.264 (PyAV libx264) and JPEG"
+        if have_pyav()
+        else "JPEG only: PyAV was not installed on the training machine, JPEG stood in for H.264",
         "summary": _summary(kind, scale, variant, synthetic_only, tag) + (" " + note if note else ""),
     }
     write_card(folder, name, info)
@@ -172,9 +221,12 @@ def train_restorer(kind: str, scale: int, variant: str, opts: TrainOptions, synt
 
 def _summary(kind: str, scale: int, variant: str, synthetic_only: bool, tag: str) -> str:
     s = C.SCALES[scale]
-    what = (f"Step 1 of the two-step FSR, x{scale} variant `{variant}`: {s} px aligned face -> 64 px MR face."
-            if kind == "step1" else f"One-step ablation, x{scale} `{variant}`: {s} px -> 128 px directly, "
-            "at the MAC cost of step 1 + step 2.")
+    what = (
+        f"Step 1 of the two-step FSR, x{scale} variant `{variant}`: {s} px aligned face -> 64 px MR face."
+        if kind == "step1"
+        else f"One-step ablation, x{scale} `{variant}`: {s} px -> 128 px directly, "
+        "at the MAC cost of step 1 + step 2."
+    )
     if synthetic_only:
         what += " Ablation: trained on synthetic degradations only (no learned degradation)."
     return what

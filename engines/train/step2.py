@@ -29,8 +29,21 @@ from engines.arch.disc_arch import PatchDiscriminator
 from engines.data.faces import load_faces
 from engines.train import configs as C
 from engines.train.card import write_card
-from engines.train.common import (Checkpoint, Timer, TrainOptions, area, d_loss, fft_loss, g_loss, param_count,
-                                  random_blur, setup_torch, to_tensor, progress, set_lr)
+from engines.train.common import (
+    Checkpoint,
+    Timer,
+    TrainOptions,
+    area,
+    d_loss,
+    fft_loss,
+    g_loss,
+    param_count,
+    progress,
+    random_blur,
+    set_lr,
+    setup_torch,
+    to_tensor,
+)
 from engines.train.export import export_step2
 from engines.train.step1 import _device_name, _flip
 
@@ -43,12 +56,14 @@ MR_BLUR, MR_NOISE = 1.0, 0.02
 
 
 @torch.no_grad()
-def latent_mean(prior: torch.nn.Module, faces: np.ndarray, device: torch.device, batch: int = 256) -> np.ndarray:
+def latent_mean(
+    prior: torch.nn.Module, faces: np.ndarray, device: torch.device, batch: int = 256
+) -> np.ndarray:
     """Mean code of the clean MR faces of the training set."""
     prior.eval()
     total = None
     for i in range(0, len(faces), batch):
-        z = prior.encode(area(to_tensor(faces[i:i + batch], device), C.MR_SIZE)).double().sum(0)
+        z = prior.encode(area(to_tensor(faces[i : i + batch], device), C.MR_SIZE)).double().sum(0)
         total = z if total is None else total + z
     return (total / len(faces)).float().cpu().numpy()
 
@@ -75,7 +90,9 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
         gen.set_state(extra["gen"])
     timer = Timer(elapsed)
     losses: dict[str, float] = {}
-    bar = tqdm(range(start, opts.steps), desc=name, disable=not opts.progress, initial=start, total=opts.steps)
+    bar = tqdm(
+        range(start, opts.steps), desc=name, disable=not opts.progress, initial=start, total=opts.steps
+    )
     done = start
     for step in bar:
         t = progress(opts, step, timer.elapsed)
@@ -86,7 +103,9 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
         hr = to_tensor(_flip(hr_all[rng.integers(0, len(hr_all), opts.batch)], rng), device)
         mr = area(hr, C.MR_SIZE)
         sigma = torch.rand(opts.batch, 1, 1, 1, generator=gen, device=device) * MR_NOISE
-        mr_in = (random_blur(mr, gen, MR_BLUR) + sigma * torch.randn(mr.shape, generator=gen, device=device)).clamp(0, 1)
+        mr_in = (
+            random_blur(mr, gen, MR_BLUR) + sigma * torch.randn(mr.shape, generator=gen, device=device)
+        ).clamp(0, 1)
         z = prior.encode(mr_in)
         zmean.mul_(0.99).add_(0.01 * z.detach().mean(0))
         noisy = z + CODE_NOISE * z.detach().std() * torch.randn(z.shape, generator=gen, device=device)
@@ -98,8 +117,12 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
         if t >= ADV_START:
             t = torch.rand(opts.batch, 1, 1, 1, generator=gen, device=device)
             half = opts.batch // 2
-            z_mix = torch.cat([z[:half] + t[:half] * (z.roll(1, 0)[:half] - z[:half]),
-                               z[half:] + t[half:] * (zmean - z[half:])])
+            z_mix = torch.cat(
+                [
+                    z[:half] + t[:half] * (z.roll(1, 0)[:half] - z[:half]),
+                    z[half:] + t[half:] * (zmean - z[half:]),
+                ]
+            )
             mixed = prior.decode(z_mix)
             adv = g_loss(disc(out)) + g_loss(disc(mixed))
             loss = loss + W_ADV * adv
@@ -129,16 +152,25 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
     mean = latent_mean(prior, hr_all, device)
     folder = export_step2(prior, C.STEP2_ARCH, kw, mean, opts.out, name)
     info = {
-        "kind": "step2", "arch": C.STEP2_ARCH, "arch_kwargs": kw, "gmac": round(C.gmac(C.STEP2_ARCH, kw), 4),
-        "params": param_count(prior), "command": opts.command, "device": _device_name(device), "seed": opts.seed,
-        "steps": done, "train_seconds": round(timer.elapsed, 1), "final_losses": losses, "trained": True,
+        "kind": "step2",
+        "arch": C.STEP2_ARCH,
+        "arch_kwargs": kw,
+        "gmac": round(C.gmac(C.STEP2_ARCH, kw), 4),
+        "params": param_count(prior),
+        "command": opts.command,
+        "device": _device_name(device),
+        "seed": opts.seed,
+        "steps": done,
+        "train_seconds": round(timer.elapsed, 1),
+        "final_losses": losses,
+        "trained": True,
         "start": start,
         "data": f"{len(hr_all)} aligned CelebA faces at 128 px; MR input = area downscale to 64 px, "
-                f"softened (Gaussian blur sigma <= {MR_BLUR}) and noisy (sigma <= {MR_NOISE})",
+        f"softened (Gaussian blur sigma <= {MR_BLUR}) and noisy (sigma <= {MR_NOISE})",
         "split": "engines/splits/celeba_train.txt (train), celeba_val.txt, celeba_test.txt (held out)",
         "summary": f"Step 2 of the two-step FSR, variant `{variant}`: 64 px MR face -> latent "
-                   f"{list(prior.latent_shape)} -> 128 px HR face. latent_mean.npy is the mean code of the "
-                   "clean training MR faces.",
+        f"{list(prior.latent_shape)} -> 128 px HR face. latent_mean.npy is the mean code of the "
+        "clean training MR faces.",
     }
     write_card(folder, name, info)
     return info
