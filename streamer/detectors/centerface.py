@@ -19,10 +19,10 @@ of t1.jpg in a 720p frame (benchmarks/detection.py, threshold 0.35), a face need
     1920           1.00 / 1.00 / 1.00 / 1.00 / 1.00
 
 Our demo's faces are 10-24 px tall at 720p, so the default is 1280 (native size): 640 finds none
-of them. It costs about 4x 640 (roughly 100 vs 25 ms per 1280x720 frame on one core of this
-machine when it is quiet); detection runs every `interval` frames and the tracker carries faces
-in between, which is what makes that affordable. 1920 (enlarging) reaches 10-12 px faces at
-about 2.5x the cost of 1280.
+of them. It costs about 4x 640 (CPU time per 1280x720 frame on one core of this machine: ~24 ms
+at 640, ~64 at 960, ~108 at 1280); detection runs every `interval` frames and the tracker
+carries faces in between, which is what makes that affordable. 1920 (enlarging) reaches
+10-12 px faces at about 3x the cost of 1280.
 
 Loading: the exported graph fixes the input at 10x3x32x32 and, being an old export, lists its
 weights as graph inputs, which stops ONNX Runtime from constant-folding them; both are fixed in
