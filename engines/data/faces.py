@@ -27,7 +27,7 @@ HR_SIZE = 128
 MR_SIZE = 64
 SPLITS_DIR = Path(__file__).resolve().parents[1] / "splits"
 SPLIT_NAMES = ("train", "val", "test")
-SPLIT_SIZES = {"val": 500, "test": 500}
+MAX_HELD_OUT = 500
 DATASET = "celeba"
 
 
@@ -37,17 +37,18 @@ def shared_faces_dir() -> Path:
 
 
 def make_splits(image_dir: Path, seed: int = 0) -> dict[str, list[str]]:
-    """A seeded permutation of the sorted file names cut into train / val / test."""
+    """A seeded permutation of the sorted file names cut into train / val / test; val and test
+    get 5% each, at most 500 (the committed CelebA lists: 9000 / 500 / 500)."""
     names = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    if len(names) < sum(SPLIT_SIZES.values()) + 1:
-        raise ValueError(f"{image_dir} holds {len(names)} images; need more than {sum(SPLIT_SIZES.values())}")
+    if len(names) < 40:
+        raise ValueError(f"{image_dir} holds {len(names)} face images; need at least 40")
     order = np.random.default_rng(seed).permutation(len(names))
     names = [names[i] for i in order]
-    n_val, n_test = SPLIT_SIZES["val"], SPLIT_SIZES["test"]
+    n_hold = min(MAX_HELD_OUT, len(names) // 20)
     return {
-        "test": sorted(names[:n_test]),
-        "val": sorted(names[n_test : n_test + n_val]),
-        "train": sorted(names[n_test + n_val :]),
+        "test": sorted(names[:n_hold]),
+        "val": sorted(names[n_hold : 2 * n_hold]),
+        "train": sorted(names[2 * n_hold :]),
     }
 
 
@@ -57,7 +58,9 @@ def read_split(split: str, dataset: str = DATASET) -> list[str]:
         raise ValueError(f"split must be one of {', '.join(SPLIT_NAMES)}; got {split!r}")
     path = SPLITS_DIR / f"{dataset}_{split}.txt"
     if not path.exists():
-        raise FileNotFoundError(f"split list {path} is missing; run `python run.py train prepare` first")
+        raise FileNotFoundError(
+            f"split list {path} is missing; run `python run.py train prepare --dataset {dataset}` first"
+        )
     return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
 
 

@@ -11,16 +11,21 @@ from typing import Any
 LICENCE_NOTE = (
     "Trained on CelebA faces (aligned, 10,000 images at 89x109 from ../shared/data/faces/celeba), "
     "which are licensed for **non-commercial research only**; these weights inherit that restriction. "
-    "To use the models otherwise, retrain on your own faces: `python run.py train all --data DIR` "
-    "(DIR holds a folder `celeba/` of face images; any aligned or unaligned face photos work, they are "
-    "re-aligned with the project's template)."
+    "To use the models otherwise, retrain on your own faces: `python run.py train prepare --data DIR "
+    "--dataset NAME` (DIR/NAME/ holds face photos of any framing: they are re-aligned with the project's "
+    "template, and split lists engines/splits/NAME_*.txt are written), then `python run.py train all "
+    "--data DIR --dataset NAME`."
+)
+OWN_DATA_NOTE = (
+    "Trained on the faces of dataset `{dataset}` (engines/splits/{dataset}_*.txt); the licence of those "
+    "images applies to these weights."
 )
 
 BENCH_START = "<!-- quality-benchmark -->"
 BENCH_END = "<!-- /quality-benchmark -->"
 
 
-def write_card(out_dir: Path, name: str, info: dict[str, Any]) -> Path:
+def write_card(out_dir: Path, name: str, info: dict[str, Any], dataset: str = "celeba") -> Path:
     """Write the card; an existing benchmark section is kept so retraining does not lose it until
     the benchmark runs again."""
     path = out_dir / "MODEL_CARD.md"
@@ -58,9 +63,16 @@ def write_card(out_dir: Path, name: str, info: dict[str, Any]) -> Path:
         "MACs are counted per face over Conv2d layers (engines.arch.count_macs); "
         "step 1 x8 fast + step 2 fast must stay <= 0.15 GMAC.",
         "",
+        "train_seconds is wall-clock; `steps` is what the run reached (a `--time-budget` ends a run "
+        "sooner, decaying the learning rate over its last 40%). Retrain or continue with the command "
+        "above (`--resume` continues from cache/ckpt/).",
+        "",
+        "Higher factors (x32 / x64 to 256 / 512 px) are configurations of the same design, not shipped: "
+        "see engines/arch/__init__.py.",
+        "",
         "## Licence of the training data",
         "",
-        LICENCE_NOTE,
+        LICENCE_NOTE if dataset == "celeba" else OWN_DATA_NOTE.format(dataset=dataset),
         "",
         "## Quality benchmark",
         "",

@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="weights folder --adapt starts from",
     )
     parser.add_argument("--data", type=Path, help="folder holding celeba/ (default ../shared/data/faces)")
+    parser.add_argument(
+        "--dataset", default="celeba", help="subfolder of --data with the faces (split lists by name)"
+    )
     parser.add_argument("--out", type=Path, help="weights folder to write (default engines/weights)")
     parser.add_argument("--cache", type=Path, default=REPO / "cache" / "data", help="preprocessed arrays")
     parser.add_argument("--ckpt-dir", type=Path, default=REPO / "cache" / "ckpt", help="checkpoints")
@@ -79,6 +82,7 @@ def options(args: argparse.Namespace, kind: str) -> TrainOptions:
         device=args.device,
         threads=args.threads,
         data=args.data,
+        dataset=args.dataset,
         cache=args.cache,
         ckpt_dir=args.ckpt_dir,
         out=out,
@@ -109,11 +113,20 @@ def main(args: argparse.Namespace) -> int:
     if args.what is None:
         raise ValueError("say what to train: one of " + ", ".join(WHAT) + ", or --adapt SOURCE")
     if args.what == "prepare":
-        from engines.data.faces import load_faces
+        from engines.data.faces import SPLITS_DIR, load_faces, make_splits, shared_faces_dir, write_splits
         from engines.data.harvest import load_real_lr
 
+        if not (SPLITS_DIR / f"{args.dataset}_train.txt").exists():
+            folder = (args.data or shared_faces_dir()) / args.dataset
+            if not folder.is_dir():
+                raise FileNotFoundError(
+                    f"face folder {folder} not found; pass --data DIR holding {args.dataset}/"
+                )
+            write_splits(make_splits(folder, seed=args.seed), args.dataset)
+            log.info("wrote split lists engines/splits/%s_{train,val,test}.txt", args.dataset)
         for split in ("train", "val", "test"):
-            log.info("%s: %d faces", split, len(load_faces(split, args.cache, args.data)))
+            faces = load_faces(split, args.cache, args.data, dataset=args.dataset)
+            log.info("%s: %d faces", split, len(faces))
         log.info("real LR faces: %d", len(load_real_lr(args.cache, 16)))
         return 0
     if args.what == "init":

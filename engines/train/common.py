@@ -36,6 +36,7 @@ class TrainOptions:
     device: str = "cpu"
     threads: int = 2
     data: Path | None = None
+    dataset: str = "celeba"
     cache: Path = REPO / "cache" / "data"
     ckpt_dir: Path = REPO / "cache" / "ckpt"
     out: Path = REPO / "engines" / "weights"

@@ -86,7 +86,7 @@ def train_restorer(
     s = C.SCALES[scale]
     device = setup_torch(opts)
     rng = np.random.default_rng(opts.seed)
-    hr_all = load_faces("train", opts.cache, opts.data, limit=opts.limit)
+    hr_all = load_faces("train", opts.cache, opts.data, dataset=opts.dataset, limit=opts.limit)
     if not synthetic_only:
         if real_lr is None:
             real_lr = load_real_lr(opts.cache, s)
@@ -204,9 +204,10 @@ def train_restorer(
         "final_losses": losses,
         "trained": True,
         "start": start,
-        "data": f"HR: {len(hr_all)} aligned CelebA faces at 128 px (MR = area downscale to 64 px); "
+        "data": f"HR: {len(hr_all)} aligned {opts.dataset} faces at 128 px (MR = area downscale to 64 px); "
         + ("synthetic degradations only" if synthetic_only else f"real LR: {real_desc}"),
-        "split": "engines/splits/celeba_train.txt (train), celeba_val.txt, celeba_test.txt (held out)",
+        "split": f"engines/splits/{opts.dataset}_train.txt (train); "
+        f"{opts.dataset}_val.txt, {opts.dataset}_test.txt held out",
         "degradation": "synthetic only (blur, noise, H.264/JPEG)"
         if synthetic_only
         else "learned generator vs real tiny faces + synthetic bootstrap (blur, noise, H.264/JPEG)",
@@ -215,7 +216,7 @@ def train_restorer(
         else "JPEG only: PyAV was not installed on the training machine, JPEG stood in for H.264",
         "summary": _summary(kind, scale, variant, synthetic_only, tag) + (" " + note if note else ""),
     }
-    write_card(folder, name, info)
+    write_card(folder, name, info, dataset=opts.dataset)
     return info
 
 

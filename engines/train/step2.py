@@ -73,7 +73,7 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
     device = setup_torch(opts)
     rng = np.random.default_rng(opts.seed)
     gen = torch.Generator(device=device).manual_seed(opts.seed)
-    hr_all = load_faces("train", opts.cache, opts.data, limit=opts.limit)
+    hr_all = load_faces("train", opts.cache, opts.data, dataset=opts.dataset, limit=opts.limit)
     kw = C.step2_kwargs(variant)
     prior = build(C.STEP2_ARCH, kw).to(device)
     disc = PatchDiscriminator(16, downs=3, max_channels=64, stem=False).to(device)
@@ -165,12 +165,13 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
         "final_losses": losses,
         "trained": True,
         "start": start,
-        "data": f"{len(hr_all)} aligned CelebA faces at 128 px; MR input = area downscale to 64 px, "
+        "data": f"{len(hr_all)} aligned {opts.dataset} faces at 128 px; MR input = area downscale to 64 px, "
         f"softened (Gaussian blur sigma <= {MR_BLUR}) and noisy (sigma <= {MR_NOISE})",
-        "split": "engines/splits/celeba_train.txt (train), celeba_val.txt, celeba_test.txt (held out)",
+        "split": f"engines/splits/{opts.dataset}_train.txt (train); "
+        f"{opts.dataset}_val.txt, {opts.dataset}_test.txt held out",
         "summary": f"Step 2 of the two-step FSR, variant `{variant}`: 64 px MR face -> latent "
         f"{list(prior.latent_shape)} -> 128 px HR face. latent_mean.npy is the mean code of the "
         "clean training MR faces.",
     }
-    write_card(folder, name, info)
+    write_card(folder, name, info, dataset=opts.dataset)
     return info
