@@ -356,8 +356,14 @@ def test_bitrate_setting_lifts_aiortc_caps() -> None:
         assert encoder.target_bitrate == 5_000_000
         encoder.target_bitrate = 20_000_000  # what a generous REMB would ask for: capped at the setting
         assert encoder.target_bitrate == 5_000_000
+        encoder.target_bitrate = 100_000  # a pessimistic REMB lowers it, down to aiortc's floor
+        assert encoder.target_bitrate == vpx.MIN_BITRATE == 250_000
+        signaling.set_video_bitrate(2000, pinned=True)
+        pinned = Vp8Encoder()
+        pinned.target_bitrate = 100_000
+        assert pinned.target_bitrate == 2_000_000
         signaling.set_video_bitrate(None)
-        assert (vpx.DEFAULT_BITRATE, vpx.MAX_BITRATE) == (500_000, 1_500_000)
+        assert (vpx.MIN_BITRATE, vpx.DEFAULT_BITRATE, vpx.MAX_BITRATE) == (250_000, 500_000, 1_500_000)
         assert h264.MAX_BITRATE == 3_000_000
     finally:
         signaling.set_video_bitrate(None)

@@ -36,10 +36,10 @@ log = logging.getLogger(__name__)
 CODEC_MIME = {"vp8": "video/VP8", "h264": "video/H264"}
 MAX_SDP_CHARS = 64_000
 STOCK_BITRATES = {
-    "vpx": (vpx.DEFAULT_BITRATE, vpx.MAX_BITRATE),
-    "h264": (h264.DEFAULT_BITRATE, h264.MAX_BITRATE),
+    "vpx": (vpx.MIN_BITRATE, vpx.DEFAULT_BITRATE, vpx.MAX_BITRATE),
+    "h264": (h264.MIN_BITRATE, h264.DEFAULT_BITRATE, h264.MAX_BITRATE),
 }
-"""aiortc's own (start, ceiling) in bit/s, kept so a benchmark can compare against them."""
+"""aiortc's own (floor, start, ceiling) in bit/s, kept so a benchmark can compare against them."""
 
 
 class OfferError(ValueError):
@@ -54,15 +54,19 @@ class PeerLimitError(Exception):
         self.status = status
 
 
-def set_video_bitrate(kbps: int | None) -> None:
-    """Start and cap aiortc's VP8 and H.264 encoders at `kbps`; None restores aiortc's defaults."""
+def set_video_bitrate(kbps: int | None, pinned: bool = False) -> None:
+    """Start and cap aiortc's VP8 and H.264 encoders at `kbps`; None restores aiortc's defaults.
+    `pinned` also raises the floor to `kbps`, so receiver feedback cannot move it (benchmarks)."""
+    vpx.MIN_BITRATE, vpx.DEFAULT_BITRATE, vpx.MAX_BITRATE = STOCK_BITRATES["vpx"]
+    h264.MIN_BITRATE, h264.DEFAULT_BITRATE, h264.MAX_BITRATE = STOCK_BITRATES["h264"]
     if kbps is None:
-        vpx.DEFAULT_BITRATE, vpx.MAX_BITRATE = STOCK_BITRATES["vpx"]
-        h264.DEFAULT_BITRATE, h264.MAX_BITRATE = STOCK_BITRATES["h264"]
         return
     bps = int(kbps) * 1000
     vpx.DEFAULT_BITRATE = vpx.MAX_BITRATE = max(bps, vpx.MIN_BITRATE)
     h264.DEFAULT_BITRATE = h264.MAX_BITRATE = max(bps, h264.MIN_BITRATE)
+    if pinned:
+        vpx.MIN_BITRATE = vpx.MAX_BITRATE
+        h264.MIN_BITRATE = h264.MAX_BITRATE
     log.debug("video bitrate set to %d kbit/s (aiortc stock: VP8 cap 1500, H.264 cap 3000)", kbps)
 
 
