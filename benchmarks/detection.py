@@ -266,6 +266,7 @@ def city_report(detector: FaceDetector, out_dir: Path | None, label: str) -> dic
 def detectors_to_run(widths: list[int], threshold: float, threads: int) -> list[tuple[str, DetectConfig]]:
     base = DetectConfig(threshold=threshold, threads=threads, max_faces=100_000, min_face_px=0.0)
     runs = [(f"centerface@{w}", replace(base, input_width=w)) for w in widths]
+    runs.append((f"centerface-int8@{base.input_width}", replace(base, detector="centerface-int8")))
     for path in sorted(SCRFD_DIR.glob("*.onnx")):
         runs.append((f"{path.stem}@640x640", replace(base, detector=str(path))))
     return runs

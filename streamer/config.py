@@ -57,7 +57,7 @@ class DetectConfig:
     `threshold` is the lowest score kept; the tracker decides which scores may start a track.
     `background` runs the detector in its own thread on the newest frame (live sources: flat
     per-frame latency); file jobs always run it inline every `interval` frames so their output
-    does not depend on timing."""
+    does not depend on timing. `cache_dir` holds models derived on this machine (int8 CenterFace)."""
 
     detector: str = "centerface"
     input_width: int = 1280
@@ -67,6 +67,7 @@ class DetectConfig:
     min_face_px: float = 6.0
     threads: int = 1
     background: bool = True
+    cache_dir: str = "~/.cache/facestream"
 
 
 @dataclass(frozen=True)

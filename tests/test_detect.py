@@ -126,6 +126,29 @@ def test_default_width_finds_faces_16px_tall_in_a_720p_frame(centerface: FaceDet
     assert tp / len(gt) >= 0.9
 
 
+@pytest.fixture(scope="module")
+def int8_cache(request: pytest.FixtureRequest) -> Path:
+    """Quantizing takes 10-20 s; pytest's cache keeps the result between runs (the file name is
+    keyed by model, runtime and recipe, so it cannot go stale)."""
+    return Path(request.config.cache.mkdir("facestream-int8"))
+
+
+def test_int8_centerface_is_built_once_and_finds_tiny_faces(int8_cache: Path, t1: np.ndarray) -> None:
+    det = build_detector(DetectConfig(detector="centerface-int8", cache_dir=str(int8_cache), max_faces=1000))
+    assert det.name == "centerface-int8"
+    (model,) = int8_cache.glob("centerface_int8_*.onnx")
+    stamp = model.stat().st_mtime_ns
+    dets = det.detect(t1)
+    assert len(dets) == 6
+    assert_plausible_faces(dets, t1.shape)
+    canvas, gt = sweep_canvas(t1, detect_boxes(det, t1), 16)
+    tp, _, _ = match(gt, np.zeros((0, 4)), detect_boxes(det, canvas), 0.5)
+    assert tp / len(gt) >= 0.9
+    build_detector(DetectConfig(detector="centerface-int8", cache_dir=str(int8_cache)))
+    assert model.stat().st_mtime_ns == stamp
+    assert len(list(int8_cache.glob("*.tmp"))) == 0
+
+
 def test_session_runs_without_spinning_threads(centerface: FaceDetector) -> None:
     opts = centerface.session.get_session_options()  # type: ignore[attr-defined]
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"

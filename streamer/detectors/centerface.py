@@ -87,7 +87,11 @@ def _dynamic_model_bytes(path: Path) -> bytes:
         raise DetectorError(f"{path} is not a readable ONNX model: {exc}") from None
     if not is_centerface_layout(model):
         raise DetectorError(f"{path} does not have CenterFace's outputs (heatmap, scale, offset, landmarks)")
-    init_names = {t.name for t in model.graph.initializer}
+    used = {name for node in model.graph.node for name in node.input}
+    unused = [t for t in model.graph.initializer if t.name not in used]  # BatchNorm step counters
+    for t in unused:
+        model.graph.initializer.remove(t)
+    init_names = {t.name for t in model.graph.initializer} | {t.name for t in unused}
     real_inputs = [i for i in model.graph.input if i.name not in init_names]
     del model.graph.input[:]
     model.graph.input.extend(real_inputs)
@@ -132,14 +136,15 @@ class CenterFaceDetector:
 
     name = "centerface"
 
-    def __init__(self, cfg: DetectConfig, model_path: Path | None = None) -> None:
+    def __init__(self, cfg: DetectConfig, model_path: Path | None = None, graph_ready: bool = False) -> None:
+        """`graph_ready` marks a model already rewritten by `_dynamic_model_bytes` (the int8 one)."""
         import onnxruntime as ort
 
         self.cfg = cfg
         self.model_path = model_path or embedded_model_path()
         try:
             self.session = ort.InferenceSession(
-                _dynamic_model_bytes(self.model_path),
+                str(self.model_path) if graph_ready else _dynamic_model_bytes(self.model_path),
                 sess_options=session_options(cfg.threads),
                 providers=["CPUExecutionProvider"],
             )
@@ -151,7 +156,7 @@ class CenterFaceDetector:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._on_cap = CapLogger(self.name)
         self._blob: np.ndarray | None = None
-        log.info("CenterFace %s, input width %d, %d thread(s)", self.model_path.name, cfg.input_width, cfg.threads)
+        log.info("%s %s, input width %d, %d thread(s)", self.name, self.model_path.name, cfg.input_width, cfg.threads)
 
     def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         h, w = image.shape[:2]
