@@ -52,16 +52,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--engine", choices=["fsr", "bicubic"], default="fsr")
-    p.add_argument("--upscale", type=int, default=1,
-                   help="output scale of the latency run (1 keeps the enhanced track at the source size)")
+    p.add_argument(
+        "--upscale",
+        type=int,
+        default=1,
+        help="output scale of the latency run (1 keeps the enhanced track at the source size)",
+    )
     p.add_argument("--codec", choices=["vp8", "h264"], default="vp8")
     p.add_argument("--bitrate", type=int, default=4000, help="kbit/s for the latency runs")
-    p.add_argument("--bitrates", default="stock,1500,5000",
-                   help="settings for the PSNR comparison: 'stock' (aiortc's own, feedback-driven) or kbit/s "
-                        "values (pinned: receiver feedback cannot move them, so the codec is compared alone)")
+    p.add_argument(
+        "--bitrates",
+        default="stock,1500,5000",
+        help="settings for the PSNR comparison: 'stock' (aiortc's own, feedback-driven) or kbit/s "
+        "values (pinned: receiver feedback cannot move them, so the codec is compared alone)",
+    )
     p.add_argument("--psnr-seconds", type=float, default=10.0)
-    p.add_argument("--psnr-engine", choices=["fsr", "bicubic"], default="bicubic",
-                   help="engine for the PSNR runs; the cheap one keeps the frame rate up, so the cap binds")
+    p.add_argument(
+        "--psnr-engine",
+        choices=["fsr", "bicubic"],
+        default="bicubic",
+        help="engine for the PSNR runs; the cheap one keeps the frame rate up, so the cap binds",
+    )
     p.add_argument("--skip-bitrate", action="store_true", help="only the latency runs")
     p.add_argument("--json", help="write all results here")
 
@@ -75,8 +86,9 @@ class Passthrough:
     def process(self, frame: Frame) -> FrameResult:
         return FrameResult(frame=frame, output=frame.image, tracks=[], faces=[], times=StageTimes({}))
 
-    def set_controls(self, scale: int | None = None, mode: str | None = None,
-                     detect_interval: int | None = None) -> None:
+    def set_controls(
+        self, scale: int | None = None, mode: str | None = None, detect_interval: int | None = None
+    ) -> None:
         """Nothing to control."""
 
     def close(self) -> None:
@@ -104,8 +116,9 @@ class Recording:
             self.boxes.pop(next(iter(self.boxes)))
         return result
 
-    def set_controls(self, scale: int | None = None, mode: str | None = None,
-                     detect_interval: int | None = None) -> None:
+    def set_controls(
+        self, scale: int | None = None, mode: str | None = None, detect_interval: int | None = None
+    ) -> None:
         self.inner.set_controls(scale=scale, mode=mode, detect_interval=detect_interval)
 
     def close(self) -> None:
@@ -133,7 +146,10 @@ def face_psnr(sent: np.ndarray, got: np.ndarray, boxes: np.ndarray) -> float | N
     mask = np.zeros((h, w), dtype=bool)
     for x1, y1, x2, y2 in boxes:
         pad_x, pad_y = 0.25 * (x2 - x1), 0.25 * (y2 - y1)
-        mask[max(0, int(y1 - pad_y)):min(h, int(y2 + pad_y) + 1), max(0, int(x1 - pad_x)):min(w, int(x2 + pad_x) + 1)] = True
+        mask[
+            max(0, int(y1 - pad_y)) : min(h, int(y2 + pad_y) + 1),
+            max(0, int(x1 - pad_x)) : min(w, int(x2 + pad_x) + 1),
+        ] = True
     if mask.sum() < 16:
         return None
     return psnr(sent[mask], got[mask])
@@ -143,21 +159,34 @@ def percentiles(values: list[float]) -> dict[str, float]:
     arr = np.asarray(values, dtype=np.float64) * 1e3
     if arr.size == 0:
         return {"p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan"), "n": 0}
-    return {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)),
-            "p99_ms": float(np.percentile(arr, 99)), "n": int(arr.size)}
+    return {
+        "p50_ms": float(np.percentile(arr, 50)),
+        "p95_ms": float(np.percentile(arr, 95)),
+        "p99_ms": float(np.percentile(arr, 99)),
+        "n": int(arr.size),
+    }
 
 
-def bench_cfg(args: argparse.Namespace, width: int, height: int, upscale: int, bitrate: int,
-              engine: str) -> AppConfig:
+def bench_cfg(
+    args: argparse.Namespace, width: int, height: int, upscale: int, bitrate: int, engine: str
+) -> AppConfig:
     source = SourceConfig(uri="demo", name=CAMERA, demo_width=width, demo_height=height, realtime=True)
-    return AppConfig(sources=(source,), enhance=EnhanceConfig(engine=engine),
-                     output=OutputConfig(mode="upscale", upscale=upscale),
-                     server=ServerConfig(port=0, codec=args.codec, bitrate_kbps=bitrate, stamp_frames=True,
-                                         token="bench"))
+    return AppConfig(
+        sources=(source,),
+        enhance=EnhanceConfig(engine=engine),
+        output=OutputConfig(mode="upscale", upscale=upscale),
+        server=ServerConfig(port=0, codec=args.codec, bitrate_kbps=bitrate, stamp_frames=True, token="bench"),
+    )
 
 
-async def run_once(cfg: AppConfig, seconds: float, baseline: bool, bitrate_mode: str = "configured",
-                   measure_psnr: bool = False, warmup: float = WARMUP_S) -> dict[str, Any]:
+async def run_once(
+    cfg: AppConfig,
+    seconds: float,
+    baseline: bool,
+    bitrate_mode: str = "configured",
+    measure_psnr: bool = False,
+    warmup: float = WARMUP_S,
+) -> dict[str, Any]:
     """bitrate_mode: `configured` (what the server does), `stock` (aiortc's defaults) or `pinned`."""
     latency_log = LatencyLog(capacity=20_000, keep_images=measure_psnr)
     recorder: dict[str, Recording] = {}
@@ -188,15 +217,21 @@ async def run_once(cfg: AppConfig, seconds: float, baseline: bool, bitrate_mode:
             boxes = recorder["r"].boxes.get(stamp) if "r" in recorder else None
             if sent is not None:
                 image = frame.to_ndarray(format="bgr24")
-                got.psnr.append((psnr(sent, image), face_psnr(sent, image, boxes if boxes is not None else np.zeros((0, 4)))))
+                got.psnr.append(
+                    (
+                        psnr(sent, image),
+                        face_psnr(sent, image, boxes if boxes is not None else np.zeros((0, 4))),
+                    )
+                )
 
     try:
         camera = server.state.cameras[CAMERA]
         await asyncio.to_thread(camera.wait_ready, 120)
         if camera.error:
             raise RuntimeError(f"camera failed to start: {camera.error}")
-        viewer = await connect_viewer(server.base_url, server.token, CAMERA, on_frame, tracks=("enhanced",),
-                                      codec=cfg.server.codec)
+        viewer = await connect_viewer(
+            server.base_url, server.token, CAMERA, on_frame, tracks=("enhanced",), codec=cfg.server.codec
+        )
         await asyncio.sleep(warmup)
         measuring["on"] = True
         start, bytes0 = time.monotonic(), await viewer.bytes_received()
@@ -246,7 +281,18 @@ async def run_once(cfg: AppConfig, seconds: float, baseline: bool, bitrate_mode:
 
 
 def latency_table(runs: dict[str, dict[str, Any]]) -> str:
-    order = ["total", "queue", "detect", "track", "crop", "enhance", "composite", "convert", "handoff", "transport"]
+    order = [
+        "total",
+        "queue",
+        "detect",
+        "track",
+        "crop",
+        "enhance",
+        "composite",
+        "convert",
+        "handoff",
+        "transport",
+    ]
     rows = []
     for part in order:
         row: dict[str, object] = {"part": part}
@@ -265,11 +311,18 @@ def latency_table(runs: dict[str, dict[str, Any]]) -> str:
 
 
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {"conditions": {
-        "source": f"demo {args.width}x{args.height} @ 30 fps", "engine": args.engine, "upscale": args.upscale,
-        "codec": args.codec, "bitrate_kbps": args.bitrate, "seconds": args.seconds, "psnr_engine": args.psnr_engine,
-        "viewer": "aiortc peer on loopback, same process, enhanced track only",
-    }}
+    results: dict[str, Any] = {
+        "conditions": {
+            "source": f"demo {args.width}x{args.height} @ 30 fps",
+            "engine": args.engine,
+            "upscale": args.upscale,
+            "codec": args.codec,
+            "bitrate_kbps": args.bitrate,
+            "seconds": args.seconds,
+            "psnr_engine": args.psnr_engine,
+            "viewer": "aiortc peer on loopback, same process, enhanced track only",
+        }
+    }
     cfg = bench_cfg(args, args.width, args.height, args.upscale, args.bitrate, args.engine)
     print(f"latency: baseline (raw frames, no pipeline), {args.seconds:.0f} s ...", flush=True)
     baseline = await run_once(cfg, args.seconds, baseline=True)
@@ -285,35 +338,63 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
             print(f"bitrate: {label}, 640x360 x2 -> 1280x720, {args.psnr_seconds:.0f} s ...", flush=True)
             run_cfg = bench_cfg(args, 640, 360, 2, kbps, args.psnr_engine)
             # Longer warm-up: receiver feedback (REMB) ramps the encoder up from its start value.
-            results["bitrate"][label] = await run_once(run_cfg, args.psnr_seconds, baseline=False,
-                                                       bitrate_mode="stock" if stock else "pinned",
-                                                       measure_psnr=True, warmup=8.0)
+            results["bitrate"][label] = await run_once(
+                run_cfg,
+                args.psnr_seconds,
+                baseline=False,
+                bitrate_mode="stock" if stock else "pinned",
+                measure_psnr=True,
+                warmup=8.0,
+            )
     return results
 
 
 def report(results: dict[str, Any]) -> str:
     c = results["conditions"]
     lat = results["latency"]
-    lines = [f"Glass-to-glass latency, capture -> decoded at the viewer ({c['source']}, engine {c['engine']}, "
-             f"upscale x{c['upscale']}, {c['codec'].upper()} {c['bitrate_kbps']} kbit/s, {c['viewer']})", ""]
+    lines = [
+        f"Glass-to-glass latency, capture -> decoded at the viewer ({c['source']}, engine {c['engine']}, "
+        f"upscale x{c['upscale']}, {c['codec'].upper()} {c['bitrate_kbps']} kbit/s, {c['viewer']})",
+        "",
+    ]
     lines.append(latency_table(lat))
     lines.append("")
     for name, run in lat.items():
-        lines.append(f"{name:9s} backend={run['backend']}  frames={run['frames_measured']}  "
-                     f"viewer fps={run['viewer_fps']:.1f}  faces/frame={run['faces_per_frame']:.1f}  "
-                     f"received={run['kbps_received']:.0f} kbit/s  unreadable stamps={run['unreadable_stamps']}")
-    totals = [lat[n]["latency"].get("total", {}).get("p50_ms", float("nan")) for n in ("pipeline", "baseline")]
-    lines.append(f"pipeline adds {totals[0] - totals[1]:.0f} ms at p50 over raw aiortc streaming of the same source")
+        lines.append(
+            f"{name:9s} backend={run['backend']}  frames={run['frames_measured']}  "
+            f"viewer fps={run['viewer_fps']:.1f}  faces/frame={run['faces_per_frame']:.1f}  "
+            f"received={run['kbps_received']:.0f} kbit/s  unreadable stamps={run['unreadable_stamps']}"
+        )
+    totals = [
+        lat[n]["latency"].get("total", {}).get("p50_ms", float("nan")) for n in ("pipeline", "baseline")
+    ]
+    lines.append(
+        f"pipeline adds {totals[0] - totals[1]:.0f} ms at p50 over raw aiortc streaming of the same source"
+    )
     if "bitrate" in results:
-        lines += ["", f"Enhanced track 1280x720 (640x360 source, upscale x2, engine {c['psnr_engine']}): "
-                  "PSNR of received vs sent frames"]
-        rows = [{"setting": label, "received kbit/s": r["kbps_received"], "fps": r["viewer_fps"],
-                 "PSNR dB": r["psnr_db"],
-                 "face PSNR dB": r["face_psnr_db"], "frames": r["psnr_frames"],
-                 "latency p50 ms": r["latency"].get("total", {}).get("p50_ms", float("nan"))}
-                for label, r in results["bitrate"].items()]
-        lines.append(format_table(rows, ["setting", "received kbit/s", "fps", "PSNR dB", "face PSNR dB", "frames",
-                                         "latency p50 ms"]))
+        lines += [
+            "",
+            f"Enhanced track 1280x720 (640x360 source, upscale x2, engine {c['psnr_engine']}): "
+            "PSNR of received vs sent frames",
+        ]
+        rows = [
+            {
+                "setting": label,
+                "received kbit/s": r["kbps_received"],
+                "fps": r["viewer_fps"],
+                "PSNR dB": r["psnr_db"],
+                "face PSNR dB": r["face_psnr_db"],
+                "frames": r["psnr_frames"],
+                "latency p50 ms": r["latency"].get("total", {}).get("p50_ms", float("nan")),
+            }
+            for label, r in results["bitrate"].items()
+        ]
+        lines.append(
+            format_table(
+                rows,
+                ["setting", "received kbit/s", "fps", "PSNR dB", "face PSNR dB", "frames", "latency p50 ms"],
+            )
+        )
     return "\n".join(lines)
 
 
@@ -326,4 +407,3 @@ def main(args: argparse.Namespace) -> int:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
     return 0
-

@@ -24,8 +24,10 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-                       reason="needs Debian chromium and chromium-driver (bash scripts/setup.sh --dev)"),
+    pytest.mark.skipif(
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        reason="needs Debian chromium and chromium-driver (bash scripts/setup.sh --dev)",
+    ),
 ]
 
 
@@ -64,9 +66,12 @@ class ServerThread:
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
     cfg = AppConfig(
-        sources=(SourceConfig(uri="demo", name="lobby", demo_width=640, demo_height=360, demo_fps=15.0),
-                 SourceConfig(uri="demo", name="gate", demo_width=640, demo_height=360, demo_fps=15.0,
-                              demo_seed=7)),
+        sources=(
+            SourceConfig(uri="demo", name="lobby", demo_width=640, demo_height=360, demo_fps=15.0),
+            SourceConfig(
+                uri="demo", name="gate", demo_width=640, demo_height=360, demo_fps=15.0, demo_seed=7
+            ),
+        ),
         enhance=EnhanceConfig(engine="bicubic"),
         output=OutputConfig(mode="upscale", upscale=2),
         server=ServerConfig(port=0),
@@ -84,10 +89,19 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-                 "--autoplay-policy=no-user-gesture-required", "--window-size=1400,1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+        "--autoplay-policy=no-user-gesture-required",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(flag)
     drv = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     drv.set_page_load_timeout(60)
@@ -125,10 +139,17 @@ def test_page_without_token_is_refused(server: RunningServer, driver) -> None:  
 
 
 def test_dashboard_plays_both_cameras_and_controls_apply(  # type: ignore[no-untyped-def]
-        server: RunningServer, driver, tmp_path: Path) -> None:
+    server: RunningServer, driver, tmp_path: Path
+) -> None:
     driver.get(server.url)
-    states = wait_for(lambda: (s := driver.execute_script(VIDEO_STATE)) and len(s) == 2
-                      and all(c["enh"][0] > 0 and c["orig"][0] > 0 for c in s) and s)
+    states = wait_for(
+        lambda: (
+            (s := driver.execute_script(VIDEO_STATE))
+            and len(s) == 2
+            and all(c["enh"][0] > 0 and c["orig"][0] > 0 for c in s)
+            and s
+        )
+    )
     assert states, driver.execute_script(VIDEO_STATE)
     assert {c["name"] for c in states} == {"lobby", "gate"}
     assert all(c["enh"][0] == 1280 and c["orig"][0] == 640 for c in states), states
@@ -136,8 +157,13 @@ def test_dashboard_plays_both_cameras_and_controls_apply(  # type: ignore[no-unt
     later = {c["name"]: c for c in driver.execute_script(VIDEO_STATE)}
     for c in states:  # currentTime advances: the videos are playing, not frozen on a frame
         assert later[c["name"]]["enh"][1] > c["enh"][1] and later[c["name"]]["orig"][1] > c["orig"][1]
-    assert wait_for(lambda: all(c["fps"] not in ("–", "") and c["backend"] == "bicubic"
-                                for c in driver.execute_script(VIDEO_STATE)), 30)
+    assert wait_for(
+        lambda: all(
+            c["fps"] not in ("–", "") and c["backend"] == "bicubic"
+            for c in driver.execute_script(VIDEO_STATE)
+        ),
+        30,
+    )
     wait_for(lambda: all(c["faces"] > 0 for c in driver.execute_script(VIDEO_STATE)), 20)
     time.sleep(1.5)  # let the stats line fill (bitrate, latency need two polls)
 
@@ -155,13 +181,16 @@ def test_dashboard_plays_both_cameras_and_controls_apply(  # type: ignore[no-unt
     Select(card.find_element("css selector", ".c-mode")).select_by_value("inset")
     assert wait_for(lambda: card.find_element("css selector", ".c-msg").text == "applied", 20)
     assert wait_for(lambda: server.state.cameras[name].processor.controls["mode"] == "inset", 30)
-    assert wait_for(lambda: driver.execute_script(
-        "return document.querySelectorAll('video.v-enh')[0].videoWidth") == 640, 60)
+    assert wait_for(
+        lambda: driver.execute_script("return document.querySelectorAll('video.v-enh')[0].videoWidth") == 640,
+        60,
+    )
     Select(card.find_element("css selector", ".c-mode")).select_by_value("upscale")
     assert wait_for(lambda: server.state.cameras[name].processor.controls["mode"] == "upscale", 30)
 
     # The view toggle hides the original layer in "enhanced" view.
     card.find_element("css selector", "button[data-view='enhanced']").click()
     hidden = driver.execute_script(
-        "return getComputedStyle(document.querySelectorAll('video.v-orig')[0]).visibility")
+        "return getComputedStyle(document.querySelectorAll('video.v-orig')[0]).visibility"
+    )
     assert hidden == "hidden"

@@ -20,8 +20,7 @@ from aiortc.codecs import h264, vpx
 from aiortc.codecs.vpx import Vp8Encoder
 
 from streamer.config import AppConfig, ConfigError, EnhanceConfig, ServerConfig, SourceConfig, validate
-from streamer.server import RunningServer, start_server
-from streamer.server import signaling
+from streamer.server import RunningServer, signaling, start_server
 from streamer.server.latency import LatencyLog, draw_stamp, read_stamp
 from streamer.server.viewer import ViewerError, connect_viewer
 
@@ -30,8 +29,9 @@ module_loop = pytest.mark.asyncio(loop_scope="module")
 
 def small_cfg(**server: object) -> AppConfig:
     src = SourceConfig(uri="demo", name="cam1", demo_width=640, demo_height=360, demo_fps=15.0)
-    return AppConfig(sources=(src,), enhance=EnhanceConfig(engine="bicubic"),
-                     server=ServerConfig(**{"port": 0, **server}))  # type: ignore[arg-type]
+    return AppConfig(
+        sources=(src,), enhance=EnhanceConfig(engine="bicubic"), server=ServerConfig(**{"port": 0, **server})
+    )  # type: ignore[arg-type]
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -52,10 +52,19 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @module_loop
-async def test_every_route_but_healthz_needs_the_token(server: RunningServer, http: aiohttp.ClientSession) -> None:
+async def test_every_route_but_healthz_needs_the_token(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
     base = server.base_url
-    routes = [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/api/cameras"), ("GET", "/metrics"),
-              ("GET", "/api/ws"), ("POST", "/api/cameras/cam1/offer"), ("POST", "/api/cameras/cam1/controls")]
+    routes = [
+        ("GET", "/"),
+        ("GET", "/static/app.js"),
+        ("GET", "/api/cameras"),
+        ("GET", "/metrics"),
+        ("GET", "/api/ws"),
+        ("POST", "/api/cameras/cam1/offer"),
+        ("POST", "/api/cameras/cam1/controls"),
+    ]
     for method, path in routes:
         for headers in ({}, bearer("wrong"), {"Authorization": "Basic czNjcmV0LXRva2Vu"}):
             async with http.request(method, base + path, headers=headers, json={}) as resp:
@@ -68,7 +77,9 @@ async def test_every_route_but_healthz_needs_the_token(server: RunningServer, ht
 
 
 @module_loop
-async def test_token_in_query_or_header_opens_the_page(server: RunningServer, http: aiohttp.ClientSession) -> None:
+async def test_token_in_query_or_header_opens_the_page(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
     async with http.get(server.url) as resp:
         assert resp.status == 200
         html = await resp.text()
@@ -95,8 +106,9 @@ async def test_generated_token_is_long_and_random() -> None:
 
 
 @module_loop
-async def test_bad_offers_get_4xx_and_the_server_keeps_serving(server: RunningServer,
-                                                              http: aiohttp.ClientSession) -> None:
+async def test_bad_offers_get_4xx_and_the_server_keeps_serving(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
     url = server.base_url + "/api/cameras/cam1/offer"
     h = bearer(server.token)
     cases: list[tuple[object, int]] = [
@@ -124,14 +136,18 @@ async def test_bad_offers_get_4xx_and_the_server_keeps_serving(server: RunningSe
 
 
 @module_loop
-async def test_a_real_offer_with_an_audio_only_sdp_is_refused(server: RunningServer,
-                                                             http: aiohttp.ClientSession) -> None:
+async def test_a_real_offer_with_an_audio_only_sdp_is_refused(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
     pc = RTCPeerConnection()
     pc.addTransceiver("audio", direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
     try:
-        async with http.post(server.base_url + "/api/cameras/cam1/offer", headers=bearer(server.token),
-                             json={"sdp": pc.localDescription.sdp, "type": "offer"}) as resp:
+        async with http.post(
+            server.base_url + "/api/cameras/cam1/offer",
+            headers=bearer(server.token),
+            json={"sdp": pc.localDescription.sdp, "type": "offer"},
+        ) as resp:
             assert resp.status == 400
             assert "video" in await resp.text()
     finally:
@@ -157,8 +173,11 @@ async def test_peer_caps_per_client_and_in_total() -> None:
     viewers = []
     frames: list[int] = []
     try:
-        viewers.append(await connect_viewer(srv.base_url, srv.token, "cam1",
-                                            lambda k, f, t: frames.append(f.width), tracks=("original",)))
+        viewers.append(
+            await connect_viewer(
+                srv.base_url, srv.token, "cam1", lambda k, f, t: frames.append(f.width), tracks=("original",)
+            )
+        )
         for _ in range(300):  # connected and streaming, so closing it is a clean DTLS shutdown
             if frames:
                 break
@@ -201,7 +220,9 @@ async def test_controls_validate_and_apply(server: RunningServer, http: aiohttp.
     assert camera.processor.controls["mode"] == "inset"
     async with http.post(url, headers=h, json={"mode": "upscale"}) as resp:
         assert resp.status == 200
-    async with http.post(server.base_url + "/api/cameras/zzz/controls", headers=h, json={"mode": "inset"}) as resp:
+    async with http.post(
+        server.base_url + "/api/cameras/zzz/controls", headers=h, json={"mode": "inset"}
+    ) as resp:
         assert resp.status == 404
 
 
@@ -216,12 +237,21 @@ async def test_metrics_and_health(server: RunningServer, http: aiohttp.ClientSes
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain")
         text = await resp.text()
-    for name in ('facestream_camera_fps{camera="cam1"}', 'facestream_stage_seconds_count{camera="cam1",stage="detect"}',
-                 'facestream_faces{camera="cam1"}', 'facestream_frames_dropped_total{camera="cam1"}',
-                 'facestream_viewers{camera="cam1"}', "facestream_peer_connections",
-                 'facestream_capture_to_publish_seconds_count{camera="cam1"}'):
+    for name in (
+        'facestream_camera_fps{camera="cam1"}',
+        'facestream_stage_seconds_count{camera="cam1",stage="detect"}',
+        'facestream_faces{camera="cam1"}',
+        'facestream_frames_dropped_total{camera="cam1"}',
+        'facestream_viewers{camera="cam1"}',
+        "facestream_peer_connections",
+        'facestream_capture_to_publish_seconds_count{camera="cam1"}',
+    ):
         assert name in text, name
-    processed = [line for line in text.splitlines() if line.startswith('facestream_frames_processed_total{camera="cam1"}')]
+    processed = [
+        line
+        for line in text.splitlines()
+        if line.startswith('facestream_frames_processed_total{camera="cam1"}')
+    ]
     assert float(processed[0].split()[-1]) >= 3
     async with http.get(server.base_url + "/healthz") as resp:
         assert resp.status == 200 and (await resp.json()) == {"status": "ok"}
@@ -229,8 +259,11 @@ async def test_metrics_and_health(server: RunningServer, http: aiohttp.ClientSes
 
 @module_loop
 async def test_a_camera_that_cannot_start_makes_health_degraded(http: aiohttp.ClientSession) -> None:
-    cfg = AppConfig(sources=(SourceConfig(uri="/nonexistent/video.mp4", name="broken"),),
-                    enhance=EnhanceConfig(engine="bicubic"), server=ServerConfig(port=0))
+    cfg = AppConfig(
+        sources=(SourceConfig(uri="/nonexistent/video.mp4", name="broken"),),
+        enhance=EnhanceConfig(engine="bicubic"),
+        server=ServerConfig(port=0),
+    )
     srv = await start_server(cfg)
     try:
         await asyncio.to_thread(srv.state.cameras["broken"].wait_ready, 30)
@@ -244,8 +277,9 @@ async def test_a_camera_that_cannot_start_makes_health_degraded(http: aiohttp.Cl
 
 
 @module_loop
-async def test_websocket_needs_token_and_streams_metadata(server: RunningServer,
-                                                         http: aiohttp.ClientSession) -> None:
+async def test_websocket_needs_token_and_streams_metadata(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as err:
         async with http.ws_connect(server.base_url + "/api/ws"):
             pass
@@ -279,8 +313,14 @@ async def test_https_with_a_self_signed_certificate(tmp_path: Path, http: aiohtt
             async with http.get(srv.url.replace("https://", "http://")) as resp:
                 await resp.read()
         frames: list[int] = []
-        viewer = await connect_viewer(srv.base_url, srv.token, "cam1", lambda k, f, t: frames.append(f.width),
-                                      tracks=("original",), ssl_context=client_ctx)
+        viewer = await connect_viewer(
+            srv.base_url,
+            srv.token,
+            "cam1",
+            lambda k, f, t: frames.append(f.width),
+            tracks=("original",),
+            ssl_context=client_ctx,
+        )
         try:
             for _ in range(300):
                 if len(frames) >= 3:
@@ -304,17 +344,27 @@ def make_self_signed(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 

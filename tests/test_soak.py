@@ -32,19 +32,33 @@ def rss_mb() -> float:
 
 async def spawn_viewer(srv: RunningServer, slow: float = 0.0) -> asyncio.subprocess.Process:
     """A viewer process watching both cameras until SIGTERM, then printing its JSON report."""
-    args = [sys.executable, "-m", "streamer.server.viewer", srv.url, "--camera", "north", "--camera", "south",
-            "--seconds", "0"]
+    args = [
+        sys.executable,
+        "-m",
+        "streamer.server.viewer",
+        srv.url,
+        "--camera",
+        "north",
+        "--camera",
+        "south",
+        "--seconds",
+        "0",
+    ]
     if slow:
         args += ["--slow", str(slow)]
-    return await asyncio.create_subprocess_exec(*args, cwd=REPO, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+    return await asyncio.create_subprocess_exec(
+        *args, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
 
 
 async def soak(seconds: float, warmup: int, max_growth_mb: float) -> None:
     cfg = AppConfig(
-        sources=(SourceConfig(uri="demo", name="north", demo_width=640, demo_height=360, demo_fps=15.0),
-                 SourceConfig(uri="demo", name="south", demo_width=640, demo_height=360, demo_fps=15.0,
-                              demo_seed=3)),
+        sources=(
+            SourceConfig(uri="demo", name="north", demo_width=640, demo_height=360, demo_fps=15.0),
+            SourceConfig(
+                uri="demo", name="south", demo_width=640, demo_height=360, demo_fps=15.0, demo_seed=3
+            ),
+        ),
         enhance=EnhanceConfig(engine="bicubic"),
         output=OutputConfig(mode="upscale", upscale=1),
         server=ServerConfig(port=0, stamp_frames=True, max_peers_per_client=16, max_peers_total=16),
@@ -94,10 +108,13 @@ async def soak(seconds: float, warmup: int, max_growth_mb: float) -> None:
     growth = max(samples) - rss_start
     half = len(samples) // 2
     late_growth = max(samples[half:]) - max(samples[:half])  # a leak keeps growing; a warm-up settles
-    print(f"\nsoak {seconds:.0f}s after {warmup} warm-up frames: server RSS {rss_start:.0f} MB -> max "
-          f"{max(samples):.0f} MB (growth {growth:+.0f} MB, second half {late_growth:+.0f} MB); published {published}; frames per track: "
-          f"fast {[{k: v['frames'] for k, v in r.items()} for r in reports[:2]]}, "
-          f"slow { {k: v['frames'] for k, v in reports[2].items()} }")
+    print(
+        f"\nsoak {seconds:.0f}s after {warmup} warm-up frames: server RSS {rss_start:.0f} MB -> max "
+        f"{max(samples):.0f} MB (growth {growth:+.0f} MB, second half {late_growth:+.0f} MB); "
+        f"published {published}; frames per track: "
+        f"fast {[{k: v['frames'] for k, v in r.items()} for r in reports[:2]]}, "
+        f"slow { {k: v['frames'] for k, v in reports[2].items()} }"
+    )
     for report in reports[:2]:  # fast viewers: every track of both cameras kept flowing
         assert set(report) == {"north/enhanced", "north/original", "south/enhanced", "south/original"}, report
         for key, r in report.items():
@@ -125,7 +142,12 @@ async def test_two_cameras_three_viewers_30s() -> None:
 def test_viewer_cli_needs_a_camera() -> None:
     import subprocess
 
-    result = subprocess.run([sys.executable, "-m", "streamer.server.viewer", "http://127.0.0.1:1/?token=x"],
-                            cwd=REPO, capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = subprocess.run(
+        [sys.executable, "-m", "streamer.server.viewer", "http://127.0.0.1:1/?token=x"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert result.returncode == 2 and "--camera" in result.stderr

@@ -55,7 +55,9 @@ async def watch(srv: RunningServer, got: Received, **kwargs: object) -> Viewer:
 
 
 @module_loop
-async def test_viewer_receives_both_tracks_at_their_sizes_with_advancing_frames(server: RunningServer) -> None:
+async def test_viewer_receives_both_tracks_at_their_sizes_with_advancing_frames(
+    server: RunningServer,
+) -> None:
     got = Received()
     viewer = await watch(server, got)
     try:

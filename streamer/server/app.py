@@ -48,12 +48,16 @@ CONNECT_TIMEOUT_S = 30.0
 WS_MAX_HZ = 15.0
 
 
-
 class ServerState:
     """Everything the handlers share; one per app."""
 
-    def __init__(self, cfg: AppConfig, token: str, processor_factory: ProcessorFactory | None,
-                 latency_log: LatencyLog | None) -> None:
+    def __init__(
+        self,
+        cfg: AppConfig,
+        token: str,
+        processor_factory: ProcessorFactory | None,
+        latency_log: LatencyLog | None,
+    ) -> None:
         self.cfg = cfg
         self.token = token
         self.metrics = Metrics()
@@ -162,8 +166,13 @@ def _camera_info(runner: CameraRunner) -> dict[str, Any]:
 
 async def cameras(request: web.Request) -> web.Response:
     state = _state(request)
-    return web.json_response({"cameras": [_camera_info(r) for r in state.cameras.values()],
-                              "codec": state.cfg.server.codec, "bitrate_kbps": state.cfg.server.bitrate_kbps})
+    return web.json_response(
+        {
+            "cameras": [_camera_info(r) for r in state.cameras.values()],
+            "codec": state.cfg.server.codec,
+            "bitrate_kbps": state.cfg.server.bitrate_kbps,
+        }
+    )
 
 
 # -- controls ----------------------------------------------------------------------------------
@@ -177,7 +186,9 @@ async def controls(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"400: send a JSON object with any of {sorted(CONTROL_TYPES)}")
     unknown = set(body) - set(CONTROL_TYPES)
     if unknown:
-        raise web.HTTPBadRequest(text=f"400: unknown control(s) {sorted(unknown)}; valid: {sorted(CONTROL_TYPES)}")
+        raise web.HTTPBadRequest(
+            text=f"400: unknown control(s) {sorted(unknown)}; valid: {sorted(CONTROL_TYPES)}"
+        )
     for key, value in body.items():
         if type(value) is not CONTROL_TYPES[key]:
             raise web.HTTPBadRequest(text=f"400: {key} must be {CONTROL_TYPES[key].__name__}, got {value!r}")
@@ -234,8 +245,10 @@ async def offer(request: web.Request) -> web.Response:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=parsed.sdp, type="offer"))
         bound = sum(t.mid is not None for t in ours)
         if bound < len(ours):
-            raise OfferError(f"the offer has {bound} video m-line(s) for {len(ours)} track(s); "
-                             "add one recvonly video transceiver per track")
+            raise OfferError(
+                f"the offer has {bound} video m-line(s) for {len(ours)} track(s); "
+                "add one recvonly video transceiver per track"
+            )
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
     except Exception as exc:  # any malformed SDP must end as a 400, never as a crashed handler
@@ -245,8 +258,14 @@ async def offer(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"400: cannot use this offer: {reason}") from None
 
     log.info("viewer %s connected to %s (%s, %s)", client, runner.name, parsed.codec, ",".join(parsed.tracks))
-    return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type,
-                              "tracks": list(parsed.tracks), "codec": parsed.codec})
+    return web.json_response(
+        {
+            "sdp": pc.localDescription.sdp,
+            "type": pc.localDescription.type,
+            "tracks": list(parsed.tracks),
+            "codec": parsed.codec,
+        }
+    )
 
 
 def _limit_response(exc: PeerLimitError) -> web.HTTPException:
@@ -285,8 +304,14 @@ async def _ws_sender(ws: web.WebSocketResponse, state: ServerState, runners: Ite
     """Each client has its own sender, so a slow browser tab only delays itself; it always gets
     the newest message, never a backlog."""
     runners = list(runners)
-    await ws.send_json({"type": "hello", "cameras": [_camera_info(r) for r in runners],
-                        "codec": state.cfg.server.codec, "bitrate_kbps": state.cfg.server.bitrate_kbps})
+    await ws.send_json(
+        {
+            "type": "hello",
+            "cameras": [_camera_info(r) for r in runners],
+            "codec": state.cfg.server.codec,
+            "bitrate_kbps": state.cfg.server.bitrate_kbps,
+        }
+    )
     sent_seq = {r.name: 0 for r in runners}
     sent_thumbs = {r.name: 0 for r in runners}
     last_sent = {r.name: 0.0 for r in runners}
@@ -299,7 +324,11 @@ async def _ws_sender(ws: web.WebSocketResponse, state: ServerState, runners: Ite
         now = time.monotonic()
         for r in runners:
             latest = r.latest
-            if latest is not None and latest.seq > sent_seq[r.name] and now - last_sent[r.name] >= 1 / WS_MAX_HZ:
+            if (
+                latest is not None
+                and latest.seq > sent_seq[r.name]
+                and now - last_sent[r.name] >= 1 / WS_MAX_HZ
+            ):
                 await ws.send_str(latest.meta_json)
                 sent_seq[r.name], last_sent[r.name] = latest.seq, now
             thumbs_seq, thumbs_json = r.thumbs
@@ -309,10 +338,15 @@ async def _ws_sender(ws: web.WebSocketResponse, state: ServerState, runners: Ite
 
 
 # -- app ---------------------------------------------------------------------------------------
-def create_app(cfg: AppConfig, token: str, processor_factory: ProcessorFactory | None = None,
-               latency_log: LatencyLog | None = None) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES,
-                          middlewares=[security_headers, token_middleware(token)])
+def create_app(
+    cfg: AppConfig,
+    token: str,
+    processor_factory: ProcessorFactory | None = None,
+    latency_log: LatencyLog | None = None,
+) -> web.Application:
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[security_headers, token_middleware(token)]
+    )
     state = ServerState(cfg, token, processor_factory, latency_log)
     app[STATE] = state
 

@@ -40,11 +40,17 @@ def token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[w
         if request.path not in OPEN_PATHS:
             given = request_token(request).encode()
             if not secrets.compare_digest(given, expected):
-                log.info("refused %s %s from %s: %s token", request.method, request.path, request.remote,
-                         "wrong" if given else "no")
+                log.info(
+                    "refused %s %s from %s: %s token",
+                    request.method,
+                    request.path,
+                    request.remote,
+                    "wrong" if given else "no",
+                )
                 raise web.HTTPUnauthorized(
                     text="401: a valid access token is required (open the URL printed at server start)",
-                    headers={"WWW-Authenticate": 'Bearer realm="facestream"'})
+                    headers={"WWW-Authenticate": 'Bearer realm="facestream"'},
+                )
         return await handler(request)
 
     return check_token
@@ -74,5 +80,7 @@ def _harden(response: web.StreamResponse, request: web.Request) -> None:
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault(
         "Content-Security-Policy",
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
-        f"connect-src 'self' ws://{host} wss://{host}; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"media-src 'self' blob:; connect-src 'self' ws://{host} wss://{host}; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    )

@@ -43,8 +43,9 @@ class Processor(Protocol):
 
     def process(self, frame: Frame) -> FrameResult: ...
 
-    def set_controls(self, scale: int | None = None, mode: str | None = None,
-                     detect_interval: int | None = None) -> None: ...
+    def set_controls(
+        self, scale: int | None = None, mode: str | None = None, detect_interval: int | None = None
+    ) -> None: ...
 
     @property
     def controls(self) -> dict[str, object]: ...
@@ -213,7 +214,9 @@ class CameraRunner:
                     if self.metrics is not None:
                         self.metrics.errors.labels(self.name).inc()
                     if failures in (1, 10) or failures % 100 == 0:
-                        log.exception("camera %s: frame %d failed (%d so far)", self.name, frame.index, failures)
+                        log.exception(
+                            "camera %s: frame %d failed (%d so far)", self.name, frame.index, failures
+                        )
                     continue
                 self._dropped = int(source.stats.frames_dropped)
                 self._publish(result, started, time.monotonic())
@@ -235,14 +238,20 @@ class CameraRunner:
         if self.metrics is not None:
             self.metrics.observe(self.name, result, fps, processed - frame.capture_time, self._dropped)
         if self.latency_log is not None:
-            self.latency_log.mark(frame.index & INDEX_MASK, capture=frame.capture_time, start=started,
-                                  processed=processed, published=published,
-                                  **{f"stage_{k}": v for k, v in result.times.seconds.items()})
+            self.latency_log.mark(
+                frame.index & INDEX_MASK,
+                capture=frame.capture_time,
+                start=started,
+                processed=processed,
+                published=published,
+                **{f"stage_{k}": v for k, v in result.times.seconds.items()},
+            )
         if self.ws_clients > 0 and published - self._last_thumbs >= THUMB_INTERVAL_S:
             self._update_thumbs(result, published)
         self._seq += 1
-        self._latest = Published(self._seq, result, published, original, enhanced,
-                                 self._meta_json(result, fps, processed))
+        self._latest = Published(
+            self._seq, result, published, original, enhanced, self._meta_json(result, fps, processed)
+        )
         if self._loop is not None and not self._loop.is_closed():
             try:
                 self._loop.call_soon_threadsafe(self._wake)
@@ -267,23 +276,27 @@ class CameraRunner:
         h, w = frame.image.shape[:2]
         oh, ow = result.output.shape[:2]
         processor = self.processor
-        return json.dumps({
-            "type": "frame",
-            "camera": self.name,
-            "index": frame.index,
-            "fps": round(fps, 2),
-            "source_fps": round(self._source_fps, 2),
-            "frame_size": [w, h],
-            "output_size": [ow, oh],
-            "faces": len(result.faces),
-            "tracks": [{"id": int(t.track_id), "box": [round(float(v), 1) for v in t.box]} for t in result.tracks],
-            "stages_ms": {k: round(v * 1e3, 2) for k, v in result.times.seconds.items()},
-            "pipeline_ms": round((processed - frame.capture_time) * 1e3, 1),
-            "dropped": self._dropped,
-            "backend": processor.backend_name if processor is not None else "",
-            "controls": processor.controls if processor is not None else {},
-            "viewers": self.viewers,
-        })
+        return json.dumps(
+            {
+                "type": "frame",
+                "camera": self.name,
+                "index": frame.index,
+                "fps": round(fps, 2),
+                "source_fps": round(self._source_fps, 2),
+                "frame_size": [w, h],
+                "output_size": [ow, oh],
+                "faces": len(result.faces),
+                "tracks": [
+                    {"id": int(t.track_id), "box": [round(float(v), 1) for v in t.box]} for t in result.tracks
+                ],
+                "stages_ms": {k: round(v * 1e3, 2) for k, v in result.times.seconds.items()},
+                "pipeline_ms": round((processed - frame.capture_time) * 1e3, 1),
+                "dropped": self._dropped,
+                "backend": processor.backend_name if processor is not None else "",
+                "controls": processor.controls if processor is not None else {},
+                "viewers": self.viewers,
+            }
+        )
 
     def _update_thumbs(self, result: FrameResult, now: float) -> None:
         """Latest enhanced crop per live track as small JPEGs; a track that ended leaves the strip."""
@@ -294,10 +307,12 @@ class CameraRunner:
         alive = {int(t.track_id) for t in result.tracks}
         self._thumbs = {k: v for k, v in self._thumbs.items() if k in alive and now - v[0] <= THUMB_TTL_S}
         newest = sorted(self._thumbs.items(), key=lambda kv: kv[0])[-THUMB_MAX:]
-        self._thumbs_json = json.dumps({
-            "type": "faces",
-            "camera": self.name,
-            "faces": [{"id": tid, "jpeg": b64} for tid, (_, b64) in newest],
-        })
+        self._thumbs_json = json.dumps(
+            {
+                "type": "faces",
+                "camera": self.name,
+                "faces": [{"id": tid, "jpeg": b64} for tid, (_, b64) in newest],
+            }
+        )
         self._thumbs_seq += 1
         self._last_thumbs = now

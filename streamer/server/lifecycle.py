@@ -88,8 +88,9 @@ async def start_server(
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise ConfigError(f"cannot listen on {sv.host}:{sv.port}: {exc.strerror or exc}; "
-                          "pick another port with --port") from None
+        raise ConfigError(
+            f"cannot listen on {sv.host}:{sv.port}: {exc.strerror or exc}; pick another port with --port"
+        ) from None
     port = runner.addresses[0][1]
     host = sv.host if sv.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     if ":" in host:

@@ -8,7 +8,14 @@ update it directly.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from streamer.types import FrameResult
 
@@ -21,26 +28,46 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.fps = Gauge("facestream_camera_fps", "Frames per second published by the camera's pipeline",
-                         ["camera"], registry=r)
-        self.stage_seconds = Histogram("facestream_stage_seconds", "Time per frame spent in each pipeline stage",
-                                       ["camera", "stage"], buckets=STAGE_BUCKETS, registry=r)
+        self.fps = Gauge(
+            "facestream_camera_fps",
+            "Frames per second published by the camera's pipeline",
+            ["camera"],
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "facestream_stage_seconds",
+            "Time per frame spent in each pipeline stage",
+            ["camera", "stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
         self.capture_to_publish = Histogram(
             "facestream_capture_to_publish_seconds",
             "From source capture to the result being ready for the encoders (server side of the latency)",
-            ["camera"], buckets=STAGE_BUCKETS, registry=r)
+            ["camera"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
         self.faces = Gauge("facestream_faces", "Tracked faces in the newest frame", ["camera"], registry=r)
-        self.frames = Counter("facestream_frames_processed", "Frames processed by the pipeline", ["camera"],
-                              registry=r)
-        self.dropped = Counter("facestream_frames_dropped",
-                               "Source frames dropped because the pipeline was busy (newest wins)", ["camera"],
-                               registry=r)
-        self.errors = Counter("facestream_pipeline_errors", "Frames whose processing raised an error", ["camera"],
-                              registry=r)
-        self.viewers = Gauge("facestream_viewers", "Peer connections watching the camera", ["camera"], registry=r)
+        self.frames = Counter(
+            "facestream_frames_processed", "Frames processed by the pipeline", ["camera"], registry=r
+        )
+        self.dropped = Counter(
+            "facestream_frames_dropped",
+            "Source frames dropped because the pipeline was busy (newest wins)",
+            ["camera"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "facestream_pipeline_errors", "Frames whose processing raised an error", ["camera"], registry=r
+        )
+        self.viewers = Gauge(
+            "facestream_viewers", "Peer connections watching the camera", ["camera"], registry=r
+        )
         self.peers = Gauge("facestream_peer_connections", "Open WebRTC peer connections", registry=r)
-        self.rejected = Counter("facestream_peer_rejections", "Offers refused by the peer caps", ["reason"],
-                                registry=r)
+        self.rejected = Counter(
+            "facestream_peer_rejections", "Offers refused by the peer caps", ["reason"], registry=r
+        )
         self._dropped_seen: dict[str, int] = {}
 
     def add_camera(self, camera: str) -> None:
@@ -49,8 +76,9 @@ class Metrics:
             metric.labels(camera)
         self._dropped_seen[camera] = 0
 
-    def observe(self, camera: str, result: FrameResult, fps: float, capture_to_publish_s: float,
-                dropped_total: int) -> None:
+    def observe(
+        self, camera: str, result: FrameResult, fps: float, capture_to_publish_s: float, dropped_total: int
+    ) -> None:
         """`dropped_total` is the source's running count; the counter advances by the difference."""
         self.fps.labels(camera).set(fps)
         self.faces.labels(camera).set(len(result.tracks))

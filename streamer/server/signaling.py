@@ -115,8 +115,12 @@ def parse_offer(body: Any, default_codec: str, kinds: tuple[str, ...]) -> Offer:
     if len(sdp) > MAX_SDP_CHARS:
         raise OfferError(f"'sdp' is longer than {MAX_SDP_CHARS} characters")
     tracks = body.get("tracks", list(kinds))
-    if (not isinstance(tracks, list) or not 1 <= len(tracks) <= len(kinds)
-            or any(t not in kinds for t in tracks) or len(set(tracks)) != len(tracks)):
+    if (
+        not isinstance(tracks, list)
+        or not 1 <= len(tracks) <= len(kinds)
+        or any(t not in kinds for t in tracks)
+        or len(set(tracks)) != len(tracks)
+    ):
         raise OfferError(f"'tracks' must be a list of distinct names from {list(kinds)}")
     codec = body.get("codec", default_codec)
     if codec not in CODEC_MIME:
@@ -143,10 +147,12 @@ class PeerCaps:
         if self._by_client[client] >= self.max_per_client:
             raise PeerLimitError(
                 f"too many video connections from {client} (limit {self.max_per_client}); close a viewer tab",
-                429)
+                429,
+            )
         if self.total >= self.max_total:
             raise PeerLimitError(
-                f"server is at its limit of {self.max_total} video connections; try again later", 503)
+                f"server is at its limit of {self.max_total} video connections; try again later", 503
+            )
         self._by_client[client] += 1
 
     def release(self, client: str) -> None:

@@ -60,8 +60,11 @@ class CameraVideoTrack(MediaStreamTrack):
             frame.pts = int((published.published_at - self._t0) * CLOCK_RATE)
             frame.time_base = TIME_BASE
             if self.latency_log is not None:
-                self.latency_log.mark(published.result.frame.index & INDEX_MASK, first_only=True,
-                                      **{f"sent_{self.which}": time.monotonic()})
+                self.latency_log.mark(
+                    published.result.frame.index & INDEX_MASK,
+                    first_only=True,
+                    **{f"sent_{self.which}": time.monotonic()},
+                )
             return frame
 
 

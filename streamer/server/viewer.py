@@ -75,9 +75,12 @@ async def connect_viewer(
         body["codec"] = codec
     url = f"{base_url}/api/cameras/{camera}/offer"
     try:
-        async with aiohttp.ClientSession() as session, session.post(
-            url, json=body, headers={"Authorization": f"Bearer {token}"}, ssl=ssl_context or True
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                url, json=body, headers={"Authorization": f"Bearer {token}"}, ssl=ssl_context or True
+            ) as resp,
+        ):
             if resp.status != 200:
                 raise ViewerError(resp.status, await resp.text())
             answer = await resp.json()
@@ -123,8 +126,10 @@ async def _watch(url: str, cameras: Sequence[str], seconds: float, slow_s: float
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    viewers = [await connect_viewer(base, token, cam, on_frame(cam), codec=codec, pump_delay=slow_s)
-               for cam in cameras]
+    viewers = [
+        await connect_viewer(base, token, cam, on_frame(cam), codec=codec, pump_delay=slow_s)
+        for cam in cameras
+    ]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds if seconds > 0 else None)
     for v in viewers:
@@ -132,9 +137,14 @@ async def _watch(url: str, cameras: Sequence[str], seconds: float, slow_s: float
     report = {}
     for key, times in arrivals.items():
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        report[key] = {"frames": len(times), "first_s": times[0], "max_gap_s": max(gaps, default=0.0),
-                       "stamps": len(stamps.get(key, [])), "stamp_first": (stamps.get(key) or [None])[0],
-                       "stamp_last": (stamps.get(key) or [None])[-1]}
+        report[key] = {
+            "frames": len(times),
+            "first_s": times[0],
+            "max_gap_s": max(gaps, default=0.0),
+            "stamps": len(stamps.get(key, [])),
+            "stamp_first": (stamps.get(key) or [None])[0],
+            "stamp_last": (stamps.get(key) or [None])[-1],
+        }
     return report
 
 
