@@ -141,8 +141,9 @@ class _TrackState:
         self.age += 1
         self.detected = False
 
-    def correct(self, det: Detection) -> None:
-        z = _to_state(det)
+    def correct(self, det: Detection, lag: int = 0) -> None:
+        """Kalman update; a detection `lag` frames old is first moved forward by the velocity."""
+        z = _to_state(det) + lag * self.x[:, 1]
         r = (STD_POSITION * self.height) ** 2
         s = self.P[:, 0, 0] + r
         k = self.P[:, :, 0] / s[:, None]  # (14, 2) Kalman gain
@@ -159,8 +160,9 @@ class _TrackState:
         self.misses = 0
         self.detected = True
 
-    def predicted_box(self) -> np.ndarray:
-        return _box_of(self.x[:, 0])
+    def predicted_box(self, lag: int = 0) -> np.ndarray:
+        """The filter's box now, or `lag` frames ago (to compare with a late detection)."""
+        return _box_of(self.x[:, 0] - lag * self.x[:, 1])
 
     def to_track(self) -> Track:
         return Track(
@@ -185,14 +187,21 @@ class Tracker:
         self._dead: list[int] = []
         self._runs = 0
 
-    def update(self, detections: list[Detection] | None, frame: np.ndarray | None = None) -> list[Track]:
+    def update(
+        self, detections: list[Detection] | None, frame: np.ndarray | None = None, lag: int = 0
+    ) -> list[Track]:
         """Advance one frame. `detections=None` means no detector ran: every track moves by its
         velocity and no miss is counted. `frame`, when given, only supplies the frame size:
-        tracks predicted entirely outside it die. Returns the confirmed live tracks."""
+        tracks predicted entirely outside it die. `lag` says the detections were computed on the
+        frame `lag` frames before this one (a detector running in the background): they are
+        matched against where each track was then and moved forward by its velocity, instead
+        of pulling moving faces back. Returns the confirmed live tracks."""
+        if lag < 0:
+            raise ValueError(f"lag must be >= 0 frames, got {lag}")
         for t in self._tracks:
             t.predict()
         if detections is not None:
-            self._associate(detections)
+            self._associate(detections, lag)
         if frame is not None:
             self._drop_outside(frame.shape[1], frame.shape[0])
         return [t.to_track() for t in self._tracks if t.confirmed]
@@ -203,7 +212,7 @@ class Tracker:
         dead, self._dead = self._dead, []
         return dead
 
-    def _associate(self, detections: list[Detection]) -> None:
+    def _associate(self, detections: list[Detection], lag: int) -> None:
         cfg = self.cfg
         self._runs += 1
         high = [d for d in detections if d.score >= cfg.high_score]
@@ -211,11 +220,11 @@ class Tracker:
         tracks = self._tracks
         matched_tracks: set[int] = set()
 
-        pred = np.array([t.predicted_box() for t in tracks]).reshape(-1, 4)
+        pred = np.array([t.predicted_box(lag) for t in tracks]).reshape(-1, 4)
         high_boxes = np.array([d.box for d in high], dtype=np.float64).reshape(-1, 4)
         pairs = match_cascade(pred, high_boxes, cfg.match_iou)
         for ti, di in pairs:
-            tracks[ti].correct(high[di])
+            tracks[ti].correct(high[di], lag)
             matched_tracks.add(ti)
         used = {di for _, di in pairs}
         new_dets = [d for i, d in enumerate(high) if i not in used]
@@ -224,7 +233,7 @@ class Tracker:
         if rest and low:
             low_boxes = np.array([d.box for d in low], dtype=np.float64).reshape(-1, 4)
             for ri, di in match_cascade(pred[rest], low_boxes, cfg.match_iou):
-                tracks[rest[ri]].correct(low[di])
+                tracks[rest[ri]].correct(low[di], lag)
                 matched_tracks.add(rest[ri])
 
         survivors = []

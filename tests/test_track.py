@@ -177,3 +177,24 @@ def test_iou_matrix() -> None:
 def test_high_score_is_validated() -> None:
     with pytest.raises(ConfigError, match="high_score"):
         validate(replace(AppConfig(), track=TrackConfig(high_score=1.5)))
+
+
+def late_detection_error(lag_known: bool) -> float:
+    """A 16 px face panning 4 px/frame; the detector runs in the background and its result for
+    frame f arrives at frame f + 3. Returns the final centre error in px."""
+    rng = np.random.default_rng(5)
+    tracker = Tracker(TrackConfig())
+    truth = lambda f: (60 + 4 * f, 200.0)  # noqa: E731
+    for f in range(90):
+        late = f >= 3 and f % 3 == 0
+        dets = [face(*truth(f - 3), size=16, noise=0.5, rng=rng)] if late else None
+        tracks = tracker.update(dets, lag=3 if (late and lag_known) else 0)
+        assert [t.track_id for t in tracks] in ([], [1])
+    return float(np.abs(centre(tracks[0].box) - truth(89)).max())
+
+
+def test_late_detections_are_moved_forward_instead_of_pulling_faces_back() -> None:
+    assert late_detection_error(lag_known=False) > 6.0
+    assert late_detection_error(lag_known=True) < 3.0
+    with pytest.raises(ValueError, match="lag"):
+        Tracker(TrackConfig()).update([], lag=-1)

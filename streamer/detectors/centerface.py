@@ -132,7 +132,7 @@ def network_size(frame_w: int, frame_h: int, input_width: int) -> tuple[int, int
 
 class CenterFaceDetector:
     """CenterFace on ONNX Runtime's CPU provider. See the module docstring for the resolution
-    trade-off."""
+    trade-off. One instance serves one thread at a time: the input buffer is reused per call."""
 
     name = "centerface"
 
