@@ -49,6 +49,7 @@ class Pipeline:
         self.stats = StageStats()
         self._interval = cfg.detect.interval
         self._since_detect = 0
+        self._detection_lag = 0
         self._pending: dict[str, object] = {}
         self._lock = threading.Lock()
         self.frames = 0
@@ -109,10 +110,10 @@ class Pipeline:
         image = frame.image
 
         with self.stats.time("detect", times):
-            detections = self._detect(frame)
+            detections, lag = self._detect(frame)
 
         with self.stats.time("track", times):
-            tracks = self.tracker.update(detections, image)
+            tracks = self.tracker.update(detections, image, lag=self._detection_lag)
             dead = self.tracker.pop_dead()
             if dead:
                 self.enhancer.forget(dead)
@@ -136,24 +137,26 @@ class Pipeline:
         self.faces_total += len(faces)
         return FrameResult(frame=frame, output=output, tracks=tracks, faces=faces, times=StageTimes(times))
 
-    def _detect(self, frame: Frame) -> list[Detection] | None:
-        """Detections for this frame, or None when the tracker should predict on its own."""
+    def _detect(self, frame: Frame) -> tuple[list[Detection] | None, int]:
+        """(detections, lag): detections for the tracker, or None when it should predict on its
+        own; lag is how many frames ago the detections' frame was (background detection)."""
         due = self._since_detect % self._interval == 0
         self._since_detect += 1
         bg = self.background
         if bg is None:
             if not due:
-                return None
+                return None, 0
             self.detector_runs += 1
-            return self.detector.detect(frame.image)
+            return self.detector.detect(frame.image), 0
         if due and bg.idle:
-            bg.submit(frame.index, frame.image)
+            bg.submit(self.frames, frame.image)
         result = bg.wait(FIRST_DETECTION_WAIT_S) if self.detector_runs == 0 else bg.poll()
         if result is None:
-            return None
+            return None, 0
         self.detector_runs += 1
         self.stats.record("detector (background)", bg.last_seconds)
-        return result[1]
+        submitted_at, detections = result
+        return detections, self.frames - submitted_at
 
     def _choose(self, tracks: list[Track]) -> list[Track]:
         """The largest faces first when there are more than the engine budget allows."""
