@@ -49,7 +49,6 @@ class Pipeline:
         self.stats = StageStats()
         self._interval = cfg.detect.interval
         self._since_detect = 0
-        self._detection_lag = 0
         self._pending: dict[str, object] = {}
         self._lock = threading.Lock()
         self.frames = 0
@@ -113,7 +112,7 @@ class Pipeline:
             detections, lag = self._detect(frame)
 
         with self.stats.time("track", times):
-            tracks = self.tracker.update(detections, image, lag=self._detection_lag)
+            tracks = self.tracker.update(detections, image, lag=lag)
             dead = self.tracker.pop_dead()
             if dead:
                 self.enhancer.forget(dead)
