@@ -14,6 +14,7 @@ Routes (all but /healthz need the token, see auth.py):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -302,8 +303,12 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 async def _ws_sender(ws: web.WebSocketResponse, state: ServerState, runners: Iterable[CameraRunner]) -> None:
     """Each client has its own sender, so a slow browser tab only delays itself; it always gets
-    the newest message, never a backlog."""
-    runners = list(runners)
+    the newest message, never a backlog. A tab that goes away mid-send just ends it."""
+    with contextlib.suppress(ConnectionResetError):
+        await _ws_send_loop(ws, state, list(runners))
+
+
+async def _ws_send_loop(ws: web.WebSocketResponse, state: ServerState, runners: list[CameraRunner]) -> None:
     await ws.send_json(
         {
             "type": "hello",

@@ -110,6 +110,8 @@
     if (view.pc) view.pc.close();
     const pc = new RTCPeerConnection({ iceServers: [] });
     view.pc = pc;
+    view.history = [];
+    view.lastStats = null;
     const tEnh = pc.addTransceiver("video", { direction: "recvonly" });
     const tOrig = pc.addTransceiver("video", { direction: "recvonly" });
     pc.addEventListener("track", (e) => {
@@ -156,9 +158,11 @@
     });
     if (!now) return;
     const prev = view.lastStats;
+    view.history = [...(view.history || []), now].slice(-5);  // bitrate over ~2 s: steady at low fps
+    const old = view.history[0];
+    const span = (now.timestamp - old.timestamp) / 1000;
+    if (span > 0) view.rateMbps = ((now.bytesReceived - old.bytesReceived) * 8) / span / 1e6;
     if (prev) {
-      const dt = (now.timestamp - prev.timestamp) / 1000;
-      if (dt > 0) view.rateMbps = ((now.bytesReceived - prev.bytesReceived) * 8) / dt / 1e6;
       const emitted = (now.jitterBufferEmittedCount || 0) - (prev.jitterBufferEmittedCount || 0);
       const decoded = (now.framesDecoded || 0) - (prev.framesDecoded || 0);
       if (emitted > 0 && decoded > 0) {
@@ -223,7 +227,7 @@
       q(".s-lat").textContent = lat === null ? `${fmt(m.pipeline_ms, 0)}+` : fmt(lat, 0);
       q(".s-faces").textContent = String(m.faces);
       q(".s-drop").textContent = String(m.dropped);
-      if (m.backend) q(".s-backend").textContent = m.backend;
+      if (m.backend) { q(".s-backend").textContent = m.backend; q(".s-backend").title = m.backend; }
       showControls(view, m.controls || {});
       const [fw, fh] = m.frame_size, [ow, oh] = m.output_size;
       q(".cam-res").textContent = `${fw}×${fh} → ${ow}×${oh}`;
