@@ -392,8 +392,8 @@ def test_stamp_round_trip_and_rejects_noise() -> None:
         draw_stamp(np.zeros((8, 100, 3), np.uint8), 1)
     log = LatencyLog(capacity=2)
     for i in range(3):
-        log.mark(i, capture=float(i))
-    log.mark(2, first_only=True, capture=99.0)
+        log.mark(i, {"capture": float(i)})
+    log.mark(2, {"capture": 99.0}, first_only=True)
     assert log.get(0) == {} and log.get(2) == {"capture": 2.0}
 
 

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def request_token(request: web.Request) -> str:
     return request.query.get("token", "")
 
 
-def token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def token_middleware(token: str) -> Middleware:
     expected = token.encode()
 
     @web.middleware

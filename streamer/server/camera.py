@@ -39,7 +39,8 @@ THUMB_MAX = 12
 class Processor(Protocol):
     """What the camera needs from a pipeline (streamer.pipeline.Pipeline, or a stand-in)."""
 
-    backend_name: str
+    @property
+    def backend_name(self) -> str: ...
 
     def process(self, frame: Frame) -> FrameResult: ...
 
@@ -238,14 +239,14 @@ class CameraRunner:
         if self.metrics is not None:
             self.metrics.observe(self.name, result, fps, processed - frame.capture_time, self._dropped)
         if self.latency_log is not None:
-            self.latency_log.mark(
-                frame.index & INDEX_MASK,
-                capture=frame.capture_time,
-                start=started,
-                processed=processed,
-                published=published,
-                **{f"stage_{k}": v for k, v in result.times.seconds.items()},
-            )
+            marks = {
+                "capture": frame.capture_time,
+                "start": started,
+                "processed": processed,
+                "published": published,
+            }
+            marks.update({f"stage_{k}": v for k, v in result.times.seconds.items()})
+            self.latency_log.mark(frame.index & INDEX_MASK, marks)
         if self.ws_clients > 0 and published - self._last_thumbs >= THUMB_INTERVAL_S:
             self._update_thumbs(result, published)
         self._seq += 1
@@ -269,7 +270,8 @@ class CameraRunner:
         h, w = image.shape[:2]
         if h % 2 or w % 2:
             return av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
-        return av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+        yuv = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
+        return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
 
     def _meta_json(self, result: FrameResult, fps: float, processed: float) -> str:
         frame = result.frame

@@ -93,7 +93,9 @@ class LatencyLog:
         self._images: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def mark(self, index: int, first_only: bool = False, **values: float) -> None:
+    def mark(self, index: int, values: dict[str, float], first_only: bool = False) -> None:
+        """Record `values` for frame `index`; with `first_only`, keys already set are kept (the
+        first viewer's send time, not the last one's)."""
         with self._lock:
             entry = self._entries.get(index)
             if entry is None:

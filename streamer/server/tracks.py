@@ -62,8 +62,8 @@ class CameraVideoTrack(MediaStreamTrack):
             if self.latency_log is not None:
                 self.latency_log.mark(
                     published.result.frame.index & INDEX_MASK,
+                    {f"sent_{self.which}": time.monotonic()},
                     first_only=True,
-                    **{f"sent_{self.which}": time.monotonic()},
                 )
             return frame
 

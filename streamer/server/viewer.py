@@ -137,13 +137,14 @@ async def _watch(url: str, cameras: Sequence[str], seconds: float, slow_s: float
     report = {}
     for key, times in arrivals.items():
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        read = stamps.get(key, [])
         report[key] = {
             "frames": len(times),
             "first_s": times[0],
             "max_gap_s": max(gaps, default=0.0),
-            "stamps": len(stamps.get(key, [])),
-            "stamp_first": (stamps.get(key) or [None])[0],
-            "stamp_last": (stamps.get(key) or [None])[-1],
+            "stamps": len(read),
+            "stamp_first": read[0] if read else None,
+            "stamp_last": read[-1] if read else None,
         }
     return report
 
