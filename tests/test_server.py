@@ -433,3 +433,36 @@ def test_server_config_validation() -> None:
     with pytest.raises(ConfigError, match="cert and key"):
         validate(small_cfg(cert="a.pem"))
     assert validate(small_cfg(stun_servers=("stun:stun.example.org:3478",))).server.stun_servers
+
+
+def test_cli_serve_prints_one_url_line_and_stops_cleanly() -> None:
+    """`python run.py serve` end to end: one stdout line with the tokened URL, a working page,
+    exit code 0 on Ctrl-C and nothing more on stdout."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "run.py", "serve", "--port", "0", "--engine", "bicubic"]
+    proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("facestream: open http://127.0.0.1:") and "/?token=" in line, line
+        url = line.split("open ", 1)[1]
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            assert resp.status == 200 and b"<title>facestream</title>" in resp.read()
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url.split("?")[0], timeout=30)
+        assert err.value.code == 401
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and out.strip() == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
