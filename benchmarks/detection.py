@@ -182,10 +182,17 @@ def fit_correction(detector: FaceDetector, items: list[Item]) -> Correction:
     return Correction(scale=float(np.median(ratios)), dy=float(np.median(offsets)))
 
 
+T1_FACE_PX = 132.7
+"""Mean height of t1.jpg's six faces as float CenterFace boxes them at full size (114-145 px).
+Fixed, so every detector is shown the very same canvases; only the ground-truth boxes follow
+each detector's own box convention."""
+
+
 def sweep_canvas(image: np.ndarray, ref_boxes: np.ndarray, face_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """A 1280x720 canvas tiled with copies of `image` shrunk so its faces are `face_px` tall (mean
-    box height), over a blurred background without faces; returns (canvas, ground-truth boxes)."""
-    f = face_px / float(np.mean(ref_boxes[:, 3] - ref_boxes[:, 1]))
+    """A 1280x720 canvas tiled with copies of t1.jpg (`image`) shrunk so its faces are `face_px`
+    tall, over a blurred background without faces; returns (canvas, ground truth): `ref_boxes`,
+    the evaluated detector's boxes on the full-size photo, shrunk and placed like the copies."""
+    f = face_px / T1_FACE_PX
     tile = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
     th, tw = tile.shape[:2]
     canvas = cv2.GaussianBlur(cv2.resize(image, CANVAS), (0, 0), 25)
