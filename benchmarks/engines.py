@@ -8,7 +8,8 @@ Rows, all measured in the same process and run (competitors possibly in a siblin
 Each cell is timed over whole `enhance` calls (uint8 BGR in and out, every conversion included),
 after two warm-up calls, for at least 3 calls and until a time budget is spent. Bicubic and our
 rows are interleaved call by call, so load from other processes hits them alike and the ratios
-hold on a shared machine; the competitor rows run after them.
+hold on a shared machine. PyTorch CPU rows (whose spinning threads would slow their neighbours)
+and the competitor rows run after them, so their ratios are only as steady as the machine's load.
 
     python run.py bench engines [--quick] [--json out.json] [--plot out.png]
 """
@@ -330,7 +331,14 @@ def main(args: argparse.Namespace) -> int:
                 for b in batches
             ]
 
-    rows = time_interleaved(timed, batches, budget) + rows
+    # PyTorch's CPU thread pool keeps spinning after each call and would slow whatever runs next,
+    # so its rows are timed on their own, after the interleaved ones.
+    spinning = [t for t in timed if t[0]["backend"].startswith("torch-cpu")]
+    quiet = [t for t in timed if t not in spinning]
+    timed_rows = time_interleaved(quiet, batches, budget)
+    for one in spinning:
+        timed_rows += [{**r, "rounds_interleaved": 0} for r in time_interleaved([one], batches, budget)]
+    rows = timed_rows + rows
     for _, done in timed:
         done.close()
     rows += competitor_rows(args, batches, device)
