@@ -202,3 +202,19 @@ def test_tensorrt_engine_matches_torch(weights: Path, tmp_path: Path) -> None:
     cpu = open_backend("torch", spec, BackendOptions(device="cpu"))
     x = np.random.default_rng(5).random((9, 3, 16, 16), dtype=np.float32)
     assert np.abs(run(trt_b, x) - run(cpu, x)).max() < TOLERANCE_FP16
+
+
+def test_auto_falls_back_when_a_backend_fails_to_open(
+    weights: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pretend this machine has TensorRT and a GPU (they are not here): opening it really fails,
+    and `auto` must log that and move on to the next backend instead of crashing."""
+    import engines.backends as backends
+
+    if unavailable_reason("tensorrt") is None:
+        pytest.skip("TensorRT really is here")
+    monkeypatch.setattr(backends, "unavailable_reason", lambda name: None if name != "torch" else "no GPU")
+    with caplog.at_level(logging.WARNING, logger="engines.backends"):
+        backend = open_backend("auto", step1_spec(weights))
+    assert backend.name == "onnxruntime"
+    assert "tensorrt failed to open" in caplog.text

@@ -157,3 +157,16 @@ def test_shipped_weights_load_when_present() -> None:
     enh = load_two_step(scale, variant, "onnxruntime")
     out = enh.enhance(faces(2, size=enh.input_size), [1, 2])
     assert out.shape == (2, 128, 128, 3)
+
+
+def test_auto_moves_on_when_a_backend_cannot_open_all_three_models(
+    weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TensorRT is claimed present (a GPU that is not here); its import fails for real."""
+    import engines.backends as backends
+
+    if backends.unavailable_reason("tensorrt") is None:
+        pytest.skip("TensorRT really is here")
+    monkeypatch.setattr(backends, "unavailable_reason", lambda name: None if name != "torch" else "no GPU")
+    enh = load_two_step(8, "fast", "auto", weights_dir=weights)
+    assert enh.name == "fsr-x8-fast/onnxruntime"
