@@ -13,9 +13,9 @@ of t1.jpg in a 720p frame (benchmarks/detection.py, threshold 0.35), a face need
 14-16 px tall *at network resolution* to be found:
 
     input width    recall at box height 12 / 14 / 16 / 20 / 24 px in the 720p frame
-    640            0.00 / 0.00 / 0.00 / 0.08 / 0.38
-    960            0.00 / 0.07 / 0.45 / 0.99 / 1.00
-    1280           0.56 / 0.92 / 1.00 / 1.00 / 1.00
+    640            0.00 / 0.00 / 0.00 / 0.08 / 0.40
+    960            0.00 / 0.07 / 0.45 / 0.97 / 1.00
+    1280           0.59 / 0.92 / 1.00 / 1.00 / 1.00
     1920           1.00 / 1.00 / 1.00 / 1.00 / 1.00
 
 Our demo's faces are 10-24 px tall at 720p, so the default is 1280 (native size): 640 finds none

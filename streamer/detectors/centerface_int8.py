@@ -1,9 +1,10 @@
 """CenterFace quantized to int8 (`--detector centerface-int8`): about 1.5x less CPU per frame.
 
-Measured on this machine's CPU (AVX-512 VNNI), 1280x720 frame, one thread: ~71 ms of CPU time
-against ~106 ms for float32, with the same recall on tiny faces (tiled t1.jpg at 12/14/16/20 px:
-0.59/0.91/1.00/1.00 against 0.56/0.92/1.00/1.00). Run `python -m benchmarks.detection` for the
-full comparison.
+Measured on this machine's CPU (AVX-512 VNNI), 1280x720 frame, one thread: 67-78 ms of CPU time
+against 106-110 ms for float32, with the same recall on tiny faces (tiled t1.jpg at 10/12/14 px:
+0.09/0.61/0.93 against 0.07/0.59/0.92) and on dlib's photos (recall 1.00 on both files). Run
+`python -m benchmarks.detection` for the full comparison. Not the default yet: its first use
+costs 10-20 s of quantization and writes to `cache_dir`.
 
 The int8 model is derived on this machine, never downloaded: the first use converts the
 embedded float model to opset 13 (per-channel quantization needs it) and runs ONNX Runtime's
