@@ -233,8 +233,8 @@ def test_recall_and_precision_on_dlib_testing_xml(centerface: FaceDetector) -> N
     assert result["precision_20px"] >= 0.7
 
 
-def test_detect_config_fields_are_all_used() -> None:
-    """Guard against a setting that silently does nothing: each one changes what comes out."""
+def test_max_faces_and_input_width_change_the_result() -> None:
+    """Guard against settings that silently do nothing (threshold and min_face_px: see above)."""
     t1 = cv2.imread(str(T1))
     base = DetectConfig(max_faces=6)
     assert len(build_detector(replace(base, max_faces=2)).detect(t1)) == 2
