@@ -30,7 +30,7 @@
     const q = (sel) => node.querySelector(sel);
     const view = {
       name: info.name, node, pc: null, meta: null, retry: 1000, lastStats: null, rateMbps: null,
-      browserMs: null, faces: new Map(),
+      browserMs: null, faces: new Map(), metaHistory: [],
       vEnh: q(".v-enh"), vOrig: q(".v-orig"), viewport: q(".viewport"), overlay: q(".overlay"),
       gallery: q(".gallery"), msg: q(".c-msg"), boxes: q(".boxes"),
     };
@@ -181,6 +181,19 @@
     return { x: (bw - w * scale) / 2, y: (bh - h * scale) / 2, scale };
   }
 
+  // Metadata arrives when a frame is published; the video shows that frame only after encoding,
+  // transport, jitter buffer and decoding. Boxes are drawn from the metadata that old, so they sit
+  // on the faces in the picture rather than ahead of them.
+  function delayedMeta(view) {
+    const delay = (view.browserMs === null ? 80 : view.browserMs) + 20;
+    const due = performance.now() - delay;
+    let pick = null;
+    for (const entry of view.metaHistory) {
+      if (entry.t <= due) pick = entry.m;
+    }
+    return pick || (view.metaHistory.length ? view.metaHistory[0].m : null);
+  }
+
   function drawOverlay(view) {
     const canvas = view.overlay;
     const dpr = window.devicePixelRatio || 1;
@@ -190,7 +203,7 @@
     const ctx = canvas.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, bw, bh);
-    const m = view.meta;
+    const m = delayedMeta(view);
     if (!m || !view.boxes.checked || view.viewport.dataset.view === "enhanced") return;
     const [fw, fh] = m.frame_size;
     const r = contentRect(view.viewport, fw, fh);
@@ -300,7 +313,12 @@
         ensureCameras(msg.cameras);
       } else if (msg.type === "frame") {
         const view = cams.get(msg.camera);
-        if (view) { view.meta = msg; drawOverlay(view); }
+        if (view) {
+          view.meta = msg;
+          const now = performance.now();
+          view.metaHistory.push({ t: now, m: msg });
+          while (view.metaHistory.length && view.metaHistory[0].t < now - 3000) view.metaHistory.shift();
+        }
       } else if (msg.type === "faces") {
         const view = cams.get(msg.camera);
         if (view) renderFaces(view, msg.faces);
@@ -315,6 +333,7 @@
     }
     updateSummary();
   }, 500);
+  setInterval(() => cams.forEach(drawOverlay), 66);
   window.addEventListener("resize", () => cams.forEach(drawOverlay));
   openSocket();
 })();
