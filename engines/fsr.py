@@ -33,15 +33,15 @@ class WeightsNotFound(FileNotFoundError):
 
 
 def available_models(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
-    """ "x8-fast"-style names for which both the step 1 and the step 2 folders exist."""
+    """Names like x8-fast for which both the step 1 and the step 2 folders exist, by scale."""
     if not weights_dir.is_dir():
         return []
     found = []
-    for step1 in sorted(weights_dir.glob("step1_x*_*")):
+    for step1 in weights_dir.glob("step1_x*_*"):
         scale, _, variant = step1.name.removeprefix("step1_x").partition("_")
-        if step1.is_dir() and (weights_dir / f"step2_{variant}").is_dir():
-            found.append(f"x{scale}-{variant}")
-    return found
+        if scale.isdigit() and step1.is_dir() and (weights_dir / f"step2_{variant}").is_dir():
+            found.append((int(scale), variant))
+    return [f"x{scale}-{variant}" for scale, variant in sorted(found)]
 
 
 @dataclass(frozen=True)
