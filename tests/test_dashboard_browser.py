@@ -194,3 +194,32 @@ def test_dashboard_plays_both_cameras_and_controls_apply(  # type: ignore[no-unt
         "return getComputedStyle(document.querySelectorAll('video.v-orig')[0]).visibility"
     )
     assert hidden == "hidden"
+
+
+def test_h264_plays_in_chromium(driver) -> None:  # type: ignore[no-untyped-def]
+    """The H.264 setting negotiates with a real browser, not only with aiortc."""
+    cfg = AppConfig(
+        sources=(SourceConfig(uri="demo", name="dock", demo_width=640, demo_height=360, demo_fps=15.0),),
+        enhance=EnhanceConfig(engine="bicubic"),
+        output=OutputConfig(mode="upscale", upscale=1),
+        server=ServerConfig(port=0, codec="h264"),
+    )
+    thread = ServerThread(cfg)
+    assert thread.server is not None
+    try:
+        driver.get(thread.server.url)
+        playing = wait_for(
+            lambda: (
+                (s := driver.execute_script(VIDEO_STATE)) and s[0]["enh"][0] == 640 and s[0]["enh"][1] > 0.5
+            )
+        )
+        assert playing, driver.execute_script(VIDEO_STATE)
+        codecs = driver.execute_script(
+            """return window.facestream.cams.get('dock').pc.getStats().then(r => {
+                 const out = [];
+                 r.forEach(s => { if (s.type === 'codec') out.push(s.mimeType); });
+                 return out; });"""
+        )
+        assert codecs and all(c.lower() == "video/h264" for c in codecs), codecs
+    finally:
+        thread.stop()

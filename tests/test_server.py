@@ -463,3 +463,24 @@ def test_cli_serve_prints_one_url_line_and_stops_cleanly() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@module_loop
+async def test_stopping_closes_open_dashboards(http: aiohttp.ClientSession) -> None:
+    """An open dashboard must not hold up shutdown: its WebSocket is closed as 'going away'."""
+    srv = await start_server(small_cfg())
+    stopped = False
+    try:
+        async with http.ws_connect(f"{srv.base_url}/api/ws?token={srv.token}") as ws:
+            assert (await asyncio.wait_for(ws.receive_json(), 20))["type"] == "hello"
+            stopping = asyncio.ensure_future(srv.stop())
+            while True:
+                msg = await asyncio.wait_for(ws.receive(), 20)
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                    break
+            assert ws.close_code == aiohttp.WSCloseCode.GOING_AWAY
+            await asyncio.wait_for(stopping, 30)
+            stopped = True
+    finally:
+        if not stopped:
+            await srv.stop()

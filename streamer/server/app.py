@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from streamer.config import AppConfig, ConfigError
@@ -68,6 +68,7 @@ class ServerState:
         self.tracks: dict[str, CameraTracks] = {}
         self.peers: dict[RTCPeerConnection, tuple[str, str]] = {}
         self.ws_event = asyncio.Event()
+        self.sockets: set[web.WebSocketResponse] = set()
         for source in cfg.sources:
             runner = CameraRunner(cfg, source, self.metrics, processor_factory, latency_log)
             self.cameras[runner.name] = runner
@@ -96,6 +97,11 @@ class ServerState:
         await pc.close()
 
     async def stop(self) -> None:
+        """Open dashboards would otherwise keep the server waiting for their WebSockets."""
+        await asyncio.gather(
+            *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in list(self.sockets)),
+            return_exceptions=True,
+        )
         await asyncio.gather(*(self.close_peer(pc) for pc in list(self.peers)), return_exceptions=True)
         for tracks in self.tracks.values():
             tracks.stop()
@@ -289,6 +295,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     runners = list(state.cameras.values())
     for r in runners:
         r.ws_clients += 1
+    state.sockets.add(ws)
     sender = asyncio.ensure_future(_ws_sender(ws, state, runners))
     try:
         async for msg in ws:
@@ -296,6 +303,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 break
     finally:
         sender.cancel()
+        state.sockets.discard(ws)
         for r in runners:
             r.ws_clients -= 1
     return ws

@@ -81,7 +81,7 @@ async def start_server(
     limit_malloc_arenas()
     token = make_token(sv.token)
     app = create_app(cfg, token, processor_factory, latency_log)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, sv.host, sv.port, ssl_context=context)
     try:
