@@ -57,7 +57,7 @@ SECTION_FLAGS = {
                "detect_threshold": "threshold"},
     "enhance": {"engine": "engine", "scale": "scale", "variant": "variant", "backend": "backend",
                 "prior_strength": "prior_strength", "temporal": "temporal"},
-    "output": {"mode": "mode", "upscale": "upscale"},
+    "output": {"mode": "mode", "upscale": "upscale", "audio": "audio", "crf": "crf"},
     "server": {"host": "host", "port": "port", "token": "token", "cert": "cert", "key": "key", "codec": "codec",
                "bitrate_kbps": "bitrate_kbps"},
 }
@@ -150,6 +150,8 @@ def make_parser() -> argparse.ArgumentParser:
     add_pipeline_flags(enhance)
     enhance.add_argument("--out", help="output .mp4 (omit to only measure)")
     enhance.add_argument("--json", help="write the timing summary as JSON here")
+    enhance.add_argument("--audio", choices=["copy", "drop"], help="copy the source's audio into the mp4 (default) or drop it")
+    enhance.add_argument("--crf", type=int, help="x264 quality of the output (0..51, lower is better; default 20)")
     enhance.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: the whole source)")
     enhance.set_defaults(func=cmd_enhance)
 

@@ -97,6 +97,17 @@ def test_bad_sources_get_one_line_errors(tmp_path, kind, message):
     assert "Traceback" not in proc.stderr
 
 
+def test_enhance_can_drop_audio(tmp_path):
+    src, out = tmp_path / "faces.mp4", tmp_path / "silent.mp4"
+    _faces_clip(src, frames=4)
+    proc = _run("enhance", "--source", str(src), "--out", str(out), "--audio", "drop", "--engine", "bicubic",
+                "--detect-width", "640")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with av.open(str(out)) as c:
+        assert not c.streams.audio
+        assert sum(1 for _ in c.decode(video=0)) == 4
+
+
 def test_bad_settings_are_refused_before_anything_starts(tmp_path):
     proc = _run("enhance", "--source", "demo", "--detect-interval", "0", timeout=60)
     assert proc.returncode == 2
