@@ -27,6 +27,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import av
@@ -44,6 +45,7 @@ from streamer.types import Frame, FrameResult, StageTimes
 log = logging.getLogger(__name__)
 
 WARMUP_S = 3.0
+REPO = Path(__file__).resolve().parents[1]
 CAMERA = "bench"
 
 
@@ -80,6 +82,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--codec-frames", type=int, default=90)
     p.add_argument("--skip-bitrate", action="store_true", help="only the latency runs")
+    p.add_argument(
+        "--viewer",
+        choices=["process", "inline"],
+        default="process",
+        help="latency runs: the receiving peer in its own process (like a browser) or in the server's",
+    )
     p.add_argument("--json", help="write all results here")
 
 
@@ -192,8 +200,10 @@ async def run_once(
     bitrate_mode: str = "configured",
     measure_psnr: bool = False,
     warmup: float = WARMUP_S,
+    viewer_process: bool = False,
 ) -> dict[str, Any]:
-    """bitrate_mode: `configured` (what the server does), `stock` (aiortc's defaults) or `pinned`."""
+    """bitrate_mode: `configured` (what the server does), `stock` (aiortc's defaults) or `pinned`.
+    `viewer_process` receives in a separate process (no PSNR then: the sent frames live here)."""
     latency_log = LatencyLog(capacity=20_000, keep_images=measure_psnr)
     recorder: dict[str, Recording] = {}
 
@@ -235,16 +245,20 @@ async def run_once(
         await asyncio.to_thread(camera.wait_ready, 120)
         if camera.error:
             raise RuntimeError(f"camera failed to start: {camera.error}")
-        viewer = await connect_viewer(
-            server.base_url, server.token, CAMERA, on_frame, tracks=("enhanced",), codec=cfg.server.codec
-        )
-        await asyncio.sleep(warmup)
-        measuring["on"] = True
-        start, bytes0 = time.monotonic(), await viewer.bytes_received()
-        await asyncio.sleep(seconds)
-        elapsed, bytes1 = time.monotonic() - start, await viewer.bytes_received()
-        measuring["on"] = False
-        await viewer.close()
+        if viewer_process:
+            start, elapsed, kbps = await watch_in_process(server.url, cfg.server.codec, warmup, seconds, got)
+        else:
+            viewer = await connect_viewer(
+                server.base_url, server.token, CAMERA, on_frame, tracks=("enhanced",), codec=cfg.server.codec
+            )
+            await asyncio.sleep(warmup)
+            measuring["on"] = True
+            start, bytes0 = time.monotonic(), await viewer.bytes_received()
+            await asyncio.sleep(seconds)
+            elapsed, bytes1 = time.monotonic() - start, await viewer.bytes_received()
+            measuring["on"] = False
+            await viewer.close()
+            kbps = (bytes1 - bytes0) * 8 / 1000 / elapsed if elapsed else 0.0
     finally:
         await server.stop()
         set_video_bitrate(cfg.server.bitrate_kbps)
@@ -273,7 +287,7 @@ async def run_once(
         "frames_measured": measured,
         "viewer_fps": measured / elapsed if elapsed else 0.0,
         "unreadable_stamps": got.unreadable,
-        "kbps_received": (bytes1 - bytes0) * 8 / 1000 / elapsed if elapsed else 0.0,
+        "kbps_received": kbps,
         "faces_per_frame": float(np.mean(faces)) if faces else 0.0,
         "latency": {k: percentiles(v) for k, v in parts.items()},
     }
@@ -351,6 +365,47 @@ def codec_sweep(
     return rows
 
 
+async def watch_in_process(
+    url: str, codec: str, warmup: float, seconds: float, got: Received
+) -> tuple[float, float, float]:
+    """Run `python -m streamer.server.viewer` for warm-up + measurement; fill `got.decoded` from
+    its decode times. Returns (start, elapsed, kbit/s over its whole session)."""
+    import signal
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamer.server.viewer",
+        url,
+        "--camera",
+        CAMERA,
+        "--track",
+        "enhanced",
+        "--seconds",
+        "0",
+        "--codec",
+        codec,
+        "--decode-times",
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, cwd=str(REPO), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    await asyncio.sleep(warmup)
+    start = time.monotonic()
+    await asyncio.sleep(seconds)
+    elapsed = time.monotonic() - start
+    proc.send_signal(signal.SIGTERM)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    if proc.returncode != 0 or not out.strip():
+        raise RuntimeError(f"viewer process failed: {err.decode()[-1000:]}")
+    track = json.loads(out)[f"{CAMERA}/enhanced"]
+    got.frames = track["frames"]
+    got.unreadable = track["frames"] - track["stamps"]
+    got.decoded = {int(k): float(v) for k, v in track["decoded_at"].items()}
+    return start, elapsed, float(track["camera_kbps"])
+
+
 def latency_table(runs: dict[str, dict[str, Any]]) -> str:
     order = [
         "total",
@@ -391,14 +446,15 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
             "bitrate_kbps": args.bitrate,
             "seconds": args.seconds,
             "psnr_engine": args.psnr_engine,
-            "viewer": "aiortc peer on loopback, same process, enhanced track only",
+            "viewer": f"aiortc peer on loopback ({args.viewer} viewer), enhanced track only",
         }
     }
     cfg = bench_cfg(args, args.width, args.height, args.upscale, args.bitrate, args.engine)
     print(f"latency: baseline (raw frames, no pipeline), {args.seconds:.0f} s ...", flush=True)
-    baseline = await run_once(cfg, args.seconds, baseline=True)
+    separate = args.viewer == "process"
+    baseline = await run_once(cfg, args.seconds, baseline=True, viewer_process=separate)
     print(f"latency: pipeline ({args.engine}), {args.seconds:.0f} s ...", flush=True)
-    pipeline = await run_once(cfg, args.seconds, baseline=False)
+    pipeline = await run_once(cfg, args.seconds, baseline=False, viewer_process=separate)
     results["latency"] = {"baseline": baseline, "pipeline": pipeline}
     if not args.skip_bitrate:
         print(

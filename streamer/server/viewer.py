@@ -14,6 +14,7 @@ import signal
 import ssl
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import aiohttp
 import av
@@ -102,8 +103,18 @@ async def connect_viewer(
     return Viewer(pc, tasks, answer.get("codec", codec or ""))
 
 
-async def _watch(url: str, cameras: Sequence[str], seconds: float, slow_s: float, codec: str | None) -> dict:
-    """Watch `cameras` for `seconds`; per camera and track: frames, stamps and arrival gaps."""
+async def _watch(
+    url: str,
+    cameras: Sequence[str],
+    seconds: float,
+    slow_s: float = 0.0,
+    codec: str | None = None,
+    tracks: Sequence[str] = ("enhanced", "original"),
+    decode_times: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Watch `cameras` for `seconds`; per camera and track: frames, stamps and arrival gaps, and
+    with `decode_times` the time.monotonic() each stamped frame came out of the decoder
+    (CLOCK_MONOTONIC is system-wide on Linux, so the server process can compare)."""
     from urllib.parse import parse_qs, urlsplit
 
     from streamer.server.latency import read_stamp_from_frame
@@ -113,6 +124,7 @@ async def _watch(url: str, cameras: Sequence[str], seconds: float, slow_s: float
     base = f"{parts.scheme}://{parts.netloc}"
     arrivals: dict[str, list[float]] = {}
     stamps: dict[str, list[int]] = {}
+    decoded: dict[str, dict[int, float]] = {}
     started = time.monotonic()
 
     def on_frame(key: str) -> FrameCallback:
@@ -121,20 +133,23 @@ async def _watch(url: str, cameras: Sequence[str], seconds: float, slow_s: float
             stamp = read_stamp_from_frame(frame)
             if stamp is not None:
                 stamps.setdefault(f"{key}/{kind}", []).append(stamp)
+                decoded.setdefault(f"{key}/{kind}", {}).setdefault(stamp, t)
 
         return record
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     viewers = [
-        await connect_viewer(base, token, cam, on_frame(cam), codec=codec, pump_delay=slow_s)
+        await connect_viewer(base, token, cam, on_frame(cam), tracks=tracks, codec=codec, pump_delay=slow_s)
         for cam in cameras
     ]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds if seconds > 0 else None)
+    watched = time.monotonic() - started
+    received = {cam: await v.bytes_received() for cam, v in zip(cameras, viewers, strict=True)}
     for v in viewers:
         await v.close()
-    report = {}
+    report: dict[str, dict[str, Any]] = {}
     for key, times in arrivals.items():
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         read = stamps.get(key, [])
@@ -145,7 +160,10 @@ async def _watch(url: str, cameras: Sequence[str], seconds: float, slow_s: float
             "stamps": len(read),
             "stamp_first": read[0] if read else None,
             "stamp_last": read[-1] if read else None,
+            "camera_kbps": received[key.split("/")[0]] * 8 / 1000 / watched,
         }
+        if decode_times:
+            report[key]["decoded_at"] = decoded.get(key, {})
     return report
 
 
@@ -158,12 +176,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m streamer.server.viewer", description=main.__doc__)
     p.add_argument("url", help="the URL the server printed (with ?token=)")
     p.add_argument("--camera", action="append", required=True)
+    p.add_argument(
+        "--track",
+        action="append",
+        choices=["enhanced", "original"],
+        help="which tracks to receive (default both)",
+    )
     p.add_argument("--seconds", type=float, default=10.0, help="how long to watch; 0: until SIGTERM")
     p.add_argument("--slow", type=float, default=0.0, help="sleep this long after each frame (a slow viewer)")
     p.add_argument("--codec", choices=["vp8", "h264"])
+    p.add_argument("--decode-times", action="store_true", help="include when each stamped frame was decoded")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    report = asyncio.run(_watch(args.url, args.camera, args.seconds, args.slow, args.codec))
+    tracks = tuple(args.track or ("enhanced", "original"))
+    report = asyncio.run(
+        _watch(args.url, args.camera, args.seconds, args.slow, args.codec, tracks, args.decode_times)
+    )
     print(json.dumps(report), flush=True)
     return 0
 
