@@ -296,6 +296,22 @@ async def test_websocket_needs_token_and_streams_metadata(
 
 
 @module_loop
+async def test_websocket_count_is_capped(
+    server: RunningServer, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamer.server import app as app_module
+
+    monkeypatch.setattr(app_module, "MAX_SOCKETS", 1)
+    url = f"{server.base_url}/api/ws?token={server.token}"
+    async with http.ws_connect(url) as first:
+        await asyncio.wait_for(first.receive_json(), 20)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            async with http.ws_connect(url):
+                pass
+        assert err.value.status == 503
+
+
+@module_loop
 async def test_https_with_a_self_signed_certificate(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     cert, key = make_self_signed(tmp_path)
     srv = await start_server(small_cfg(cert=str(cert), key=str(key)))

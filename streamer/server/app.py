@@ -47,6 +47,8 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_BODY_BYTES = 256 * 1024
 CONNECT_TIMEOUT_S = 30.0
 WS_MAX_HZ = 15.0
+MAX_SOCKETS = 64
+"""Metadata WebSockets are cheap but not free (a sender task and JSON per frame each)."""
 
 
 class ServerState:
@@ -290,6 +292,8 @@ def _drop_if_unconnected(state: ServerState, pc: RTCPeerConnection) -> None:
 # -- metadata WebSocket ------------------------------------------------------------------------
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     state = _state(request)
+    if len(state.sockets) >= MAX_SOCKETS:
+        raise web.HTTPServiceUnavailable(text=f"503: {MAX_SOCKETS} dashboards are open already; close one")
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
     await ws.prepare(request)
     runners = list(state.cameras.values())
