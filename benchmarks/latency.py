@@ -309,7 +309,8 @@ def enhanced_clip(engine: str, frames: int) -> tuple[list[np.ndarray], list[np.n
     pipeline = Pipeline(cfg, "codec")
     source = open_source(SourceConfig(uri="demo", demo_width=640, demo_height=360, realtime=False))
     source.start()
-    images, boxes = [], []
+    images: list[np.ndarray] = []
+    boxes: list[np.ndarray] = []
     try:
         while len(images) < frames:
             frame = source.read(timeout=10.0)
@@ -346,6 +347,7 @@ def codec_sweep(
             sent_bytes += sum(len(p) for p in payloads)
             data = b"".join(vp8_depayload(p) for p in payloads)
             for out in decoder.decode(JitterFrame(data=data, timestamp=timestamp)):
+                assert isinstance(out, av.VideoFrame)
                 got = out.to_ndarray(format="bgr24")
                 full.append(psnr(image, got))
                 fp = face_psnr(image, got, bx)
