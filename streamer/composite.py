@@ -80,18 +80,52 @@ def _face_box(face: EnhancedFace) -> tuple[float, float, float, float]:
     return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())
 
 
+def _overlaps(a: tuple[int, int, int, int], boxes: list[tuple[int, int, int, int]]) -> bool:
+    return any(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3] for b in boxes)
+
+
+def _place_inset(
+    box: tuple[float, float, float, float], size: int, w: int, h: int, taken: list[tuple[int, int, int, int]]
+) -> tuple[int, int] | None:
+    """Top-left corner for an inset near `box` that covers no face and no other inset: rings of
+    candidate spots further and further out, right side first. None when the frame is full."""
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half_w, half_h = (x1 - x0) / 2, (y1 - y0) / 2
+    for ring in range(6):
+        reach = 6 + ring * (size + 6)
+        for dx, dy in ((1, 0), (-1, 0), (0, -1), (0, 1), (1, -1), (-1, -1), (1, 1), (-1, 1)):
+            tx = cx + dx * (half_w + reach + size / 2) - size / 2
+            ty = cy + dy * (half_h + reach + size / 2) - size / 2
+            if dx == 0:
+                tx = cx - size / 2
+            if dy == 0:
+                ty = cy - size / 2
+            rect = (int(tx), int(ty), int(tx) + size, int(ty) + size)
+            if rect[0] < 0 or rect[1] < 0 or rect[2] > w or rect[3] > h:
+                continue
+            if not _overlaps(rect, taken):
+                return rect[0], rect[1]
+    return None
+
+
 def compose_inset(image: np.ndarray, faces: list[EnhancedFace], feather: float) -> np.ndarray:
-    """Each face gets an enlarged copy beside it (right if it fits, else left), framed and joined
-    to the face by a line, so an operator sees which face it belongs to."""
+    """Each face gets an enlarged copy near it, framed and joined to the face by a line, so an
+    operator sees which face it belongs to. Insets never cover a face or each other; a face with
+    no free spot left gets none (the gallery still shows it)."""
     out = image.copy()
     h, w = out.shape[:2]
     size = min(INSET_SIZE, h // 3, w // 4)
-    for f in faces:
-        x0, y0, x1, y1 = _face_box(f)
+    boxes = [_face_box(f) for f in faces]
+    taken = [(int(b[0]), int(b[1]), int(np.ceil(b[2])), int(np.ceil(b[3]))) for b in boxes]
+    for f, box in sorted(zip(faces, boxes, strict=True), key=lambda fb: fb[1][0]):
+        spot = _place_inset(box, size, w, h, taken)
+        if spot is None:
+            continue
+        tx, ty = spot
+        taken.append((tx - 2, ty - 2, tx + size + 2, ty + size + 2))
         tile = cv2.resize(f.image, (size, size), interpolation=cv2.INTER_AREA)
-        tx = int(x1 + 6) if x1 + 6 + size <= w else int(x0 - 6 - size)
-        tx = int(np.clip(tx, 0, w - size))
-        ty = int(np.clip((y0 + y1) / 2 - size / 2, 0, h - size))
+        x0, y0, x1, y1 = box
         cv2.line(out, (int((x0 + x1) / 2), int((y0 + y1) / 2)), (tx + size // 2, ty + size // 2), (0, 200, 255), 1)
         out[ty : ty + size, tx : tx + size] = tile
         cv2.rectangle(out, (tx - 1, ty - 1), (tx + size, ty + size), (0, 200, 255), 1)

@@ -79,3 +79,19 @@ def test_inset_and_gallery_show_the_enhanced_face():
     assert ((strip[..., 2] > 250) & (strip[..., 0] < 5)).sum() >= 0.9 * 128 * 128
     g.forget([3])
     assert not ((compose_gallery(frame, g)[:, 320:, 2] > 250)).any()
+
+
+def test_insets_cover_no_face_and_no_other_inset():
+    frame = np.full((360, 640, 3), 90, np.uint8)
+    faces = []
+    for i, (x, y) in enumerate([(200, 150), (226, 150), (252, 152), (214, 180)]):
+        lmk = LMK - LMK.mean(0) + (x, y)
+        crop, m = align_face(frame, lmk, 16)
+        faces.append(EnhancedFace(i, np.full((128, 128, 3), 250, np.uint8), FaceCrop(i, crop, m, 16)))
+    out = compose_inset(frame, faces, 0.2)
+    bright = (out[..., 0] > 240).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(bright)
+    tiles = [s for s in stats[1:] if s[cv2.CC_STAT_AREA] > 1000]
+    assert len(tiles) == 4, "every face gets its own separate inset"
+    for x, y in [(200, 150), (226, 150), (252, 152), (214, 180)]:
+        assert out[y, x, 0] == 90, "an inset covers a face"
