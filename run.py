@@ -47,6 +47,8 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", choices=["auto", "tensorrt", "torch", "onnxruntime"])
     g.add_argument("--prior-strength", type=float, help="latent interpolation toward the prior mean, 0..1")
     g.add_argument("--temporal", type=float, help="latent smoothing across time within a track, 0 (off)..<1")
+    g.add_argument("--per-frame", type=int, help="live sources: faces run through the engine per frame, the others "
+                   "reuse their newest enhanced face (0: all; default 4). Files always enhance every face")
     g.add_argument("--mode", choices=["upscale", "inset", "gallery"], help="how enhanced faces are shown")
     g.add_argument("--upscale", type=int, help="output frame scale in upscale mode (1..4)")
     g.add_argument("-v", "--verbose", action="store_true")
@@ -56,7 +58,7 @@ SECTION_FLAGS = {
     "detect": {"detector": "detector", "detect_input_width": "input_width", "detect_interval": "interval",
                "detect_threshold": "threshold"},
     "enhance": {"engine": "engine", "scale": "scale", "variant": "variant", "backend": "backend",
-                "prior_strength": "prior_strength", "temporal": "temporal"},
+                "prior_strength": "prior_strength", "temporal": "temporal", "per_frame": "per_frame"},
     "output": {"mode": "mode", "upscale": "upscale", "audio": "audio", "crf": "crf"},
     "server": {"host": "host", "port": "port", "token": "token", "cert": "cert", "key": "key", "codec": "codec",
                "bitrate_kbps": "bitrate_kbps"},

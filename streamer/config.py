@@ -89,6 +89,10 @@ class EnhanceConfig:
 
     `weights_dir` empty means the weights shipped in the package; `trt_cache_dir` empty means
     ~/.cache/facestream/trt (built TensorRT engines, keyed by model, GPU and TensorRT version).
+    `max_faces` caps the faces shown per frame (largest first); `per_frame` caps how many of them
+    are run through the engine per frame (0: all), the rest reusing their track's newest
+    enhanced face, oldest first in line: the lever that keeps live video real time on a CPU.
+    File jobs enhance every face of every frame whatever this says.
     """
 
     engine: str = "fsr"
@@ -98,6 +102,7 @@ class EnhanceConfig:
     prior_strength: float = 0.15
     temporal: float = 0.5
     max_faces: int = 16
+    per_frame: int = 4
     threads: int = 1
     weights_dir: str = ""
     trt_cache_dir: str = ""
@@ -107,7 +112,7 @@ class EnhanceConfig:
 class OutputConfig:
     """How enhanced faces are shown: `upscale`, `inset` or `gallery`."""
 
-    mode: str = "upscale"
+    mode: str = "inset"
     upscale: int = 2
     feather: float = 0.2
     audio: str = "copy"
@@ -180,6 +185,7 @@ def validate(cfg: AppConfig) -> AppConfig:
     _check(0.0 <= e.prior_strength <= 1.0, "prior_strength must be in [0, 1]")
     _check(0.0 <= e.temporal < 1.0, "temporal must be in [0, 1)")
     _check(e.max_faces >= 1, "enhance max_faces must be >= 1")
+    _check(e.per_frame >= 0, f"enhance per_frame must be >= 0 (0: every face), got {e.per_frame}")
     _check(e.threads >= 1, f"enhance threads must be >= 1, got {e.threads}")
     _check(not e.weights_dir or Path(e.weights_dir).is_dir(), f"weights_dir {e.weights_dir!r} is not a folder")
     o = cfg.output

@@ -34,7 +34,7 @@ def run_enhance(
     source = open_source(source_cfg)
     source.start()
     if not source.is_live:
-        cfg = replace(cfg, detect=replace(cfg.detect, background=False))
+        cfg = replace(cfg, detect=replace(cfg.detect, background=False), enhance=replace(cfg.enhance, per_frame=0))
     pipe = pipeline or Pipeline(cfg, source_cfg.display_name)
     audio = source_cfg.uri if (cfg.output.audio == "copy" and Path(source_cfg.uri).is_file()) else None
     sink = Mp4Sink(out_path, fps=source.fps, crf=cfg.output.crf, audio_from=audio) if out_path else None

@@ -23,7 +23,7 @@ from streamer.detect import FaceDetector, build_detector
 from streamer.detect_async import BackgroundDetector
 from streamer.stats import StageStats
 from streamer.track import Tracker
-from streamer.types import Detection, EnhancedFace, Frame, FrameResult, StageTimes, Track
+from streamer.types import Detection, EnhancedFace, FaceCrop, Frame, FrameResult, StageTimes, Track
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ class Pipeline:
         self.frames = 0
         self.faces_total = 0
         self.detector_runs = 0
+        self.faces_enhanced = 0
+        self._latest: dict[int, tuple[int, np.ndarray]] = {}
 
     @property
     def backend_name(self) -> str:
@@ -117,17 +119,15 @@ class Pipeline:
             if dead:
                 self.enhancer.forget(dead)
                 self.gallery.forget(dead)
+                for track_id in dead:
+                    self._latest.pop(track_id, None)
             chosen = self._choose(tracks)
 
         with self.stats.time("crop", times):
             crops = crop_tracks(image, chosen, self.enhancer.input_size)
 
         with self.stats.time("enhance", times):
-            faces: list[EnhancedFace] = []
-            if crops:
-                batch = np.stack([c.image for c in crops])
-                enhanced = self.enhancer.enhance(batch, [c.track_id for c in crops])
-                faces = [EnhancedFace(c.track_id, img, c) for c, img in zip(crops, enhanced, strict=True)]
+            faces = self._enhance(crops)
 
         with self.stats.time("composite", times):
             output = self._compose(image, faces)
@@ -135,6 +135,25 @@ class Pipeline:
         self.frames += 1
         self.faces_total += len(faces)
         return FrameResult(frame=frame, output=output, tracks=tracks, faces=faces, times=StageTimes(times))
+
+    def _enhance(self, crops: list[FaceCrop]) -> list[EnhancedFace]:
+        """One batched engine call for the faces whose turn it is (all of them unless
+        `enhance.per_frame` is set); the others are shown with their track's newest enhanced face,
+        pasted through this frame's alignment so it still sits on the face."""
+        budget = self.cfg.enhance.per_frame or len(crops)
+        size = self.enhancer.output_size
+        cached = {tid: img for tid, (_, img) in self._latest.items() if img.shape[0] == size}
+        order = sorted(crops, key=lambda c: self._latest[c.track_id][0] if c.track_id in cached else -1)
+        todo = order[:budget]
+        enhanced: dict[int, np.ndarray] = dict(cached)
+        if todo:
+            batch = np.stack([c.image for c in todo])
+            out = self.enhancer.enhance(batch, [c.track_id for c in todo])
+            for c, img in zip(todo, out, strict=True):
+                enhanced[c.track_id] = img
+                self._latest[c.track_id] = (self.frames, img)
+            self.faces_enhanced += len(todo)
+        return [EnhancedFace(c.track_id, enhanced[c.track_id], c) for c in crops if c.track_id in enhanced]
 
     def _detect(self, frame: Frame) -> tuple[list[Detection] | None, int]:
         """(detections, lag): detections for the tracker, or None when it should predict on its

@@ -77,7 +77,7 @@ def test_a_frame_with_300_faces_is_capped_not_fatal():
     photo = cv2.imread(str(files("insightface") / "data/images/t1.jpg"))
     tile = cv2.resize(photo, (photo.shape[1] // 3, photo.shape[0] // 3), interpolation=cv2.INTER_AREA)
     big = np.tile(tile, (8, 8, 1))  # 6 faces per tile x 64 tiles = 384 faces
-    cfg = replace(_cfg(), enhance=EnhanceConfig(engine="bicubic", max_faces=16))
+    cfg = replace(_cfg(), enhance=EnhanceConfig(engine="bicubic", max_faces=16, per_frame=0))
     cfg = replace(cfg, detect=replace(cfg.detect, input_width=big.shape[1]))
     pipe = Pipeline(cfg, "crowd")
     from streamer.types import Frame
@@ -100,3 +100,16 @@ def test_background_detection_feeds_the_tracker(demo_frames):
     assert min(len(r.faces) for r in results) >= 4
     assert "detector (background)" in pipe.stats.summary()
     assert not pipe.background._thread.is_alive()
+
+
+def test_per_frame_budget_enhances_in_turn_and_shows_every_face(demo_frames):
+    cfg = replace(_cfg(mode="upscale", upscale=1), enhance=EnhanceConfig(engine="bicubic", per_frame=2))
+    pipe = Pipeline(cfg, "demo")
+    results = [pipe.process(f) for f in demo_frames]
+    assert pipe.faces_enhanced == 2 * len(demo_frames)
+    assert len(results[0].faces) == 2
+    last = results[-1]
+    assert len(last.faces) == len(last.tracks) >= 4, "faces not enhanced this frame reuse their newest crop"
+    # Round robin: every track of the last frame got its turn recently.
+    turns = [pipe._latest[t.track_id][0] for t in last.tracks]
+    assert min(turns) >= len(demo_frames) - 1 - -(-len(last.tracks) // 2)
