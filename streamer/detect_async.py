@@ -13,12 +13,47 @@ import logging
 import threading
 import time
 
+import cv2
 import numpy as np
 
 from streamer.detect import FaceDetector
 from streamer.types import Detection
 
 log = logging.getLogger(__name__)
+
+
+def carry_forward(
+    detections: list[Detection], then: np.ndarray, now: np.ndarray, keep_lost: bool = True
+) -> list[Detection]:
+    """Move detections found on an earlier frame (`then`, grey) to where their faces are in `now`.
+
+    A background detection arrives several frames late; on a panning camera the faces have moved
+    by more than their own 10-24 px size, so matched as they are they would land on bare wall.
+    Pyramidal Lucas-Kanade flow of each face's landmarks and box corners gives its shift (the
+    median, robust to a point lost on a flat patch); a face whose points were all lost keeps its
+    position, or is left out when `keep_lost` is False.
+    """
+    if not detections:
+        return detections
+    pts = []
+    for d in detections:
+        x1, y1, x2, y2 = d.box
+        pts.append(np.vstack([d.landmarks, [[x1, y1], [x2, y1], [x1, y2], [x2, y2]]]))
+    p0 = np.concatenate(pts).astype(np.float32).reshape(-1, 1, 2)
+    p1, status, _ = cv2.calcOpticalFlowPyrLK(then, now, p0, None, winSize=(15, 15), maxLevel=3,
+                                             criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+    flow = (p1 - p0).reshape(len(detections), 9, 2)
+    ok = status.reshape(len(detections), 9).astype(bool)
+    moved = []
+    for d, f, good in zip(detections, flow, ok, strict=True):
+        if not good.any():
+            if keep_lost:
+                moved.append(d)
+            continue
+        dx, dy = np.median(f[good], axis=0)
+        shift = np.array([dx, dy], dtype=np.float32)
+        moved.append(Detection(box=d.box + np.tile(shift, 2), score=d.score, landmarks=d.landmarks + shift))
+    return moved
 
 
 class BackgroundDetector:
