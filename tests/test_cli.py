@@ -52,7 +52,7 @@ def _faces_clip(path: Path, frames: int = 16, fps: int = 15) -> None:
 def test_enhance_writes_same_frames_timing_and_audio(tmp_path):
     src, out, stats = tmp_path / "faces.mp4", tmp_path / "out.mp4", tmp_path / "stats.json"
     _faces_clip(src)
-    proc = _run("enhance", "--source", str(src), "--out", str(out), "--json", str(stats), "--upscale", "2",
+    proc = _run("enhance", "--source", str(src), "--out", str(out), "--json", str(stats), "--mode", "upscale", "--upscale", "2",
                 "--detect-width", "640")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "p50 ms" in proc.stdout and "enhance" in proc.stdout
