@@ -13,5 +13,6 @@ def test_quick_pipeline_bench_prints_table_and_json(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "decode only" in table and "detect p95" in table
     rows = json.loads(out.read_text())
-    assert [r["config"] for r in rows] == ["decode only", "bicubic"]
+    assert [r["config"] for r in rows] == ["decode only", "bicubic", "live"]
+    assert rows[2]["frames"] == 6 and rows[2]["faces_per_frame"] >= 4
     assert rows[1]["frames"] == 6 and rows[1]["faces_per_frame"] >= 4
