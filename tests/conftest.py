@@ -53,8 +53,10 @@ def write_clip(
     gop: int | None = None,
     audio: bool = False,
     first_index: int = 0,
+    image_fn: Callable[[int, int, int], np.ndarray] = clip_frame,
 ) -> Path:
-    """Encode `frames` frames of `clip_frame` into `path`; the extension picks container and codec."""
+    """Encode `frames` frames of `image_fn(i, width, height)` (default `clip_frame`) into `path`;
+    the extension picks container and codec."""
     fmt, vcodec, pix_fmt, acodec = CLIP_FORMATS[path.suffix]
     width, height = size
     with av.open(str(path), "w", format=fmt) as out:
@@ -72,7 +74,7 @@ def write_clip(
             astream.layout = "stereo"
         samples_per_frame = 48000 // fps
         for i in range(frames):
-            image = clip_frame(first_index + i, width, height)
+            image = image_fn(first_index + i, width, height)
             vf = av.VideoFrame.from_ndarray(image, format="bgr24")
             vf.pts, vf.time_base = i, Fraction(1, fps)
             for packet in video.encode(vf):

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import write_clip
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,29 +26,16 @@ def _run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
 
 def _faces_clip(path: Path, frames: int = 16, fps: int = 15) -> None:
     """A real photo of six people (from the insightface wheel) drifting by a pixel a frame, with a
-    tone on an AAC track, so the file job has faces to track and audio to copy."""
+    tone on the audio track, so the file job has faces to track and audio to copy."""
     spec = find_spec("insightface")
     assert spec is not None and spec.origin is not None
     photo = cv2.imread(str(Path(spec.origin).parent / "data/images/t1.jpg"))
     photo = cv2.resize(photo, (640, 443), interpolation=cv2.INTER_AREA)
-    with av.open(str(path), "w") as c:
-        v = c.add_stream("libx264", rate=fps)
-        v.width, v.height, v.pix_fmt = 608, 416, "yuv420p"
-        a = c.add_stream("aac", rate=48000)
-        a.layout = "mono"
-        for i in range(frames):
-            img = np.ascontiguousarray(photo[8 + i % 4 : 8 + i % 4 + 416, 16 + i : 16 + i + 608])
-            for p in v.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                c.mux(p)
-        tone = (0.1 * np.sin(np.arange(48000 * frames // fps) * 0.06)).astype(np.float32)[None]
-        for start in range(0, tone.shape[1], 1024):
-            af = av.AudioFrame.from_ndarray(tone[:, start : start + 1024], format="fltp", layout="mono")
-            af.sample_rate, af.pts = 48000, start
-            for p in a.encode(af):
-                c.mux(p)
-        for s in (v, a):
-            for p in s.encode(None):
-                c.mux(p)
+
+    def drifting(i: int, width: int, height: int) -> np.ndarray:
+        return np.ascontiguousarray(photo[8 + i % 4 : 8 + i % 4 + height, 16 + i : 16 + i + width])
+
+    write_clip(path, size=(608, 416), frames=frames, fps=fps, audio=True, image_fn=drifting)
 
 
 def test_enhance_writes_same_frames_timing_and_audio(tmp_path):

@@ -5,35 +5,11 @@ import numpy as np
 import pytest
 
 from streamer.sink import Mp4Sink, SinkError
-
-
-def _clip_with_audio(path: Path, frames: int = 24, fps: int = 12) -> None:
-    """A real H.264 + AAC mp4: 2 s of video and a 440 Hz tone."""
-    with av.open(str(path), "w") as c:
-        v = c.add_stream("libx264", rate=fps)
-        v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
-        a = c.add_stream("aac", rate=48000)
-        a.layout = "mono"
-        for i in range(frames):
-            img = np.full((64, 96, 3), (i * 10) % 255, np.uint8)
-            for p in v.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                c.mux(p)
-        t = np.arange(48000 * frames // fps) / 48000
-        tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        for start in range(0, tone.shape[1], 1024):
-            af = av.AudioFrame.from_ndarray(tone[:, start : start + 1024], format="fltp", layout="mono")
-            af.sample_rate = 48000
-            af.pts = start
-            for p in a.encode(af):
-                c.mux(p)
-        for s in (v, a):
-            for p in s.encode(None):
-                c.mux(p)
+from conftest import write_clip
 
 
 def test_sink_keeps_frame_count_timing_and_copies_audio(tmp_path):
-    src = tmp_path / "in.mp4"
-    _clip_with_audio(src)
+    src = write_clip(tmp_path / "in.mp4", size=(96, 64), frames=24, fps=12, audio=True)
     with av.open(str(src)) as c:
         pts_in = [float(f.pts * f.time_base) for f in c.decode(video=0)]
     with av.open(str(src)) as c:
