@@ -84,6 +84,18 @@ def live_settings(cfg: AppConfig, source: SourceConfig, frames: int) -> dict[str
             "stages": pipe.stats.summary(), "source_stats": {}}
 
 
+def table_row(clip: str, config: str, summary: dict[str, Any]) -> dict[str, object]:
+    row: dict[str, object] = {"clip": clip, "config": config, "fps": summary["fps"],
+                              "faces/frame": summary["faces_per_frame"],
+                              "dropped": summary["source_stats"].get("frames_dropped", 0)}
+    for stage in STAGES:
+        s = summary["stages"].get(stage)
+        if s:
+            row[f"{stage} p50"] = s["p50_ms"]
+            row[f"{stage} p95"] = s["p95_ms"]
+    return row
+
+
 def clips(folder: str, limit: int) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
@@ -112,26 +124,11 @@ def main(args: argparse.Namespace) -> int:
         for engine in args.engines.split(","):
             cfg = replace(base, enhance=replace(base.enhance if engine == "fsr" else EnhanceConfig(), engine=engine))
             summary = run_enhance(cfg, src, out_path=None, max_frames=args.frames)
-            row: dict[str, object] = {"clip": src.name, "config": summary["engine"], "fps": summary["fps"],
-                                      "faces/frame": summary["faces_per_frame"],
-                                      "dropped": summary["source_stats"].get("frames_dropped", 0)}
-            for stage in STAGES:
-                s = summary["stages"].get(stage)
-                if s:
-                    row[f"{stage} p50"] = s["p50_ms"]
-                    row[f"{stage} p95"] = s["p95_ms"]
-            rows.append(row)
+            rows.append(table_row(src.name, summary["engine"], summary))
             results.append({"clip": src.name, "config": engine, **summary})
         if src.uri == "demo":
             live = live_settings(base, src, args.frames)
-            row = {"clip": src.name, "config": f"live: {live['engine']}", "fps": live["fps"],
-                   "faces/frame": live["faces_per_frame"], "dropped": 0}
-            for stage in STAGES:
-                st = live["stages"].get(stage)
-                if st:
-                    row[f"{stage} p50"] = st["p50_ms"]
-                    row[f"{stage} p95"] = st["p95_ms"]
-            rows.append(row)
+            rows.append(table_row(src.name, f"live: {live['engine']}", live))
             results.append({"clip": src.name, "config": "live", **live})
     columns = ["clip", "config", "fps", "faces/frame", "dropped", "source p50"]
     for stage in STAGES:
