@@ -116,13 +116,13 @@ class Pipeline:
 
         with self.stats.time("detect", times):
             gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-            detections, lag = self._detect(frame, gray)
+            detections = self._detect(frame, gray)
             detections = self._follow(gray) if detections is None else detections
             self._anchors = detections or []
             self._prev_gray = gray
 
         with self.stats.time("track", times):
-            tracks = self.tracker.update(detections, image, lag=lag)
+            tracks = self.tracker.update(detections, image)
             dead = self.tracker.pop_dead()
             if dead:
                 self.enhancer.forget(dead)
@@ -174,32 +174,31 @@ class Pipeline:
             return None
         return carry_forward(self._anchors, prev, gray, keep_lost=False)
 
-    def _detect(self, frame: Frame, gray: np.ndarray) -> tuple[list[Detection] | None, int]:
-        """(detections, lag): detections for the tracker, or None when it should predict on its
-        own; lag is how many frames ago the detections' frame was (background detection)."""
+    def _detect(self, frame: Frame, gray: np.ndarray) -> list[Detection] | None:
+        """Detections for this frame, or None when none ran or arrived. A background result
+        computed on an earlier frame is carried to this one by optical flow first."""
         due = self._since_detect % self._interval == 0
         self._since_detect += 1
         bg = self.background
         if bg is None:
             if not due:
-                return None, 0
+                return None
             self.detector_runs += 1
-            return self.detector.detect(frame.image), 0
+            return self.detector.detect(frame.image)
         if due and bg.idle:
             bg.submit(self.frames, frame.image)
             self._submitted[self.frames] = gray
         result = bg.wait(FIRST_DETECTION_WAIT_S) if self.detector_runs == 0 else bg.poll()
         if result is None:
-            return None, 0
+            return None
         self.detector_runs += 1
         self.stats.record("detector (background)", bg.last_seconds)
         submitted_at, detections = result
         then = self._submitted.pop(submitted_at, None)
         self._submitted = {k: v for k, v in self._submitted.items() if k > submitted_at}
-        if then is not None and submitted_at != self.frames:
-            if then.shape == frame.image.shape[:2]:
-                detections = carry_forward(detections, then, gray)
-        return detections, 0
+        if then is not None and submitted_at != self.frames and then.shape == gray.shape:
+            detections = carry_forward(detections, then, gray)
+        return detections
 
     def _choose(self, tracks: list[Track]) -> list[Track]:
         """The largest faces first when there are more than the engine budget allows."""
