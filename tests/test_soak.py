@@ -130,13 +130,13 @@ async def soak(seconds: float, warmup: int, max_growth_mb: float) -> None:
 
 @pytest.mark.asyncio
 async def test_two_cameras_three_viewers_short() -> None:
-    await soak(8.0, warmup=20, max_growth_mb=100.0)
+    await soak(8.0, warmup=60, max_growth_mb=100.0)
 
 
 @pytest.mark.slow
 @pytest.mark.asyncio
 async def test_two_cameras_three_viewers_30s() -> None:
-    await soak(30.0, warmup=30, max_growth_mb=100.0)
+    await soak(30.0, warmup=90, max_growth_mb=100.0)
 
 
 def test_viewer_cli_needs_a_camera() -> None:
