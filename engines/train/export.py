@@ -76,22 +76,25 @@ def update_manifest(weights_dir: Path, name: str, entry: dict[str, Any]) -> None
         tmp.replace(path)
 
 
-def export_step1(
+def _export_single(
     model: nn.Module,
     arch: str,
     kwargs: dict[str, Any],
     weights_dir: Path,
     name: str,
-    extra: dict[str, Any] | None = None,
+    kind: str,
+    output: str,
+    extra: dict[str, Any] | None,
 ) -> Path:
+    """One network, one ONNX file ("lr" -> `output`) and its state dict, recorded in the manifest."""
     out = weights_dir / name
     out.mkdir(parents=True, exist_ok=True)
     model = _half_round(model.eval().cpu())
     s = kwargs["scale_in"]
-    _onnx(model, torch.rand(2, 3, s, s), out / "model.onnx", "lr", "mr")
+    _onnx(model, torch.rand(2, 3, s, s), out / "model.onnx", "lr", output)
     torch.save(_state(model), out / "model.pt")
     entry = {
-        "kind": "step1",
+        "kind": kind,
         "scale_in": s,
         "scale_out": kwargs.get("scale_out", MR_SIZE),
         "files": {
@@ -109,6 +112,17 @@ def export_step1(
     return out
 
 
+def export_step1(
+    model: nn.Module,
+    arch: str,
+    kwargs: dict[str, Any],
+    weights_dir: Path,
+    name: str,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    return _export_single(model, arch, kwargs, weights_dir, name, "step1", "mr", extra)
+
+
 def export_onestep(
     model: nn.Module,
     arch: str,
@@ -118,28 +132,7 @@ def export_onestep(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """The one-step ablation: same layout as step 1 ("lr" -> "hr"); used by the quality benchmark."""
-    out = weights_dir / name
-    out.mkdir(parents=True, exist_ok=True)
-    model = _half_round(model.eval().cpu())
-    s = kwargs["scale_in"]
-    _onnx(model, torch.rand(2, 3, s, s), out / "model.onnx", "lr", "hr")
-    torch.save(_state(model), out / "model.pt")
-    entry = {
-        "kind": "onestep",
-        "scale_in": s,
-        "scale_out": kwargs["scale_out"],
-        "files": {
-            "onnx": f"{name}/model.onnx",
-            "state_dict": f"{name}/model.pt",
-            "card": f"{name}/MODEL_CARD.md",
-        },
-        "gmac": round(gmac(arch, kwargs), 4),
-        "arch": arch,
-        "arch_kwargs": kwargs,
-        **(extra or {}),
-    }
-    update_manifest(weights_dir, name, entry)
-    return out
+    return _export_single(model, arch, kwargs, weights_dir, name, "onestep", "hr", extra)
 
 
 def export_step2(
