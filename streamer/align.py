@@ -8,10 +8,10 @@ function, so a crop at inference looks like the crops the models learned from.
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import warnings
 
+import cv2
+import numpy as np
 from insightface.utils import face_align
 
 from streamer.types import FaceCrop, Track

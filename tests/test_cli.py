@@ -13,7 +13,6 @@ import av
 import cv2
 import numpy as np
 import pytest
-
 from conftest import write_clip
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -78,7 +78,7 @@ def test_inset_and_gallery_show_the_enhanced_face():
     strip = out[:, 320:]
     assert ((strip[..., 2] > 250) & (strip[..., 0] < 5)).sum() >= 0.9 * 128 * 128
     g.forget([3])
-    assert not ((compose_gallery(frame, g)[:, 320:, 2] > 250)).any()
+    assert not (compose_gallery(frame, g)[:, 320:, 2] > 250).any()
 
 
 def test_insets_cover_no_face_and_no_other_inset():

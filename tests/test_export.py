@@ -13,7 +13,7 @@ import torch
 
 from engines.arch import build
 from engines.train import configs as C
-from engines.train.export import export_step1, export_step2
+from engines.train.export import export_restorer, export_step2
 from engines.train.init_weights import export_random
 
 TOL = 1e-4
@@ -36,7 +36,7 @@ def _torch_model(weights: Path, name: str) -> torch.nn.Module:
 def test_step1_export_matches_torch_with_dynamic_batch(tmp_path: Path) -> None:
     torch.manual_seed(0)
     kw = C.step1_kwargs(8, "fast")
-    export_step1(build(C.STEP1_ARCH, kw), C.STEP1_ARCH, kw, tmp_path, "step1_x8_fast")
+    export_restorer("step1", build(C.STEP1_ARCH, kw), C.STEP1_ARCH, kw, tmp_path, "step1_x8_fast")
     path = tmp_path / "step1_x8_fast/model.onnx"
     model = onnx.load(str(path))
     assert model.opset_import[0].version == 17

@@ -71,8 +71,9 @@ def test_live_controls_apply_at_next_frame_and_refuse_bad_values(demo_frames):
 
 
 def test_a_frame_with_300_faces_is_capped_not_fatal():
-    import cv2
     from importlib.resources import files
+
+    import cv2
 
     photo = cv2.imread(str(files("insightface") / "data/images/t1.jpg"))
     tile = cv2.resize(photo, (photo.shape[1] // 3, photo.shape[0] // 3), interpolation=cv2.INTER_AREA)

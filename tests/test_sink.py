@@ -1,11 +1,10 @@
-from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from conftest import write_clip
 
 from streamer.sink import Mp4Sink, SinkError
-from conftest import write_clip
 
 
 def test_sink_keeps_frame_count_timing_and_copies_audio(tmp_path):

@@ -1,22 +1,19 @@
 """Step 1 of the two-step FSR: LR face (s px) -> MR face (64 px), and its degradation model.
 
-The restorer predicts a residual over a bilinear upscale of its input, so an untrained or
-uncertain net degrades gracefully to a smooth image. Most layers run at the LR size (cheap);
-each x2 stage halves the channel count so cost stays flat as resolution grows.
+The restorer is a `ResidualUpscaler` (engines/arch/blocks.py) whose x2 stages hold residual
+blocks.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engines.arch.blocks import ResBlock, Up2, conv
+from engines.arch.blocks import ResBlock, ResidualUpscaler, Up2, conv
 
 
-class Step1Restorer(nn.Module):
+class Step1Restorer(ResidualUpscaler):
     """Args:
         scale_in: LR side s (8, 16 or 32); the output is always `scale_out`.
         scale_out: MR side (64).
@@ -34,28 +31,10 @@ class Step1Restorer(nn.Module):
         blocks: int = 3,
         stage_blocks: int = 1,
     ) -> None:
-        super().__init__()
-        ratio = scale_out // scale_in
-        if scale_in * ratio != scale_out or ratio & (ratio - 1) or ratio < 2:
-            raise ValueError(f"scale_out/scale_in must be a power of two >= 2, got {scale_in} -> {scale_out}")
-        self.scale_in, self.scale_out = scale_in, scale_out
-        self.head = conv(3, channels)
-        self.body = nn.Sequential(*[ResBlock(channels) for _ in range(blocks)])
-        ups: list[nn.Module] = []
-        ch = channels
-        for _ in range(int(math.log2(ratio))):
-            nxt = max(16, ch // 2)
-            ups.append(Up2(ch, nxt))
-            ups.extend(ResBlock(nxt) for _ in range(stage_blocks))
-            ch = nxt
-        self.up = nn.Sequential(*ups)
-        self.tail = conv(ch, 3)
+        def stage(cin: int, cout: int) -> list[nn.Module]:
+            return [Up2(cin, cout), *(ResBlock(cout) for _ in range(stage_blocks))]
 
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        base = F.interpolate(lr, size=(self.scale_out, self.scale_out), mode="bilinear", align_corners=False)
-        x = self.head(lr)
-        x = x + self.body(x)
-        return (base + self.tail(self.up(x))).clamp(0.0, 1.0)
+        super().__init__(scale_in, scale_out, channels, blocks, stage, min_channels=16)
 
 
 class DegradationGenerator(nn.Module):

@@ -9,6 +9,7 @@ import random
 import shlex
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -197,3 +199,56 @@ class Timer:
 
 def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+class StepLoop:
+    """The step loop every trainer shares: the progress bar, the end of the run (steps, time
+    budget or --stop-after), periodic checkpoints and the one that keeps a cut-short run
+    resumable. Iterating yields (step, t) with t the fraction of the run done; the trainer
+    reports its losses with `record` and finds `done`/`interrupted` afterwards.
+
+    `save(step)` writes a checkpoint at `step` (the trainer knows what belongs in it)."""
+
+    def __init__(
+        self, opts: TrainOptions, name: str, start: int, timer: Timer, save: Callable[[int], None]
+    ) -> None:
+        self.opts, self.name, self.start, self.timer, self.save = opts, name, start, timer, save
+        self.done = start
+        self.losses: dict[str, float] = {}
+        self._parts: dict[str, torch.Tensor] = {}
+
+    def record(self, parts: dict[str, torch.Tensor]) -> None:
+        self._parts = parts
+
+    def __iter__(self) -> Iterator[tuple[int, float]]:
+        opts = self.opts
+        bar = tqdm(
+            range(self.start, opts.steps),
+            desc=self.name,
+            disable=not opts.progress,
+            initial=self.start,
+            total=opts.steps,
+        )
+        for step in bar:
+            t = progress(opts, step, self.timer.elapsed)
+            if t >= 1.0 or (opts.stop_after is not None and step - self.start >= opts.stop_after):
+                break
+            yield step, t
+            if step % 20 == 0 or step == opts.steps - 1:
+                self.losses = {k: round(float(v.detach()), 4) for k, v in self._parts.items()}
+                bar.set_postfix(self.losses)
+            self.done = step + 1
+            if self.done % opts.ckpt_every == 0 or self.done == opts.steps:
+                self.save(self.done)
+        bar.close()
+        if self.done < opts.steps:  # stopped by the time budget or --stop-after
+            self.save(self.done)
+
+    @property
+    def interrupted(self) -> bool:
+        """Ended by --stop-after (not by a time budget): checkpointed, to be resumed, not exported."""
+        opts = self.opts
+        if opts.stop_after is not None and self.done < opts.steps and not opts.time_budget:
+            log.info("%s stopped at step %d of %d; continue with --resume", self.name, self.done, opts.steps)
+            return True
+        return False

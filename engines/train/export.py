@@ -76,17 +76,24 @@ def update_manifest(weights_dir: Path, name: str, entry: dict[str, Any]) -> None
         tmp.replace(path)
 
 
-def _export_single(
+OUTPUT_NAMES = {"step1": "mr", "onestep": "hr"}
+"""ONNX output name per single-network kind (the input is always "lr")."""
+
+
+def export_restorer(
+    kind: str,
     model: nn.Module,
     arch: str,
     kwargs: dict[str, Any],
     weights_dir: Path,
     name: str,
-    kind: str,
-    output: str,
-    extra: dict[str, Any] | None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """One network, one ONNX file ("lr" -> `output`) and its state dict, recorded in the manifest."""
+    """Step 1 or the one-step ablation: one network, one ONNX file and its state dict, recorded in
+    the manifest (the one-step model is used only by the quality benchmark)."""
+    if kind not in OUTPUT_NAMES:
+        raise ValueError(f"kind must be one of {sorted(OUTPUT_NAMES)}, got {kind!r}")
+    output = OUTPUT_NAMES[kind]
     out = weights_dir / name
     out.mkdir(parents=True, exist_ok=True)
     model = _half_round(model.eval().cpu())
@@ -110,29 +117,6 @@ def _export_single(
     update_manifest(weights_dir, name, entry)
     log.info("exported %s to %s", name, out)
     return out
-
-
-def export_step1(
-    model: nn.Module,
-    arch: str,
-    kwargs: dict[str, Any],
-    weights_dir: Path,
-    name: str,
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    return _export_single(model, arch, kwargs, weights_dir, name, "step1", "mr", extra)
-
-
-def export_onestep(
-    model: nn.Module,
-    arch: str,
-    kwargs: dict[str, Any],
-    weights_dir: Path,
-    name: str,
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    """The one-step ablation: same layout as step 1 ("lr" -> "hr"); used by the quality benchmark."""
-    return _export_single(model, arch, kwargs, weights_dir, name, "onestep", "hr", extra)
 
 
 def export_step2(

@@ -12,7 +12,7 @@ import torch
 from engines.arch import build
 from engines.train import configs as C
 from engines.train.card import write_card
-from engines.train.export import export_onestep, export_step1, export_step2
+from engines.train.export import export_restorer, export_step2
 
 
 def export_random(
@@ -43,7 +43,7 @@ def export_random(
             kw = C.step1_kwargs(sc, v)
             n = C.name("step1", sc, v)
             write_card(
-                export_step1(build(C.STEP1_ARCH, kw), C.STEP1_ARCH, kw, weights_dir, n),
+                export_restorer("step1", build(C.STEP1_ARCH, kw), C.STEP1_ARCH, kw, weights_dir, n),
                 n,
                 {
                     "kind": "step1",
@@ -55,6 +55,6 @@ def export_random(
             if onestep:
                 kw = C.onestep_kwargs(sc, v)
                 n = C.name("onestep", sc, v)
-                export_onestep(build(C.ONESTEP_ARCH, kw), C.ONESTEP_ARCH, kw, weights_dir, n)
+                export_restorer("onestep", build(C.ONESTEP_ARCH, kw), C.ONESTEP_ARCH, kw, weights_dir, n)
                 names.append(n)
     return names

@@ -17,14 +17,12 @@ this loop started from shipped weights with the camera's faces as the real set.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from engines.arch import build
 from engines.arch.disc_arch import PatchDiscriminator
@@ -35,6 +33,7 @@ from engines.train import configs as C
 from engines.train.card import write_card
 from engines.train.common import (
     Checkpoint,
+    StepLoop,
     Timer,
     TrainOptions,
     area,
@@ -42,14 +41,11 @@ from engines.train.common import (
     fft_loss,
     g_loss,
     param_count,
-    progress,
     set_lr,
     setup_torch,
     to_tensor,
 )
-from engines.train.export import export_onestep, export_step1
-
-log = logging.getLogger(__name__)
+from engines.train.export import export_restorer
 
 W_FFT, W_ADV, W_CYCLE, W_LOWFREQ = 0.1, 0.05, 1.0, 1.0
 BOOTSTRAP = 0.25
@@ -127,15 +123,8 @@ def train_restorer(
         start, elapsed, _ = ckpt.load(modules, rng, device)
     timer = Timer(elapsed)
     target_size = C.MR_SIZE if kind == "step1" else C.HR_SIZE
-    losses: dict[str, float] = {}
-    bar = tqdm(
-        range(start, opts.steps), desc=name, disable=not opts.progress, initial=start, total=opts.steps
-    )
-    done = start
-    for step in bar:
-        t = progress(opts, step, timer.elapsed)
-        if t >= 1.0 or (opts.stop_after is not None and step - start >= opts.stop_after):
-            break
+    loop = StepLoop(opts, name, start, timer, lambda done: ckpt.save(done, modules, rng, timer.elapsed))
+    for _step, t in loop:
         set_lr(opt, opts.lr, t)
         hr_np = _flip(hr_all[rng.integers(0, len(hr_all), opts.batch)], rng)
         lr_syn = to_tensor(degrade(hr_np, s, rng), device)
@@ -172,24 +161,14 @@ def train_restorer(
             ld.backward()
             opt_d.step()
             parts["d"] = ld
-        if step % 20 == 0 or step == opts.steps - 1:
-            losses = {k: round(float(v.detach()), 4) for k, v in parts.items()}
-            bar.set_postfix(losses)
-        done = step + 1
-        if done % opts.ckpt_every == 0 or done == opts.steps:
-            ckpt.save(done, modules, rng, timer.elapsed)
-    bar.close()
-    if done < opts.steps:  # stopped by the time budget
-        ckpt.save(done, modules, rng, timer.elapsed)
-    if opts.stop_after is not None and done < opts.steps and not opts.time_budget:
-        log.info("%s stopped at step %d of %d; continue with --resume", name, done, opts.steps)
-        return {"stopped": True, "start": start, "steps": done}
+        loop.record(parts)
+    if loop.interrupted:
+        return {"stopped": True, "start": start, "steps": loop.done}
     net.eval()
     out_dir = out_dir or (
         opts.out if kind == "step1" and not synthetic_only and not tag else opts.out / "ablations"
     )
-    export = export_step1 if kind == "step1" else export_onestep
-    folder = export(net, arch, kw, out_dir, name)
+    folder = export_restorer(kind, net, arch, kw, out_dir, name)
     info = {
         "kind": kind,
         "arch": arch,
@@ -199,9 +178,9 @@ def train_restorer(
         "command": opts.command,
         "device": _device_name(device),
         "seed": opts.seed,
-        "steps": done,
+        "steps": loop.done,
         "train_seconds": round(timer.elapsed, 1),
-        "final_losses": losses,
+        "final_losses": loop.losses,
         "trained": True,
         "start": start,
         "data": f"HR: {len(hr_all)} aligned {opts.dataset} faces at 128 px (MR = area downscale to 64 px); "

@@ -16,13 +16,11 @@ the decoder smooth around every training code as well.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from engines.arch import build
 from engines.arch.disc_arch import PatchDiscriminator
@@ -31,6 +29,7 @@ from engines.train import configs as C
 from engines.train.card import write_card
 from engines.train.common import (
     Checkpoint,
+    StepLoop,
     Timer,
     TrainOptions,
     area,
@@ -38,7 +37,6 @@ from engines.train.common import (
     fft_loss,
     g_loss,
     param_count,
-    progress,
     random_blur,
     set_lr,
     setup_torch,
@@ -46,8 +44,6 @@ from engines.train.common import (
 )
 from engines.train.export import export_step2
 from engines.train.step1 import _device_name, _flip
-
-log = logging.getLogger(__name__)
 
 W_FFT, W_ADV, W_CODE = 0.1, 0.02, 1e-4
 CODE_NOISE = 0.1
@@ -89,15 +85,12 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
         zmean = extra["zmean"].to(device)
         gen.set_state(extra["gen"])
     timer = Timer(elapsed)
-    losses: dict[str, float] = {}
-    bar = tqdm(
-        range(start, opts.steps), desc=name, disable=not opts.progress, initial=start, total=opts.steps
-    )
-    done = start
-    for step in bar:
-        t = progress(opts, step, timer.elapsed)
-        if t >= 1.0 or (opts.stop_after is not None and step - start >= opts.stop_after):
-            break
+
+    def save(done: int) -> None:
+        ckpt.save(done, modules, rng, timer.elapsed, {"zmean": zmean.cpu(), "gen": gen.get_state()})
+
+    loop = StepLoop(opts, name, start, timer, save)
+    for _step, t in loop:
         set_lr(opt, opts.lr, t)
         prior.train()
         hr = to_tensor(_flip(hr_all[rng.integers(0, len(hr_all), opts.batch)], rng), device)
@@ -137,18 +130,9 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
             ld.backward()
             opt_d.step()
             parts["d"] = ld
-        if step % 20 == 0 or step == opts.steps - 1:
-            losses = {k: round(float(v.detach()), 4) for k, v in parts.items()}
-            bar.set_postfix(losses)
-        done = step + 1
-        if done % opts.ckpt_every == 0 or done == opts.steps:
-            ckpt.save(done, modules, rng, timer.elapsed, {"zmean": zmean.cpu(), "gen": gen.get_state()})
-    bar.close()
-    if done < opts.steps:  # stopped by the time budget
-        ckpt.save(done, modules, rng, timer.elapsed, {"zmean": zmean.cpu(), "gen": gen.get_state()})
-    if opts.stop_after is not None and done < opts.steps and not opts.time_budget:
-        log.info("%s stopped at step %d of %d; continue with --resume", name, done, opts.steps)
-        return {"stopped": True, "start": start, "steps": done}
+        loop.record(parts)
+    if loop.interrupted:
+        return {"stopped": True, "start": start, "steps": loop.done}
     mean = latent_mean(prior, hr_all, device)
     folder = export_step2(prior, C.STEP2_ARCH, kw, mean, opts.out, name)
     info = {
@@ -160,9 +144,9 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
         "command": opts.command,
         "device": _device_name(device),
         "seed": opts.seed,
-        "steps": done,
+        "steps": loop.done,
         "train_seconds": round(timer.elapsed, 1),
-        "final_losses": losses,
+        "final_losses": loop.losses,
         "trained": True,
         "start": start,
         "data": f"{len(hr_all)} aligned {opts.dataset} faces at 128 px; MR input = area downscale to 64 px, "

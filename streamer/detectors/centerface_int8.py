@@ -27,7 +27,12 @@ import numpy as np
 
 from streamer.config import DetectConfig
 from streamer.detect import DetectorError
-from streamer.detectors.centerface import CenterFaceDetector, _dynamic_model_bytes, embedded_model_path, network_size
+from streamer.detectors.centerface import (
+    CenterFaceDetector,
+    _dynamic_model_bytes,
+    embedded_model_path,
+    network_size,
+)
 
 log = logging.getLogger(__name__)
 

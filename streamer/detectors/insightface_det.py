@@ -20,7 +20,12 @@ import numpy as np
 
 from streamer.config import DetectConfig
 from streamer.detect import ACCEPTED, CapLogger, DetectorError, FaceDetector, check_frame, finalize
-from streamer.detectors.centerface import CenterFaceDetector, is_centerface_layout, network_size, session_options
+from streamer.detectors.centerface import (
+    CenterFaceDetector,
+    is_centerface_layout,
+    network_size,
+    session_options,
+)
 from streamer.types import Detection
 
 if TYPE_CHECKING:
