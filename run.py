@@ -33,35 +33,65 @@ BENCHES = {
 def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("pipeline")
     g.add_argument("--config", help="TOML config file; flags given here override it")
-    g.add_argument("--source", action="append", metavar="URI",
-                   help="demo, a video file, rtsp://, http(s):// or /dev/videoN; repeat for several cameras")
+    g.add_argument(
+        "--source",
+        action="append",
+        metavar="URI",
+        help="demo, a video file, rtsp://, http(s):// or /dev/videoN; repeat for several cameras",
+    )
     g.add_argument("--loop", action="store_true", default=None, help="loop file sources")
     g.add_argument("--rtsp-transport", choices=["tcp", "udp"])
-    g.add_argument("--detector", help="centerface (default), an SCRFD .onnx file, or an InsightFace pack folder")
+    g.add_argument(
+        "--detector", help="centerface (default), an SCRFD .onnx file, or an InsightFace pack folder"
+    )
     g.add_argument("--detect-width", type=int, dest="detect_input_width", help="detection input width (px)")
     g.add_argument("--detect-interval", type=int, help="run the detector every N frames; tracking in between")
     g.add_argument("--detect-threshold", type=float)
     g.add_argument("--engine", choices=["fsr", "bicubic"])
-    g.add_argument("--scale", type=int, choices=[4, 8, 16], help="FSR factor: x4 (32->128), x8 (16->128), x16 (8->128)")
+    g.add_argument(
+        "--scale", type=int, choices=[4, 8, 16], help="FSR factor: x4 (32->128), x8 (16->128), x16 (8->128)"
+    )
     g.add_argument("--variant", choices=["fast", "quality"])
     g.add_argument("--backend", choices=["auto", "tensorrt", "torch", "onnxruntime"])
     g.add_argument("--prior-strength", type=float, help="latent interpolation toward the prior mean, 0..1")
     g.add_argument("--temporal", type=float, help="latent smoothing across time within a track, 0 (off)..<1")
-    g.add_argument("--per-frame", type=int, help="live sources: faces run through the engine per frame, the others "
-                   "reuse their newest enhanced face (0: all; default 4). Files always enhance every face")
+    g.add_argument(
+        "--per-frame",
+        type=int,
+        help="live sources: faces run through the engine per frame, the others "
+        "reuse their newest enhanced face (0: all; default 4). Files always enhance every face",
+    )
     g.add_argument("--mode", choices=["upscale", "inset", "gallery"], help="how enhanced faces are shown")
     g.add_argument("--upscale", type=int, help="output frame scale in upscale mode (1..4)")
     g.add_argument("-v", "--verbose", action="store_true")
 
 
 SECTION_FLAGS = {
-    "detect": {"detector": "detector", "detect_input_width": "input_width", "detect_interval": "interval",
-               "detect_threshold": "threshold"},
-    "enhance": {"engine": "engine", "scale": "scale", "variant": "variant", "backend": "backend",
-                "prior_strength": "prior_strength", "temporal": "temporal", "per_frame": "per_frame"},
+    "detect": {
+        "detector": "detector",
+        "detect_input_width": "input_width",
+        "detect_interval": "interval",
+        "detect_threshold": "threshold",
+    },
+    "enhance": {
+        "engine": "engine",
+        "scale": "scale",
+        "variant": "variant",
+        "backend": "backend",
+        "prior_strength": "prior_strength",
+        "temporal": "temporal",
+        "per_frame": "per_frame",
+    },
     "output": {"mode": "mode", "upscale": "upscale", "audio": "audio", "crf": "crf"},
-    "server": {"host": "host", "port": "port", "token": "token", "cert": "cert", "key": "key", "codec": "codec",
-               "bitrate_kbps": "bitrate_kbps"},
+    "server": {
+        "host": "host",
+        "port": "port",
+        "token": "token",
+        "cert": "cert",
+        "key": "key",
+        "codec": "codec",
+        "bitrate_kbps": "bitrate_kbps",
+    },
 }
 
 
@@ -118,8 +148,9 @@ def _delegate(module_name: str, prog: str, argv: list[str]) -> int:
     except ImportError as exc:
         print(f"run.py: {prog} needs the dev install (bash scripts/setup.sh --dev): {exc}", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog=prog, description=module.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     module.add_arguments(parser)
     return int(module.main(parser.parse_args(argv)))
 
@@ -133,7 +164,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="WebRTC server + operator dashboard (the default command)")
@@ -148,23 +181,38 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--bitrate", type=int, dest="bitrate_kbps", help="video bitrate in kbit/s")
     serve.set_defaults(func=cmd_serve)
 
-    enhance = sub.add_parser("enhance", help="enhance a video or stream into an mp4 file and print stage timings")
+    enhance = sub.add_parser(
+        "enhance", help="enhance a video or stream into an mp4 file and print stage timings"
+    )
     add_pipeline_flags(enhance)
     enhance.add_argument("--out", help="output .mp4 (omit to only measure)")
     enhance.add_argument("--json", help="write the timing summary as JSON here")
-    enhance.add_argument("--audio", choices=["copy", "drop"], help="copy the source's audio into the mp4 (default) or drop it")
-    enhance.add_argument("--crf", type=int, help="x264 quality of the output (0..51, lower is better; default 20)")
-    enhance.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: the whole source)")
+    enhance.add_argument(
+        "--audio", choices=["copy", "drop"], help="copy the source's audio into the mp4 (default) or drop it"
+    )
+    enhance.add_argument(
+        "--crf", type=int, help="x264 quality of the output (0..51, lower is better; default 20)"
+    )
+    enhance.add_argument(
+        "--max-frames", type=int, default=0, help="stop after N frames (0: the whole source)"
+    )
     enhance.set_defaults(func=cmd_enhance)
 
-    bench = sub.add_parser("bench", help="benchmarks: print tables, write JSON and plots",
-                           description="run.py bench NAME --help shows each benchmark's options")
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks: print tables, write JSON and plots",
+        description="run.py bench NAME --help shows each benchmark's options",
+    )
     bench.add_argument("bench", choices=sorted(BENCHES), help="which benchmark")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of that benchmark")
     bench.set_defaults(func=cmd_bench)
 
-    train = sub.add_parser("train", help="train or adapt the FSR engines (needs the dev install: torch)",
-                           description="run.py train --help shows the training options", add_help=False)
+    train = sub.add_parser(
+        "train",
+        help="train or adapt the FSR engines (needs the dev install: torch)",
+        description="run.py train --help shows the training options",
+        add_help=False,
+    )
     train.add_argument("train_args", nargs=argparse.REMAINDER, help="training options")
     train.set_defaults(func=cmd_train)
     return parser
@@ -186,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -228,8 +228,11 @@ def time_detector(detector: FaceDetector, image: np.ndarray, runs: int = 9) -> d
         detector.detect(image)
         wall.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
-    return {"median": float(np.median(wall) * 1000), "min": float(np.min(wall) * 1000),
-            "cpu": float(np.median(cpu) * 1000)}
+    return {
+        "median": float(np.median(wall) * 1000),
+        "min": float(np.min(wall) * 1000),
+        "cpu": float(np.median(cpu) * 1000),
+    }
 
 
 def demo_frames(count: int = 10, every: int = 30) -> list[np.ndarray]:
@@ -281,8 +284,13 @@ def detectors_to_run(widths: list[int], threshold: float, threads: int) -> list[
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options, shared by `python -m benchmarks.detection` and `python run.py bench detection`."""
-    parser.add_argument("--widths", type=int, nargs="+", default=[640, 960, 1280, 1920],
-                        help="CenterFace input widths to compare")
+    parser.add_argument(
+        "--widths",
+        type=int,
+        nargs="+",
+        default=[640, 960, 1280, 1920],
+        help="CenterFace input widths to compare",
+    )
     parser.add_argument("--threshold", type=float, default=DetectConfig().threshold)
     parser.add_argument("--threads", type=int, default=DetectConfig().threads)
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -344,7 +352,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def print_header() -> None:
     cols = " ".join(f"{h:>5}" for h in SWEEP_HEIGHTS)
     print(
-        f"{'detector':<24} {'ms cpu wall/min':>15} {'t1':>3} | {'dlib test R/P/P20':>17} {'train R/P/P20':>14} "
+        f"{'detector':<24} {'ms cpu wall/min':>15} {'t1':>3} | "
+        f"{'dlib test R/P/P20':>17} {'train R/P/P20':>14} "
         f"{'test corr R/P':>13} | {'city':>4} | recall at face px {cols} | demo faces, 1 frame/s"
     )
 
@@ -360,14 +369,18 @@ def print_row(label: str, row: dict) -> None:
     ms = row["ms_1280x720"]
     cols = " ".join(f"{v:5.2f}" for v in row["tiny_recall"].values())
     print(
-        f"{label:<24} {ms['cpu']:4.0f} {ms['median']:5.0f}/{ms['min']:<5.0f} {row['t1_faces']:>3} | {rp('dlib_test_raw'):>17} "
+        f"{label:<24} {ms['cpu']:4.0f} {ms['median']:5.0f}/{ms['min']:<5.0f} {row['t1_faces']:>3} | "
+        f"{rp('dlib_test_raw'):>17} "
         f"{rp('dlib_train_raw'):>14} {rp('dlib_test_corrected', False):>13} | {city:>4} | {'':>17} {cols} | "
         f"{' '.join(str(n) for n in row['demo_faces'])}"
     )
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m benchmarks.detection", description=__doc__,
-                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    _parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.detection",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(_parser)
     raise SystemExit(main(_parser.parse_args()))

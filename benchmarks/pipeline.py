@@ -56,8 +56,13 @@ def decode_only(source: SourceConfig, frames: int) -> dict[str, Any]:
         src.stop()
     wall = time.perf_counter() - t0
     arr = np.asarray(times) * 1e3 if times else np.zeros(1)
-    return {"frames": n, "fps": n / wall if wall else 0.0, "stages": {
-        "source": {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95))}}}
+    return {
+        "frames": n,
+        "fps": n / wall if wall else 0.0,
+        "stages": {
+            "source": {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95))}
+        },
+    }
 
 
 def live_settings(cfg: AppConfig, source: SourceConfig, frames: int) -> dict[str, Any]:
@@ -79,15 +84,25 @@ def live_settings(cfg: AppConfig, source: SourceConfig, frames: int) -> dict[str
         src.stop()
         pipe.close()
     wall = time.perf_counter() - t0
-    return {"frames": n, "fps": n / wall if wall else 0.0, "faces_per_frame": faces / max(n, 1),
-            "faces_enhanced_per_frame": pipe.faces_enhanced / max(n, 1), "engine": pipe.backend_name,
-            "stages": pipe.stats.summary(), "source_stats": {}}
+    return {
+        "frames": n,
+        "fps": n / wall if wall else 0.0,
+        "faces_per_frame": faces / max(n, 1),
+        "faces_enhanced_per_frame": pipe.faces_enhanced / max(n, 1),
+        "engine": pipe.backend_name,
+        "stages": pipe.stats.summary(),
+        "source_stats": {},
+    }
 
 
 def table_row(clip: str, config: str, summary: dict[str, Any]) -> dict[str, object]:
-    row: dict[str, object] = {"clip": clip, "config": config, "fps": summary["fps"],
-                              "faces/frame": summary["faces_per_frame"],
-                              "dropped": summary["source_stats"].get("frames_dropped", 0)}
+    row: dict[str, object] = {
+        "clip": clip,
+        "config": config,
+        "fps": summary["fps"],
+        "faces/frame": summary["faces_per_frame"],
+        "dropped": summary["source_stats"].get("frames_dropped", 0),
+    }
     for stage in STAGES:
         s = summary["stages"].get(stage)
         if s:
@@ -101,8 +116,12 @@ def clips(folder: str, limit: int) -> list[Path]:
     if not root.is_dir():
         return []
     # Prefer the clips with the most (and smallest) faces: classroom, walking people, hallway.
-    preferred = ["facenet_pytorch__video.mp4", "intel__one-by-one-person-detection.mp4",
-                 "intel_preview__classroom.gif", "face_recognition__short_hamilton_clip.mp4"]
+    preferred = [
+        "facenet_pytorch__video.mp4",
+        "intel__one-by-one-person-detection.mp4",
+        "intel_preview__classroom.gif",
+        "face_recognition__short_hamilton_clip.mp4",
+    ]
     found = [root / n for n in preferred if (root / n).exists()]
     found += sorted(p for p in root.iterdir() if p.suffix in (".mp4", ".mkv", ".gif") and p not in found)
     return found[:limit]
@@ -118,11 +137,19 @@ def main(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     for src in sources:
         decode = decode_only(src, args.frames)
-        rows.append({"clip": src.name, "config": "decode only", "fps": decode["fps"],
-                     "source p50": decode["stages"]["source"]["p50_ms"]})
+        rows.append(
+            {
+                "clip": src.name,
+                "config": "decode only",
+                "fps": decode["fps"],
+                "source p50": decode["stages"]["source"]["p50_ms"],
+            }
+        )
         results.append({"clip": src.name, "config": "decode only", **decode})
         for engine in args.engines.split(","):
-            cfg = replace(base, enhance=replace(base.enhance if engine == "fsr" else EnhanceConfig(), engine=engine))
+            cfg = replace(
+                base, enhance=replace(base.enhance if engine == "fsr" else EnhanceConfig(), engine=engine)
+            )
             summary = run_enhance(cfg, src, out_path=None, max_frames=args.frames)
             rows.append(table_row(src.name, summary["engine"], summary))
             results.append({"clip": src.name, "config": engine, **summary})
@@ -134,14 +161,18 @@ def main(args: argparse.Namespace) -> int:
     for stage in STAGES:
         columns += [f"{stage} p50", f"{stage} p95"]
     print("Pipeline benchmark (ms per frame; fps = whole pipeline, no encode). File rows: detection")
-    print("inline every 3rd frame, every face enhanced. live: background detection, 4 faces enhanced per frame.")
+    print(
+        "inline every 3rd frame, every face enhanced. live: background detection, 4 faces enhanced per frame."
+    )
     print(format_table(rows, columns))
     for config, label in (("fsr", "file settings"), ("live", "live settings")):
         demo = [r for r in results if r["clip"] == "demo-720p" and r["config"] == config]
         if demo:
             fps = float(demo[0]["fps"])
-            print(f"Goal: 720p at {GOAL_FPS:.0f} fps with 4 faces. Demo with FSR, {label}: {fps:.1f} fps "
-                  f"({fps / GOAL_FPS:.0%} of the goal), {float(demo[0]['faces_per_frame']):.1f} faces/frame.")
+            print(
+                f"Goal: 720p at {GOAL_FPS:.0f} fps with 4 faces. Demo with FSR, {label}: {fps:.1f} fps "
+                f"({fps / GOAL_FPS:.0%} of the goal), {float(demo[0]['faces_per_frame']):.1f} faces/frame."
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0

@@ -365,9 +365,11 @@ def card_text(results: dict[str, Any], scale: str | None) -> str:
     for m in METHODS:
         cells = [
             (
-                lambda r: f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['identity']:.3f} / {r['same_person']:.2f}"
-                if r
-                else "n/a"
+                lambda r: (
+                    f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['identity']:.3f} / {r['same_person']:.2f}"
+                    if r
+                    else "n/a"
+                )
             )(results["scales"][s].get(m))
             for s in results["scales"]
         ]

@@ -33,5 +33,6 @@ def check_batch(crops: np.ndarray, input_size: int) -> None:
     """Reject a malformed batch with a message that says what was expected."""
     if crops.ndim != 4 or crops.shape[1:] != (input_size, input_size, 3) or crops.dtype != np.uint8:
         raise ValueError(
-            f"expected uint8 crops of shape (N, {input_size}, {input_size}, 3), got {crops.dtype} {crops.shape}"
+            f"expected uint8 crops of shape (N, {input_size}, {input_size}, 3), "
+            f"got {crops.dtype} {crops.shape}"
         )

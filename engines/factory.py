@@ -20,8 +20,13 @@ def build_enhancer(cfg: EnhanceConfig) -> Enhancer:
         from engines.fsr import load_two_step
 
         return load_two_step(
-            cfg.scale, cfg.variant, cfg.backend, prior_strength=cfg.prior_strength, temporal=cfg.temporal,
-            threads=cfg.threads, weights_dir=Path(cfg.weights_dir) if cfg.weights_dir else None,
+            cfg.scale,
+            cfg.variant,
+            cfg.backend,
+            prior_strength=cfg.prior_strength,
+            temporal=cfg.temporal,
+            threads=cfg.threads,
+            weights_dir=Path(cfg.weights_dir) if cfg.weights_dir else None,
             trt_cache_dir=Path(cfg.trt_cache_dir) if cfg.trt_cache_dir else None,
         )
     raise ValueError(f"unknown engine {cfg.engine!r}; valid: bicubic, fsr")

@@ -32,7 +32,9 @@ def alignment_matrix(landmarks: np.ndarray, size: int, pad: float = PAD) -> np.n
     return m
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, size: int, pad: float = PAD) -> tuple[np.ndarray, np.ndarray]:
+def align_face(
+    image: np.ndarray, landmarks: np.ndarray, size: int, pad: float = PAD
+) -> tuple[np.ndarray, np.ndarray]:
     """Crop and align one face; returns (crop, matrix). Area resampling when shrinking keeps
     tiny faces from aliasing; linear when enlarging."""
     m = alignment_matrix(landmarks, size, pad)

@@ -126,7 +126,9 @@ def compose_inset(image: np.ndarray, faces: list[EnhancedFace], feather: float) 
         taken.append((tx - 2, ty - 2, tx + size + 2, ty + size + 2))
         tile = cv2.resize(f.image, (size, size), interpolation=cv2.INTER_AREA)
         x0, y0, x1, y1 = box
-        cv2.line(out, (int((x0 + x1) / 2), int((y0 + y1) / 2)), (tx + size // 2, ty + size // 2), (0, 200, 255), 1)
+        cv2.line(
+            out, (int((x0 + x1) / 2), int((y0 + y1) / 2)), (tx + size // 2, ty + size // 2), (0, 200, 255), 1
+        )
         out[ty : ty + size, tx : tx + size] = tile
         cv2.rectangle(out, (tx - 1, ty - 1), (tx + size, ty + size), (0, 200, 255), 1)
     return out
@@ -155,8 +157,16 @@ class Gallery:
         for track_id in sorted(self.latest, reverse=True):
             if y + GALLERY_LABEL + tile > height:
                 break
-            cv2.putText(strip, f"track {track_id}", (8, y + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (220, 220, 220), 1,
-                        cv2.LINE_AA)
+            cv2.putText(
+                strip,
+                f"track {track_id}",
+                (8, y + 13),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.45,
+                (220, 220, 220),
+                1,
+                cv2.LINE_AA,
+            )
             face = self.latest[track_id]
             if face.shape[0] != tile:
                 face = cv2.resize(face, (tile, tile), interpolation=cv2.INTER_AREA)

@@ -157,10 +157,14 @@ def validate(cfg: AppConfig) -> AppConfig:
     names = [s.display_name for s in cfg.sources]
     _check(len(set(names)) == len(names), f"source names must be unique, got {names}")
     for s in cfg.sources:
-        _check(s.rtsp_transport in ("tcp", "udp"), f"rtsp_transport must be tcp or udp, got {s.rtsp_transport!r}")
+        _check(
+            s.rtsp_transport in ("tcp", "udp"), f"rtsp_transport must be tcp or udp, got {s.rtsp_transport!r}"
+        )
         _check(s.queue_size >= 1, "source queue_size must be >= 1")
         _check(s.open_timeout_s > 0, "source open_timeout_s must be > 0")
-        _check(0 < s.reconnect_initial_s <= s.reconnect_max_s, "need 0 < reconnect_initial_s <= reconnect_max_s")
+        _check(
+            0 < s.reconnect_initial_s <= s.reconnect_max_s, "need 0 < reconnect_initial_s <= reconnect_max_s"
+        )
         _check(s.max_pixels >= 64 * 64, "max_pixels must be >= 4096")
         _check(s.demo_width >= 64 and s.demo_height >= 64, "demo size must be at least 64x64")
         _check(s.demo_fps > 0, "demo_fps must be > 0")
@@ -180,16 +184,23 @@ def validate(cfg: AppConfig) -> AppConfig:
     _check(e.engine in ("fsr", "bicubic"), f"enhance engine must be fsr or bicubic, got {e.engine!r}")
     _check(e.scale in (4, 8, 16), f"enhance scale must be 4, 8 or 16, got {e.scale}")
     _check(e.variant in ("fast", "quality"), f"enhance variant must be fast or quality, got {e.variant!r}")
-    _check(e.backend in ("auto", "tensorrt", "torch", "onnxruntime"),
-           f"backend must be one of auto, tensorrt, torch, onnxruntime; got {e.backend!r}")
+    _check(
+        e.backend in ("auto", "tensorrt", "torch", "onnxruntime"),
+        f"backend must be one of auto, tensorrt, torch, onnxruntime; got {e.backend!r}",
+    )
     _check(0.0 <= e.prior_strength <= 1.0, "prior_strength must be in [0, 1]")
     _check(0.0 <= e.temporal < 1.0, "temporal must be in [0, 1)")
     _check(e.max_faces >= 1, "enhance max_faces must be >= 1")
     _check(e.per_frame >= 0, f"enhance per_frame must be >= 0 (0: every face), got {e.per_frame}")
     _check(e.threads >= 1, f"enhance threads must be >= 1, got {e.threads}")
-    _check(not e.weights_dir or Path(e.weights_dir).is_dir(), f"weights_dir {e.weights_dir!r} is not a folder")
+    _check(
+        not e.weights_dir or Path(e.weights_dir).is_dir(), f"weights_dir {e.weights_dir!r} is not a folder"
+    )
     o = cfg.output
-    _check(o.mode in ("upscale", "inset", "gallery"), f"output mode must be upscale, inset or gallery, got {o.mode!r}")
+    _check(
+        o.mode in ("upscale", "inset", "gallery"),
+        f"output mode must be upscale, inset or gallery, got {o.mode!r}",
+    )
     _check(1 <= o.upscale <= 4, f"output upscale must be 1..4, got {o.upscale}")
     _check(0.0 <= o.feather <= 0.5, "feather must be in [0, 0.5]")
     _check(o.audio in ("copy", "drop"), f"audio must be copy or drop, got {o.audio!r}")
@@ -200,8 +211,10 @@ def validate(cfg: AppConfig) -> AppConfig:
     _check(100 <= sv.bitrate_kbps <= 50_000, "bitrate_kbps must be 100..50000")
     _check(bool(sv.cert) == bool(sv.key), "HTTPS needs both cert and key")
     _check(sv.max_peers_total >= 1 and sv.max_peers_per_client >= 1, "peer caps must be >= 1")
-    _check(all(u.startswith(("stun:", "turn:", "turns:")) for u in sv.stun_servers),
-           "stun_servers entries must be stun:, turn: or turns: URLs")
+    _check(
+        all(u.startswith(("stun:", "turn:", "turns:")) for u in sv.stun_servers),
+        "stun_servers entries must be stun:, turn: or turns: URLs",
+    )
     return cfg
 
 

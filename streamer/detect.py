@@ -81,7 +81,9 @@ class CapLogger:
 
     def __call__(self, found: int, cap: int) -> None:
         level = logging.DEBUG if self.warned else logging.WARNING
-        log.log(level, "%s: %d faces in one frame, keeping the %d best (detect max_faces)", self.name, found, cap)
+        log.log(
+            level, "%s: %d faces in one frame, keeping the %d best (detect max_faces)", self.name, found, cap
+        )
         self.warned = True
 
 
@@ -111,7 +113,9 @@ def finalize(
         on_cap(len(order), cfg.max_faces)
         order = order[: cfg.max_faces]
     return [
-        Detection(box=boxes[i], score=float(scores[i]), landmarks=landmarks[i].astype(np.float32).reshape(5, 2))
+        Detection(
+            box=boxes[i], score=float(scores[i]), landmarks=landmarks[i].astype(np.float32).reshape(5, 2)
+        )
         for i in order
     ]
 

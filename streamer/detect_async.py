@@ -40,8 +40,15 @@ def carry_forward(
         x1, y1, x2, y2 = d.box
         pts.append(np.vstack([d.landmarks, [[x1, y1], [x2, y1], [x1, y2], [x2, y2]]]))
     p0 = np.concatenate(pts).astype(np.float32).reshape(-1, 1, 2)
-    p1, status, _ = cv2.calcOpticalFlowPyrLK(then, now, p0, None, winSize=(15, 15), maxLevel=3,
-                                             criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+    p1, status, _ = cv2.calcOpticalFlowPyrLK(
+        then,
+        now,
+        p0,
+        None,
+        winSize=(15, 15),
+        maxLevel=3,
+        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
+    )
     flow = (p1 - p0).reshape(len(detections), 9, 2)
     ok = status.reshape(len(detections), 9).astype(bool)
     moved = []

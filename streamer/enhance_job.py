@@ -34,7 +34,9 @@ def run_enhance(
     source = open_source(source_cfg)
     source.start()
     if not source.is_live:
-        cfg = replace(cfg, detect=replace(cfg.detect, background=False), enhance=replace(cfg.enhance, per_frame=0))
+        cfg = replace(
+            cfg, detect=replace(cfg.detect, background=False), enhance=replace(cfg.enhance, per_frame=0)
+        )
     pipe = pipeline or Pipeline(cfg, source_cfg.display_name)
     audio = source_cfg.uri if (cfg.output.audio == "copy" and Path(source_cfg.uri).is_file()) else None
     sink = Mp4Sink(out_path, fps=source.fps, crf=cfg.output.crf, audio_from=audio) if out_path else None
@@ -83,12 +85,15 @@ def summary_table(summary: dict[str, Any]) -> str:
     for name in (*STAGES, "encode"):
         if name in stages:
             s = stages[name]
-            rows.append({"stage": name, "p50 ms": s["p50_ms"], "p95 ms": s["p95_ms"], "mean ms": s["mean_ms"]})
+            rows.append(
+                {"stage": name, "p50 ms": s["p50_ms"], "p95 ms": s["p95_ms"], "mean ms": s["mean_ms"]}
+            )
     total_p50 = sum(float(r["p50 ms"]) for r in rows)  # type: ignore[arg-type]
     rows.append({"stage": "sum of p50", "p50 ms": total_p50, "p95 ms": "", "mean ms": ""})
     src = summary["source_stats"]
     head = (
-        f"{summary['source']}: {summary['frames']} frames in {summary['seconds']:.1f} s = {summary['fps']:.1f} fps, "
+        f"{summary['source']}: {summary['frames']} frames in {summary['seconds']:.1f} s "
+        f"= {summary['fps']:.1f} fps, "
         f"{summary['faces_per_frame']:.2f} faces/frame, engine {summary['engine']}\n"
         f"source: dropped {src.get('frames_dropped', 0)}, corrupt packets {src.get('corrupt_packets', 0)}, "
         f"reconnects {src.get('reconnects', 0)}"

@@ -10,5 +10,10 @@ from streamer.sink import SinkError
 from streamer.sources import SourceError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError, SourceError, DetectorError, SinkError, FileNotFoundError, BackendUnavailable,
+    ConfigError,
+    SourceError,
+    DetectorError,
+    SinkError,
+    FileNotFoundError,
+    BackendUnavailable,
 )

@@ -25,8 +25,14 @@ class SinkError(RuntimeError):
 
 
 class Mp4Sink:
-    def __init__(self, path: str | Path, fps: float, crf: int = 20, audio_from: str | None = None,
-                 preset: str = "veryfast") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        crf: int = 20,
+        audio_from: str | None = None,
+        preset: str = "veryfast",
+    ) -> None:
         self.path = Path(path)
         if not self.path.parent.exists():
             raise SinkError(f"output folder does not exist: {self.path.parent}")
@@ -112,8 +118,9 @@ class Mp4Sink:
         assert self._size is not None and self._video is not None and self._container is not None
         if (w, h) != self._size:
             if (w + (w & 1), h + (h & 1)) != self._size and not self._resized_warned:
-                log.warning("output size changed from %dx%d to %dx%d: resizing to the first size",
-                            *self._size, w, h)
+                log.warning(
+                    "output size changed from %dx%d to %dx%d: resizing to the first size", *self._size, w, h
+                )
                 self._resized_warned = True
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
         pts = int(round(pts_seconds / TIME_BASE))

@@ -82,8 +82,9 @@ def write_clip(
             if astream is not None:
                 t = (np.arange(samples_per_frame) + i * samples_per_frame) / 48000.0
                 tone = (0.2 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
-                af = av.AudioFrame.from_ndarray(np.stack([tone, tone]).reshape(1, -1), format="flt",
-                                                layout="stereo")
+                af = av.AudioFrame.from_ndarray(
+                    np.stack([tone, tone]).reshape(1, -1), format="flt", layout="stereo"
+                )
                 af.sample_rate, af.pts = 48000, i * samples_per_frame
                 for packet in astream.encode(af):
                     out.mux(packet)

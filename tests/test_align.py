@@ -3,7 +3,9 @@ import numpy as np
 from streamer.align import align_face, alignment_matrix, inverse_matrix
 
 # ArcFace's 112 px template landmarks, placed at 3x scale with an offset: a face ~300 px wide.
-LMK = np.array([[38.29, 51.70], [73.53, 51.50], [56.03, 71.74], [41.55, 92.37], [70.73, 92.20]], np.float32) * 3 + [
+LMK = np.array(
+    [[38.29, 51.70], [73.53, 51.50], [56.03, 71.74], [41.55, 92.37], [70.73, 92.20]], np.float32
+) * 3 + [
     100,
     50,
 ]

@@ -8,7 +8,9 @@ def test_quick_pipeline_bench_prints_table_and_json(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     pipeline.add_arguments(parser)
     out = tmp_path / "pipe.json"
-    args = parser.parse_args(["--videos", str(tmp_path), "--frames", "6", "--engines", "bicubic", "--json", str(out)])
+    args = parser.parse_args(
+        ["--videos", str(tmp_path), "--frames", "6", "--engines", "bicubic", "--json", str(out)]
+    )
     assert pipeline.main(args) == 0
     table = capsys.readouterr().out
     assert "decode only" in table and "detect p95" in table

@@ -19,8 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def _faces_clip(path: Path, frames: int = 16, fps: int = 15) -> None:
@@ -40,8 +45,21 @@ def _faces_clip(path: Path, frames: int = 16, fps: int = 15) -> None:
 def test_enhance_writes_same_frames_timing_and_audio(tmp_path):
     src, out, stats = tmp_path / "faces.mp4", tmp_path / "out.mp4", tmp_path / "stats.json"
     _faces_clip(src)
-    proc = _run("enhance", "--source", str(src), "--out", str(out), "--json", str(stats), "--mode", "upscale", "--upscale", "2",
-                "--detect-width", "640")
+    proc = _run(
+        "enhance",
+        "--source",
+        str(src),
+        "--out",
+        str(out),
+        "--json",
+        str(stats),
+        "--mode",
+        "upscale",
+        "--upscale",
+        "2",
+        "--detect-width",
+        "640",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "p50 ms" in proc.stdout and "enhance" in proc.stdout
     with av.open(str(src)) as c:
@@ -74,7 +92,12 @@ def _bad_source(kind: str, folder: Path) -> str:
 
 @pytest.mark.parametrize(
     "kind, message",
-    [("missing", "no such file"), ("empty", "empty"), ("text", "not a video"), ("closed-port", "127.0.0.1:9")],
+    [
+        ("missing", "no such file"),
+        ("empty", "empty"),
+        ("text", "not a video"),
+        ("closed-port", "127.0.0.1:9"),
+    ],
 )
 def test_bad_sources_get_one_line_errors(tmp_path, kind, message):
     source = _bad_source(kind, tmp_path)
@@ -88,8 +111,19 @@ def test_bad_sources_get_one_line_errors(tmp_path, kind, message):
 def test_enhance_can_drop_audio(tmp_path):
     src, out = tmp_path / "faces.mp4", tmp_path / "silent.mp4"
     _faces_clip(src, frames=4)
-    proc = _run("enhance", "--source", str(src), "--out", str(out), "--audio", "drop", "--engine", "bicubic",
-                "--detect-width", "640")
+    proc = _run(
+        "enhance",
+        "--source",
+        str(src),
+        "--out",
+        str(out),
+        "--audio",
+        "drop",
+        "--engine",
+        "bicubic",
+        "--detect-width",
+        "640",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     with av.open(str(out)) as c:
         assert not c.streams.audio

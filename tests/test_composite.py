@@ -12,7 +12,9 @@ from streamer.composite import (
 )
 from streamer.types import EnhancedFace, FaceCrop
 
-LMK = np.array([[38.29, 51.70], [73.53, 51.50], [56.03, 71.74], [41.55, 92.37], [70.73, 92.20]], np.float32) * 0.5 + [
+LMK = np.array(
+    [[38.29, 51.70], [73.53, 51.50], [56.03, 71.74], [41.55, 92.37], [70.73, 92.20]], np.float32
+) * 0.5 + [
     60,
     40,
 ]

@@ -59,8 +59,9 @@ def test_centerface_finds_the_six_faces_of_t1(centerface: FaceDetector, t1: np.n
 
 
 @pytest.mark.parametrize("factor", [0.5, 4.6875])
-def test_boxes_are_in_the_coordinates_of_the_frame_given(centerface: FaceDetector, t1: np.ndarray,
-                                                        factor: float) -> None:
+def test_boxes_are_in_the_coordinates_of_the_frame_given(
+    centerface: FaceDetector, t1: np.ndarray, factor: float
+) -> None:
     """A half-size frame and a 6000x4153 frame give the same faces, scaled: the detector's own
     resizing never leaks out."""
     ref = detect_boxes(centerface, t1)
@@ -80,8 +81,15 @@ def test_odd_and_tiny_frames_are_handled(centerface: FaceDetector, t1: np.ndarra
     assert centerface.detect(np.zeros((20, 20, 3), np.uint8)) == []
 
 
-@pytest.mark.parametrize("bad", [np.zeros((64, 64), np.uint8), np.zeros((64, 64, 3), np.float32),
-                                 np.zeros((64, 64, 4), np.uint8), np.zeros((0, 64, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((64, 64), np.uint8),
+        np.zeros((64, 64, 3), np.float32),
+        np.zeros((64, 64, 4), np.uint8),
+        np.zeros((0, 64, 3), np.uint8),
+    ],
+)
 def test_malformed_frames_raise_a_clear_error(centerface: FaceDetector, bad: np.ndarray) -> None:
     with pytest.raises(DetectorError, match="expects a uint8 BGR|too small"):
         centerface.detect(bad)
@@ -99,8 +107,9 @@ def crowd_image(t1: np.ndarray) -> np.ndarray:
     return np.tile(face, (15, 20, 1))
 
 
-def test_a_frame_with_300_faces_is_capped_to_the_best_and_logged_once(t1: np.ndarray,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_a_frame_with_300_faces_is_capped_to_the_best_and_logged_once(
+    t1: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
     crowd = crowd_image(t1)
     assert crowd.shape == (960, 1280, 3)
     all_faces = build_detector(DetectConfig(max_faces=1000)).detect(crowd)
@@ -116,7 +125,9 @@ def test_a_frame_with_300_faces_is_capped_to_the_best_and_logged_once(t1: np.nda
     assert len(warnings) == 1 and "keeping the 50 best" in warnings[0].getMessage()
 
 
-def test_default_width_finds_faces_16px_tall_in_a_720p_frame(centerface: FaceDetector, t1: np.ndarray) -> None:
+def test_default_width_finds_faces_16px_tall_in_a_720p_frame(
+    centerface: FaceDetector, t1: np.ndarray
+) -> None:
     """The demo's regime: faces 10-24 px tall at 720p. At the default input width, 16 px faces
     must be found (measured recall 1.0; 640 px finds none of them)."""
     canvas, gt = sweep_canvas(t1, detect_boxes(centerface, t1), 16)
@@ -166,7 +177,9 @@ def test_centerface_onnx_given_as_a_path_uses_our_decoder(t1: np.ndarray) -> Non
     assert det.name == "centerface" and len(det.detect(t1)) == 6
 
 
-def test_unknown_names_are_refused_without_downloading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_names_are_refused_without_downloading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in ("buffalo_l", "~/.insightface/models/buffalo_l", str(tmp_path / "missing.onnx")):
         with pytest.raises(DetectorError, match="not found; use 'centerface'"):
@@ -227,7 +240,9 @@ def test_model_pack_folder_picks_its_detector(tmp_path: Path, t1: np.ndarray) ->
 
 
 @pytest.mark.shared
-@pytest.mark.skipif(not (DLIB_DIR / "testing.xml").is_file(), reason="../shared/data/images/dlib_faces not present")
+@pytest.mark.skipif(
+    not (DLIB_DIR / "testing.xml").is_file(), reason="../shared/data/images/dlib_faces not present"
+)
 def test_recall_and_precision_on_dlib_testing_xml(centerface: FaceDetector) -> None:
     """Measured with the defaults: recall 1.00 (25/25), precision 0.76 counting every unmatched
     detection, higher when detections under 20 px (unannotated background faces) are not counted."""

@@ -24,8 +24,11 @@ def test_late_detections_are_moved_to_where_the_face_is_now():
 def test_lost_faces_are_kept_or_dropped_as_asked():
     then = _textured()
     # A face that has left the picture: its points lie outside the image, so flow loses them all.
-    det = Detection(box=np.array([-400, -400, -380, -380], np.float32), score=0.9,
-                    landmarks=np.full((5, 2), -390, np.float32))
+    det = Detection(
+        box=np.array([-400, -400, -380, -380], np.float32),
+        score=0.9,
+        landmarks=np.full((5, 2), -390, np.float32),
+    )
     kept = carry_forward([det], then, then, keep_lost=True)
     assert len(kept) == 1 and np.array_equal(kept[0].box, det.box)
     assert carry_forward([det], then, then, keep_lost=False) == []

@@ -27,7 +27,9 @@ def demo_frames():
 
 def _cfg(**output) -> AppConfig:
     return AppConfig(
-        detect=DetectConfig(input_width=1280, background=False), enhance=EnhanceConfig(engine="bicubic"), output=OutputConfig(**output)
+        detect=DetectConfig(input_width=1280, background=False),
+        enhance=EnhanceConfig(engine="bicubic"),
+        output=OutputConfig(**output),
     )
 
 
@@ -55,7 +57,9 @@ def test_output_modes(demo_frames, mode, shape):
     out = [pipe.process(f) for f in demo_frames[:4]][-1].output
     assert out.shape == shape
     # The enhanced content changed the picture compared with the source frame.
-    assert np.abs(out[:, :1280].astype(int) - demo_frames[3].image.astype(int)).mean() > 0.1 or mode == "gallery"
+    assert (
+        np.abs(out[:, :1280].astype(int) - demo_frames[3].image.astype(int)).mean() > 0.1 or mode == "gallery"
+    )
 
 
 def test_live_controls_apply_at_next_frame_and_refuse_bad_values(demo_frames):
@@ -89,7 +93,9 @@ def test_a_frame_with_300_faces_is_capped_not_fatal():
 
 
 def test_background_detection_feeds_the_tracker(demo_frames):
-    cfg = replace(_cfg(mode="upscale", upscale=1), detect=DetectConfig(input_width=1280, background=True, interval=1))
+    cfg = replace(
+        _cfg(mode="upscale", upscale=1), detect=DetectConfig(input_width=1280, background=True, interval=1)
+    )
     pipe = Pipeline(cfg, "demo")
     try:
         results = [pipe.process(f) for f in demo_frames]

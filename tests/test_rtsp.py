@@ -25,9 +25,11 @@ SERVER = Path(__file__).resolve().parents[1] / "streamer" / "tools" / "rtsp_serv
 
 
 def _gst_rtsp_available() -> bool:
-    probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
-             "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
-             "assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('rtph264pay')")
+    probe = (
+        "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
+        "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+        "assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('rtph264pay')"
+    )
     try:
         return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
@@ -36,9 +38,11 @@ def _gst_rtsp_available() -> bool:
 
 pytestmark = [
     pytest.mark.rtsp,
-    pytest.mark.skipif(not _gst_rtsp_available(),
-                       reason="needs /usr/bin/python3 with gi + GstRtspServer and x264enc (apt: "
-                              "gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-{base,good,ugly})"),
+    pytest.mark.skipif(
+        not _gst_rtsp_available(),
+        reason="needs /usr/bin/python3 with gi + GstRtspServer and x264enc (apt: "
+        "gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-{base,good,ugly})",
+    ),
 ]
 
 
@@ -60,9 +64,23 @@ class RtspServer:
     def start(self, timeout: float = 20.0) -> None:
         with self.log_path.open("a") as log:  # stderr goes to a file: a full pipe would stall the server
             self.proc = subprocess.Popen(
-                [SYSTEM_PYTHON, str(SERVER), "--port", str(self.port), "--path", "/live", "--width", "320",
-                 "--height", "240", "--fps", "15"],
-                stdout=subprocess.PIPE, stderr=log, text=True,
+                [
+                    SYSTEM_PYTHON,
+                    str(SERVER),
+                    "--port",
+                    str(self.port),
+                    "--path",
+                    "/live",
+                    "--width",
+                    "320",
+                    "--height",
+                    "240",
+                    "--fps",
+                    "15",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
             )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
@@ -124,8 +142,13 @@ def test_rtsp_stream_decodes_over_tcp_and_udp(rtsp_server: RtspServer, transport
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
 def test_rtsp_server_killed_and_restarted_frames_flow_again(rtsp_server: RtspServer, transport: str) -> None:
-    cfg = SourceConfig(uri=rtsp_server.url, rtsp_transport=transport, open_timeout_s=1.5,
-                       reconnect_initial_s=0.2, reconnect_max_s=1.0)
+    cfg = SourceConfig(
+        uri=rtsp_server.url,
+        rtsp_transport=transport,
+        open_timeout_s=1.5,
+        reconnect_initial_s=0.2,
+        reconnect_max_s=1.0,
+    )
     src = open_source(cfg)
     assert isinstance(src, AvSource)
     src.start()

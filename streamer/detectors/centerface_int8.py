@@ -95,9 +95,15 @@ def _quantize(graph: bytes, target: Path) -> None:
             # Symbolic shape inference cannot follow CenterFace's free H/W; ONNX's own suffices.
             quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
             out = Path(tmp) / "centerface_int8.onnx"
-            quantize_static(str(prepared), str(out), Reader(model.graph.input[0].name),
-                            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, per_channel=True)
+            quantize_static(
+                str(prepared),
+                str(out),
+                Reader(model.graph.input[0].name),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+            )
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(f".{os.getpid()}.tmp")
             partial.write_bytes(out.read_bytes())
@@ -120,7 +126,9 @@ def quantized_model(cache_dir: Path, source: Path | None = None) -> Path:
     try:
         _quantize(graph, target)
     except OSError as exc:
-        raise DetectorError(f"cannot write the int8 model to {target.parent} ({exc}); set detect cache_dir") from None
+        raise DetectorError(
+            f"cannot write the int8 model to {target.parent} ({exc}); set detect cache_dir"
+        ) from None
     return target
 
 

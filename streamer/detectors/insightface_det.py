@@ -60,7 +60,9 @@ def _output_count(path: Path) -> tuple[int, onnx.ModelProto]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise DetectorError(f"{path} is not a readable ONNX model ({type(exc).__name__}); use {ACCEPTED}") from None
+        raise DetectorError(
+            f"{path} is not a readable ONNX model ({type(exc).__name__}); use {ACCEPTED}"
+        ) from None
     return len(model.graph.output), model
 
 
@@ -74,7 +76,9 @@ def load_onnx_detector(path: Path, cfg: DetectConfig) -> FaceDetector:
     if is_centerface_layout(model):
         return CenterFaceDetector(cfg, model_path=path)
     if n_outputs not in KEYPOINT_LAYOUTS:
-        hint = " (a detector without 5-point landmarks, which alignment needs)" if n_outputs in (6, 10) else ""
+        hint = (
+            " (a detector without 5-point landmarks, which alignment needs)" if n_outputs in (6, 10) else ""
+        )
         raise DetectorError(
             f"{path} is not a supported face detector: its graph has {n_outputs} outputs{hint}; "
             f"expected an SCRFD/RetinaFace model with keypoints (9 or 15 outputs) or CenterFace (4)"
@@ -98,16 +102,29 @@ class InsightFaceDetector:
         self.path = path
         self.name = f"insightface:{path.stem}"
         try:
-            model = get_model(str(path), providers=["CPUExecutionProvider"], sess_options=session_options(cfg.threads))
+            model = get_model(
+                str(path), providers=["CPUExecutionProvider"], sess_options=session_options(cfg.threads)
+            )
         except Exception as exc:
             raise DetectorError(f"InsightFace cannot load {path}: {type(exc).__name__}: {exc}") from None
-        if model is None or getattr(model, "taskname", None) != "detection" or not getattr(model, "use_kps", False):
-            raise DetectorError(f"{path} is not an InsightFace face detector with landmarks ({type(model).__name__})")
+        if (
+            model is None
+            or getattr(model, "taskname", None) != "detection"
+            or not getattr(model, "use_kps", False)
+        ):
+            raise DetectorError(
+                f"{path} is not an InsightFace face detector with landmarks ({type(model).__name__})"
+            )
         model.prepare(ctx_id=-1, det_thresh=cfg.threshold)
         self.model = model
         self.static_size: tuple[int, int] | None = model.static_input_size
         self._on_cap = CapLogger(self.name)
-        log.info("InsightFace detector %s, input %s, %d thread(s)", path, self.static_size or "dynamic", cfg.threads)
+        log.info(
+            "InsightFace detector %s, input %s, %d thread(s)",
+            path,
+            self.static_size or "dynamic",
+            cfg.threads,
+        )
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         check_frame(image)
@@ -119,9 +136,17 @@ class InsightFaceDetector:
         try:
             det, kps = self.model.detect(image, input_size=size, max_num=0, det_thresh=self.cfg.threshold)
         except Exception as exc:
-            raise DetectorError(f"{self.name} failed on a {image.shape[1]}x{image.shape[0]} frame: {exc}") from None
+            raise DetectorError(
+                f"{self.name} failed on a {image.shape[1]}x{image.shape[0]} frame: {exc}"
+            ) from None
         if kps is None or len(det) == 0:
             empty = np.zeros((0, 4), np.float32)
-            return finalize(empty, np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32), self.cfg,
-                            image.shape, self._on_cap)
+            return finalize(
+                empty,
+                np.zeros(0, np.float32),
+                np.zeros((0, 5, 2), np.float32),
+                self.cfg,
+                image.shape,
+                self._on_cap,
+            )
         return finalize(det[:, :4], det[:, 4], kps.reshape(-1, 5, 2), self.cfg, image.shape, self._on_cap)

@@ -154,8 +154,9 @@ class AvSource(BaseSource):
         if self.kind == "file" or not self.cfg.retry_at_start:
             container = self._open()
         self.state = "streaming" if container is not None else "connecting"
-        self._thread = threading.Thread(target=self._run, args=(container,), name=f"source-{self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(container,), name=f"source-{self.name}", daemon=True
+        )
         self._thread.start()
         self._started = True
 
@@ -314,8 +315,9 @@ class AvSource(BaseSource):
                 self.stats.corrupt_packets += 1
                 errors_in_a_row += 1
                 if errors_in_a_row > _MAX_DEMUX_ERRORS_IN_A_ROW:
-                    log.error("source %r: %d read errors in a row, giving up: %s",
-                              self.name, errors_in_a_row, exc)
+                    log.error(
+                        "source %r: %d read errors in a row, giving up: %s", self.name, errors_in_a_row, exc
+                    )
                     return decoded
                 packets = container.demux(stream)
                 continue
@@ -345,8 +347,12 @@ class AvSource(BaseSource):
             image = self._to_bgr(frame)
         except (av.error.FFmpegError, ValueError) as exc:
             self.stats.corrupt_packets += 1
-            log.warning("source %r: skipped a %s frame that could not be converted to BGR: %s",
-                        self.name, frame.format.name, exc)
+            log.warning(
+                "source %r: skipped a %s frame that could not be converted to BGR: %s",
+                self.name,
+                frame.format.name,
+                exc,
+            )
             return
         assert self._timeline is not None
         pts, lost = self._timeline.map(frame.time)
@@ -370,8 +376,15 @@ class AvSource(BaseSource):
         self.stats.oversized_frames += 1
         if (w, h) not in self._warned_sizes:
             self._warned_sizes.add((w, h))
-            log.warning("source %r: %dx%d frame is above max_pixels=%d; downscaling to %dx%d",
-                        self.name, w, h, self.cfg.max_pixels, nw, nh)
+            log.warning(
+                "source %r: %dx%d frame is above max_pixels=%d; downscaling to %dx%d",
+                self.name,
+                w,
+                h,
+                self.cfg.max_pixels,
+                nw,
+                nh,
+            )
         small = frame.reformat(width=nw, height=nh, format="bgr24", interpolation="AREA")
         return np.ascontiguousarray(small.to_ndarray())
 

@@ -55,8 +55,10 @@ def t1_path() -> Path:
     """Find t1.jpg inside the installed insightface package without importing it (slow, heavy)."""
     spec = importlib.util.find_spec("insightface")
     if spec is None or not spec.submodule_search_locations:
-        raise SourceError("demo source needs the insightface package (its t1.jpg photo): "
-                          "pip install --no-deps insightface==2.1")
+        raise SourceError(
+            "demo source needs the insightface package (its t1.jpg photo): "
+            "pip install --no-deps insightface==2.1"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "images" / "t1.jpg"
     if not path.is_file():
         raise SourceError(f"demo source: {path} is missing; reinstall insightface==2.1")
@@ -166,8 +168,11 @@ class DemoSource(BaseSource):
         if self.wall is None:
             t = time.perf_counter()
             self.wall = Wall(self.width, self.height, self.cfg.demo_seed)
-            log.info("demo source: wall of %d faces built in %.2f s", len(self.wall.face_boxes),
-                     time.perf_counter() - t)
+            log.info(
+                "demo source: wall of %d faces built in %.2f s",
+                len(self.wall.face_boxes),
+                time.perf_counter() - t,
+            )
         if self.state != "streaming":
             # Resuming after stop() continues the timeline where it left off.
             self._t0 = time.monotonic() - self._next / self.fps
@@ -200,8 +205,13 @@ class DemoSource(BaseSource):
         image = self.render(n)
         self._next = n + 1
         self.stats.frames_read += 1
-        frame = Frame(image=image, index=self._delivered, pts=n / self.fps, capture_time=time.monotonic(),
-                      source_name=self.name)
+        frame = Frame(
+            image=image,
+            index=self._delivered,
+            pts=n / self.fps,
+            capture_time=time.monotonic(),
+            source_name=self.name,
+        )
         self._delivered += 1
         return frame
 
@@ -226,8 +236,13 @@ class DemoSource(BaseSource):
     def render(self, n: int) -> np.ndarray:
         """Frame `n` as BGR uint8; deterministic for a given seed and size."""
         assert self.wall is not None, "call start() first"
-        return cv2.warpAffine(self.wall.image, self.matrix(n), (self.width, self.height),
-                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.warpAffine(
+            self.wall.image,
+            self.matrix(n),
+            (self.width, self.height),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
 
     def faces_in_view(self, n: int) -> np.ndarray:
         """Ground-truth face boxes (K, 4) x1, y1, x2, y2 in frame `n`, only those wholly inside it."""
@@ -262,8 +277,12 @@ class _Motion:
         cy = wall.cy + wall.sway * math.sin(2 * math.pi * t / 23.0 + self.phase[0])
         zoom = ZOOM_MIN + (1 - ZOOM_MIN) * (0.5 + 0.5 * math.sin(2 * math.pi * t / 17.0 + self.phase[1]))
         angle = 0.15 * math.sin(2 * math.pi * 0.7 * t + self.phase[2])
-        sx = sum(a * math.sin(2 * math.pi * f * t + p)
-                 for a, f, p in zip(self.shake_a[:3], self.shake_f[:3], self.phase[3:6], strict=True))
-        sy = sum(a * math.sin(2 * math.pi * f * t + p)
-                 for a, f, p in zip(self.shake_a[3:], self.shake_f[3:], self.phase[6:9], strict=True))
+        sx = sum(
+            a * math.sin(2 * math.pi * f * t + p)
+            for a, f, p in zip(self.shake_a[:3], self.shake_f[:3], self.phase[3:6], strict=True)
+        )
+        sy = sum(
+            a * math.sin(2 * math.pi * f * t + p)
+            for a, f, p in zip(self.shake_a[3:], self.shake_f[3:], self.phase[6:9], strict=True)
+        )
         return CameraPose(cx, cy, zoom, angle, sx, sy)
