@@ -79,3 +79,14 @@ def test_build_rejects_foreign_classes() -> None:
     with pytest.raises(ValueError, match="no class"):
         build("engines.arch.step1_arch.Nope", {})
     assert isinstance(build(C.STEP2_ARCH, C.step2_kwargs("fast")), Step2Prior)
+
+
+def test_saturated_outputs_still_get_gradients_in_training_only() -> None:
+    from engines.arch.blocks import unit_range
+
+    x = torch.tensor([-0.5, 0.5, 1.5], requires_grad=True)
+    y = unit_range(x, training=True)
+    assert y.tolist() == [0.0, 0.5, 1.0]
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0, 1.0]  # a hard clamp gives [0, 1, 0]: a stuck net
+    assert unit_range(x, training=False).tolist() == [0.0, 0.5, 1.0]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engines.arch.blocks import ResBlock, ResidualUpscaler, Up2, conv
+from engines.arch.blocks import ResBlock, ResidualUpscaler, Up2, conv, unit_range
 
 
 class Step1Restorer(ResidualUpscaler):
@@ -63,4 +63,4 @@ class DegradationGenerator(nn.Module):
     def forward(self, mr: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         base = F.adaptive_avg_pool2d(mr, self.scale_in)
         x = self.head(torch.cat([self.down(mr), base, noise], dim=1))
-        return (base + self.tail(self.body(x))).clamp(0.0, 1.0)
+        return unit_range(base + self.tail(self.body(x)), self.training)

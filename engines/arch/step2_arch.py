@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from engines.arch.blocks import ResBlock, Up2, conv
+from engines.arch.blocks import ResBlock, Up2, conv, unit_range
 
 
 class Step2Encoder(nn.Module):
@@ -65,7 +65,7 @@ class Step2Decoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return ((self.net(latent) + 1.0) * 0.5).clamp(0.0, 1.0)
+        return unit_range((self.net(latent) + 1.0) * 0.5, self.training)
 
 
 class Step2Prior(nn.Module):
