@@ -42,24 +42,15 @@ def _faces_clip(path: Path, frames: int = 16, fps: int = 15) -> None:
     write_clip(path, size=(608, 416), frames=frames, fps=fps, audio=True, image_fn=drifting)
 
 
+def _enhance(src: Path, out: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`run.py enhance` of a small clip (detection at 640 px: its faces are large)."""
+    return _run("enhance", "--source", str(src), "--out", str(out), "--detect-width", "640", *flags)
+
+
 def test_enhance_writes_same_frames_timing_and_audio(tmp_path):
     src, out, stats = tmp_path / "faces.mp4", tmp_path / "out.mp4", tmp_path / "stats.json"
     _faces_clip(src)
-    proc = _run(
-        "enhance",
-        "--source",
-        str(src),
-        "--out",
-        str(out),
-        "--json",
-        str(stats),
-        "--mode",
-        "upscale",
-        "--upscale",
-        "2",
-        "--detect-width",
-        "640",
-    )
+    proc = _enhance(src, out, "--json", str(stats), "--mode", "upscale", "--upscale", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "p50 ms" in proc.stdout and "enhance" in proc.stdout
     with av.open(str(src)) as c:
@@ -111,19 +102,7 @@ def test_bad_sources_get_one_line_errors(tmp_path, kind, message):
 def test_enhance_can_drop_audio(tmp_path):
     src, out = tmp_path / "faces.mp4", tmp_path / "silent.mp4"
     _faces_clip(src, frames=4)
-    proc = _run(
-        "enhance",
-        "--source",
-        str(src),
-        "--out",
-        str(out),
-        "--audio",
-        "drop",
-        "--engine",
-        "bicubic",
-        "--detect-width",
-        "640",
-    )
+    proc = _enhance(src, out, "--audio", "drop", "--engine", "bicubic")
     assert proc.returncode == 0, proc.stderr[-2000:]
     with av.open(str(out)) as c:
         assert not c.streams.audio

@@ -5,8 +5,6 @@ ICE fallback. Cameras run the real pipeline (bicubic engine) on the real demo so
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest_asyncio
 from aiortc import RTCPeerConnection
 from aiortc.codecs import h264, vpx
 from aiortc.codecs.vpx import Vp8Encoder
+from conftest import make_self_signed
 
 from streamer.config import AppConfig, ConfigError, EnhanceConfig, ServerConfig, SourceConfig, validate
 from streamer.server import RunningServer, signaling, start_server
@@ -346,39 +345,6 @@ async def test_https_with_a_self_signed_certificate(tmp_path: Path, http: aiohtt
         await srv.stop()
     with pytest.raises(ConfigError, match="TLS"):
         await start_server(small_cfg(cert=str(tmp_path / "missing.pem"), key=str(key)))
-
-
-def make_self_signed(folder: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
 
 
 @module_loop
