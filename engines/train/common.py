@@ -243,12 +243,11 @@ class StepLoop:
         bar.close()
         if self.done < opts.steps:  # stopped by the time budget or --stop-after
             self.save(self.done)
+        if self.interrupted:
+            log.info("%s stopped at step %d of %d; continue with --resume", self.name, self.done, opts.steps)
 
     @property
     def interrupted(self) -> bool:
         """Ended by --stop-after (not by a time budget): checkpointed, to be resumed, not exported."""
         opts = self.opts
-        if opts.stop_after is not None and self.done < opts.steps and not opts.time_budget:
-            log.info("%s stopped at step %d of %d; continue with --resume", self.name, self.done, opts.steps)
-            return True
-        return False
+        return opts.stop_after is not None and self.done < opts.steps and not opts.time_budget
