@@ -17,9 +17,9 @@ import importlib
 import logging
 import sys
 from dataclasses import replace
-from typing import Any
 
-from streamer.config import AppConfig, ConfigError, SourceConfig, load_toml, validate
+from streamer.config import AppConfig, ConfigError, add_setting_flags, flag_values, load_toml, merge_flags
+from streamer.sources.av_source import classify
 
 BENCHES = {
     "pipeline": "benchmarks.pipeline",
@@ -30,7 +30,8 @@ BENCHES = {
 }
 
 
-def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
+def add_pipeline_flags(p: argparse.ArgumentParser, command: str) -> None:
+    """The flags of `command`: the ones below, and one per setting declared in streamer/config.py."""
     g = p.add_argument_group("pipeline")
     g.add_argument("--config", help="TOML config file; flags given here override it")
     g.add_argument(
@@ -39,95 +40,30 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
         metavar="URI",
         help="demo, a video file, rtsp://, http(s):// or /dev/videoN; repeat for several cameras",
     )
-    g.add_argument("--loop", action="store_true", default=None, help="loop file sources")
-    g.add_argument("--rtsp-transport", choices=["tcp", "udp"])
-    g.add_argument(
-        "--detector", help="centerface (default), an SCRFD .onnx file, or an InsightFace pack folder"
-    )
-    g.add_argument("--detect-width", type=int, dest="detect_input_width", help="detection input width (px)")
-    g.add_argument("--detect-interval", type=int, help="run the detector every N frames; tracking in between")
-    g.add_argument("--detect-threshold", type=float)
-    g.add_argument("--engine", choices=["fsr", "bicubic"])
-    g.add_argument(
-        "--scale", type=int, choices=[4, 8, 16], help="FSR factor: x4 (32->128), x8 (16->128), x16 (8->128)"
-    )
-    g.add_argument("--variant", choices=["fast", "quality"])
-    g.add_argument("--backend", choices=["auto", "tensorrt", "torch", "onnxruntime"])
-    g.add_argument("--prior-strength", type=float, help="latent interpolation toward the prior mean, 0..1")
-    g.add_argument("--temporal", type=float, help="latent smoothing across time within a track, 0 (off)..<1")
-    g.add_argument(
-        "--per-frame",
-        type=int,
-        help="live sources: faces run through the engine per frame, the others "
-        "reuse their newest enhanced face (0: all; default 4). Files always enhance every face",
-    )
-    g.add_argument("--mode", choices=["upscale", "inset", "gallery"], help="how enhanced faces are shown")
-    g.add_argument("--upscale", type=int, help="output frame scale in upscale mode (1..4)")
     g.add_argument("-v", "--verbose", action="store_true")
+    add_setting_flags(p, command)
 
 
-SECTION_FLAGS = {
-    "detect": {
-        "detector": "detector",
-        "detect_input_width": "input_width",
-        "detect_interval": "interval",
-        "detect_threshold": "threshold",
-    },
-    "enhance": {
-        "engine": "engine",
-        "scale": "scale",
-        "variant": "variant",
-        "backend": "backend",
-        "prior_strength": "prior_strength",
-        "temporal": "temporal",
-        "per_frame": "per_frame",
-    },
-    "output": {"mode": "mode", "upscale": "upscale", "audio": "audio", "crf": "crf"},
-    "server": {
-        "host": "host",
-        "port": "port",
-        "token": "token",
-        "cert": "cert",
-        "key": "key",
-        "codec": "codec",
-        "bitrate_kbps": "bitrate_kbps",
-    },
-}
-
-
-def build_config(args: argparse.Namespace, realtime: bool) -> AppConfig:
-    """Defaults, then the TOML file, then flags; validated before anything starts."""
+def build_config(args: argparse.Namespace, command: str) -> AppConfig:
+    """Defaults, then the TOML file, then flags; the run mode decided here, once; validated
+    before anything starts. `serve` is live; `enhance` is a file job unless its source is a
+    stream or a webcam, which can only be read as it happens."""
     cfg = load_toml(args.config) if getattr(args, "config", None) else AppConfig()
-    for section, mapping in SECTION_FLAGS.items():
-        changes: dict[str, Any] = {}
-        for flag, field_name in mapping.items():
-            value = getattr(args, flag, None)
-            if value is not None:
-                changes[field_name] = value
-        if changes:
-            cfg = replace(cfg, **{section: replace(getattr(cfg, section), **changes)})
-    sources = cfg.sources
-    if getattr(args, "source", None):
-        sources = tuple(SourceConfig(uri=u) for u in args.source)
-    extra: dict[str, Any] = {"realtime": realtime}
-    if getattr(args, "loop", None):
-        extra["loop"] = True
-    if getattr(args, "rtsp_transport", None):
-        extra["rtsp_transport"] = args.rtsp_transport
-    sources = tuple(replace(s, **extra) for s in sources)
-    return validate(replace(cfg, sources=sources))
+    cfg = merge_flags(cfg, flag_values(args), getattr(args, "source", None))
+    live = command == "serve" or any(classify(s.uri) != "file" for s in cfg.sources if s.uri != "demo")
+    return replace(cfg, mode="live" if live else "file")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from streamer.server import serve
 
-    return serve(build_config(args, realtime=True))
+    return serve(build_config(args, "serve"))
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
     from streamer.enhance_job import run_enhance, summary_table, write_json
 
-    cfg = build_config(args, realtime=False)
+    cfg = build_config(args, "enhance")
     if len(cfg.sources) != 1:
         raise ConfigError("enhance takes exactly one --source")
     source = cfg.sources[0]
@@ -170,29 +106,15 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="WebRTC server + operator dashboard (the default command)")
-    add_pipeline_flags(serve)
-    g = serve.add_argument_group("server")
-    g.add_argument("--host", help="bind address (default 127.0.0.1; use 0.0.0.0 for the LAN)")
-    g.add_argument("--port", type=int)
-    g.add_argument("--token", help="access token (default: a random one, printed in the URL)")
-    g.add_argument("--cert", help="TLS certificate (PEM) for HTTPS")
-    g.add_argument("--key", help="TLS private key (PEM) for HTTPS")
-    g.add_argument("--codec", choices=["vp8", "h264"])
-    g.add_argument("--bitrate", type=int, dest="bitrate_kbps", help="video bitrate in kbit/s")
+    add_pipeline_flags(serve, "serve")
     serve.set_defaults(func=cmd_serve)
 
     enhance = sub.add_parser(
         "enhance", help="enhance a video or stream into an mp4 file and print stage timings"
     )
-    add_pipeline_flags(enhance)
+    add_pipeline_flags(enhance, "enhance")
     enhance.add_argument("--out", help="output .mp4 (omit to only measure)")
     enhance.add_argument("--json", help="write the timing summary as JSON here")
-    enhance.add_argument(
-        "--audio", choices=["copy", "drop"], help="copy the source's audio into the mp4 (default) or drop it"
-    )
-    enhance.add_argument(
-        "--crf", type=int, help="x264 quality of the output (0..51, lower is better; default 20)"
-    )
     enhance.add_argument(
         "--max-frames", type=int, default=0, help="stop after N frames (0: the whole source)"
     )

@@ -38,9 +38,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from streamer.detectors import build_detector
+from streamer.detectors.base import FaceDetector
 
 from streamer.config import DetectConfig
-from streamer.detect import FaceDetector, build_detector
 from streamer.track import iou_matrix
 
 log = logging.getLogger(__name__)

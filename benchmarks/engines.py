@@ -31,9 +31,8 @@ import numpy as np
 
 from benchmarks.competitors import COMPETITORS, summarize
 from engines.backends import AUTO_ORDER, unavailable_reason
-from engines.base import Enhancer
+from engines.base import INPUT_SIZE_FOR_SCALE, Enhancer
 from engines.bicubic import BicubicEnhancer
-from engines.factory import INPUT_SIZE_FOR_SCALE
 from engines.fsr import WEIGHTS_DIR, available_models, load_two_step
 
 log = logging.getLogger(__name__)

@@ -33,9 +33,10 @@ from typing import Any
 import av
 import numpy as np
 
-from streamer.config import AppConfig, EnhanceConfig, OutputConfig, ServerConfig, SourceConfig
+from streamer.config import AppConfig, ConfigError, EnhanceConfig, OutputConfig, ServerConfig, SourceConfig
+from streamer.run_loop import Processor, run_source
 from streamer.server import start_server
-from streamer.server.camera import Processor, default_processor
+from streamer.server.camera import default_processor
 from streamer.server.latency import INDEX_MASK, LatencyLog, read_stamp_from_frame
 from streamer.server.signaling import set_video_bitrate
 from streamer.server.viewer import connect_viewer
@@ -98,12 +99,10 @@ class Passthrough:
     controls: dict[str, object] = {}
 
     def process(self, frame: Frame) -> FrameResult:
-        return FrameResult(frame=frame, output=frame.image, tracks=[], faces=[], times=StageTimes({}))
+        return FrameResult(frame, frame.image, [], [], StageTimes({}), time.monotonic())
 
-    def set_controls(
-        self, scale: int | None = None, mode: str | None = None, detect_interval: int | None = None
-    ) -> None:
-        """Nothing to control."""
+    def apply(self, changes: dict[str, object]) -> dict[str, object]:
+        raise ConfigError("the raw-frames baseline has no live settings")
 
     def close(self) -> None:
         """Holds nothing."""
@@ -130,10 +129,8 @@ class Recording:
             self.boxes.pop(next(iter(self.boxes)))
         return result
 
-    def set_controls(
-        self, scale: int | None = None, mode: str | None = None, detect_interval: int | None = None
-    ) -> None:
-        self.inner.set_controls(scale=scale, mode=mode, detect_interval=detect_interval)
+    def apply(self, changes: dict[str, object]) -> dict[str, object]:
+        return self.inner.apply(changes)
 
     def close(self) -> None:
         self.inner.close()
@@ -184,7 +181,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def bench_cfg(
     args: argparse.Namespace, width: int, height: int, upscale: int, bitrate: int, engine: str
 ) -> AppConfig:
-    source = SourceConfig(uri="demo", name=CAMERA, demo_width=width, demo_height=height, realtime=True)
+    source = SourceConfig(uri="demo", name=CAMERA, demo_width=width, demo_height=height)
     return AppConfig(
         sources=(source,),
         enhance=EnhanceConfig(engine=engine),
@@ -307,18 +304,17 @@ def enhanced_clip(engine: str, frames: int) -> tuple[list[np.ndarray], list[np.n
 
     cfg = AppConfig(enhance=EnhanceConfig(engine=engine), output=OutputConfig(mode="upscale", upscale=2))
     pipeline = Pipeline(cfg, "codec")
-    source = open_source(SourceConfig(uri="demo", demo_width=640, demo_height=360, realtime=False))
+    source = open_source(SourceConfig(uri="demo", demo_width=640, demo_height=360))
     source.start()
     images: list[np.ndarray] = []
     boxes: list[np.ndarray] = []
+
+    def keep(result: FrameResult) -> None:
+        images.append(result.output)
+        boxes.append(np.array([t.box for t in result.tracks], dtype=np.float32).reshape(-1, 4) * 2)
+
     try:
-        while len(images) < frames:
-            frame = source.read(timeout=10.0)
-            if frame is None:
-                break
-            result = pipeline.process(frame)
-            images.append(result.output)
-            boxes.append(np.array([t.box for t in result.tracks], dtype=np.float32).reshape(-1, 4) * 2)
+        run_source(pipeline, source, keep, max_frames=frames, read_timeout=10.0)
     finally:
         source.stop()
         pipeline.close()

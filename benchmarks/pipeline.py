@@ -22,8 +22,10 @@ import numpy as np
 from streamer.config import AppConfig, EnhanceConfig, SourceConfig
 from streamer.enhance_job import run_enhance
 from streamer.pipeline import STAGES, Pipeline
+from streamer.run_loop import run_source
 from streamer.sources import open_source
 from streamer.stats import format_table
+from streamer.types import FrameResult
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 GOAL_FPS = 30.0
@@ -71,15 +73,15 @@ def live_settings(cfg: AppConfig, source: SourceConfig, frames: int) -> dict[str
     pipe = Pipeline(cfg, source.display_name)
     src = open_source(source)
     src.start()
-    n = faces = 0
+    faces = 0
+
+    def count(result: FrameResult) -> None:
+        nonlocal faces
+        faces += len(result.faces)
+
     t0 = time.perf_counter()
     try:
-        while n < frames:
-            frame = src.read(timeout=10.0)
-            if frame is None:
-                break
-            faces += len(pipe.process(frame).faces)
-            n += 1
+        n = run_source(pipe, src, count, max_frames=frames, read_timeout=10.0)
     finally:
         src.stop()
         pipe.close()
@@ -128,7 +130,7 @@ def clips(folder: str, limit: int) -> list[Path]:
 
 
 def main(args: argparse.Namespace) -> int:
-    base = AppConfig()
+    base = AppConfig(mode="file")
     if args.detect_interval:
         base = replace(base, detect=replace(base.detect, interval=args.detect_interval))
     sources = [SourceConfig(uri="demo", name="demo-720p")]
@@ -154,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
             rows.append(table_row(src.name, summary["engine"], summary))
             results.append({"clip": src.name, "config": engine, **summary})
         if src.uri == "demo":
-            live = live_settings(base, src, args.frames)
+            live = live_settings(replace(base, mode="live"), src, args.frames)
             rows.append(table_row(src.name, f"live: {live['engine']}", live))
             results.append({"clip": src.name, "config": "live", **live})
     columns = ["clip", "config", "fps", "faces/frame", "dropped", "source p50"]

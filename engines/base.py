@@ -12,6 +12,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+INPUT_SIZE_FOR_SCALE = {4: 32, 8: 16, 16: 8}
+"""The one table of shipped FSR factors: every factor makes a 128 px face, so the LR crop side
+follows from it. Configuration, training and benchmarks all read it from here."""
+
 
 @runtime_checkable
 class Enhancer(Protocol):

@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from engines.backends import Backend, BackendOptions, BackendUnavailable, ModelSpec, backend_class, resolve
-from engines.base import check_batch
-from engines.factory import INPUT_SIZE_FOR_SCALE
+from engines.backends import Backend, BackendOptions, ModelSpec, open_backends
+from engines.base import INPUT_SIZE_FOR_SCALE, check_batch
 from engines.latent import TemporalLatent, toward_mean
 
 log = logging.getLogger(__name__)
@@ -200,28 +199,6 @@ class TwoStepEnhancer:
             b.close()
 
 
-def open_models(
-    files: TwoStepFiles, backend: str, options: BackendOptions
-) -> tuple[Backend, Backend, Backend]:
-    """Open the three models on one backend; `auto` moves on to the next if any of them fails."""
-    errors = []
-    for name in resolve(backend):
-        opened: list[Backend] = []
-        try:
-            cls = backend_class(name)
-            for model in (files.step1, files.encoder, files.decoder):
-                opened.append(cls(model, options))
-            return opened[0], opened[1], opened[2]
-        except (BackendUnavailable, ImportError, OSError, RuntimeError, ValueError) as exc:
-            for b in opened:
-                b.close()
-            if backend != "auto":
-                raise
-            errors.append(f"{name}: {exc}")
-            log.warning("backend auto: %s could not open the FSR models (%s); trying the next", name, exc)
-    raise BackendUnavailable("no backend could open the FSR models: " + "; ".join(errors))
-
-
 def load_two_step(
     scale: int = 8,
     variant: str = "fast",
@@ -240,7 +217,7 @@ def load_two_step(
     if not files.latent_mean.is_file():
         raise WeightsNotFound(f"{files.latent_mean} is missing; the step 2 folder is incomplete")
     options = BackendOptions(threads=threads, trt_cache_dir=trt_cache_dir)
-    step1, encoder, decoder = open_models(files, backend, options)
+    step1, encoder, decoder = open_backends(backend, [files.step1, files.encoder, files.decoder], options)
     enhancer = TwoStepEnhancer(
         step1,
         encoder,

@@ -1,20 +1,90 @@
-"""One typed configuration tree for the whole application.
+"""The one schema of every setting, and the code that builds, checks and changes a configuration.
 
-Built only at the edge (`run.py`) from CLI flags or a TOML file; library code receives these
-frozen dataclasses and never reads argv or the environment. `validate()` runs at start so a
-bad setting fails with one clear message instead of deep inside a stage.
+Each field is declared once, below, with its type, default, allowed values or range, help text,
+its command-line flag (if it has one) and whether it may change while a camera runs. Everything
+else is generated from these declarations: the argparse flags (`add_setting_flags`), TOML
+loading (`load_toml`), validation (`validate`, also run on every live change through `apply`),
+the controls the server accepts and the option lists the dashboard shows (`live_settings`).
+
+Validation is pydantic v2 over these plain frozen dataclasses: pydantic gives field constraints,
+exact error locations and a JSON Schema without us writing a validator, and keeping stdlib
+dataclasses (not BaseModel) means library code keeps `dataclasses.replace` and never pays for
+validation per frame. msgspec was the other candidate; pydantic was chosen because its
+constraint errors carry the bound and the offending value, which our messages quote.
+
+Built only at the edge (`run.py`); library code receives these dataclasses and never reads argv
+or the environment. The run `mode` (live or file) is decided there once and carried here.
 """
 
 from __future__ import annotations
 
+import argparse
 import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError
+
+from engines.backends import valid_names as backend_names
+from engines.base import INPUT_SIZE_FOR_SCALE
 
 
 class ConfigError(ValueError):
     """A setting is missing, of the wrong type, or out of range."""
+
+
+COMMANDS = ("serve", "enhance")
+"""The run.py commands that take pipeline settings as flags."""
+
+MAX_SHOWN = 40
+"""Longest rendering of a rejected value in a message: a 4,000-digit number must not reach a log."""
+
+
+def setting(
+    help: str,
+    *,
+    choices: tuple[Any, ...] | None = None,
+    live: bool = False,
+    flag: str = "",
+    commands: tuple[str, ...] = COMMANDS,
+    control: str = "",
+    strict: bool = True,
+    **bounds: float,
+) -> Any:
+    """The declaration of one setting, used as `Annotated[type, setting(...)]`.
+
+    `bounds` are pydantic's ge/gt/le/lt. `flag` is the command-line option (none when empty) for
+    `commands`; `live` marks a setting that a running camera accepts through `apply`, under the
+    short name `control` in the server's controls API (default: the field's own name). `strict`
+    refuses look-alike types ("3" for 3, true for 1); lists (TOML, JSON) need it off to become
+    tuples.
+    """
+    extra: dict[str, Any] = {"live": live, "flag": flag, "commands": list(commands), "control": control}
+    if choices is not None:
+        extra["enum"] = list(choices)
+    info = Field(strict=strict, description=help, json_schema_extra=extra, **bounds)  # type: ignore[arg-type]
+    if choices is not None:
+        info.metadata.append(AfterValidator(_one_of(choices)))
+    return info
+
+
+def _one_of(choices: tuple[Any, ...]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value not in choices:
+            raise ValueError(f"must be {_spoken(choices)}")
+        return value
+
+    return check
+
+
+def _spoken(choices: tuple[Any, ...]) -> str:
+    words = [str(c) for c in choices]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+_STRICT = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True)
@@ -23,26 +93,28 @@ class SourceConfig:
 
     A live source that cannot be opened at start raises SourceError (a wrong URL fails fast)
     unless `retry_at_start`, which keeps retrying in the background like a later disconnect.
-    `realtime` paces demo and file sources at their frame rate and makes them live (newest
-    frame wins); `demo_seed` picks the demo's wall layout and camera motion.
+    Whether demo and file sources are paced at their frame rate (live) is the app's `mode`.
     """
 
-    uri: str = "demo"
-    name: str = ""
-    loop: bool = False
-    realtime: bool = False
-    rtsp_transport: str = "tcp"
-    queue_size: int = 2
-    open_timeout_s: float = 5.0
-    reconnect_initial_s: float = 0.5
-    reconnect_max_s: float = 8.0
-    retry_at_start: bool = False
-    max_pixels: int = 40_000_000
-    demo_width: int = 1280
-    demo_height: int = 720
-    demo_fps: float = 30.0
-    demo_seconds: float = 0.0
-    demo_seed: int = 0
+    __pydantic_config__ = _STRICT
+
+    uri: Annotated[str, setting("demo, a file path, rtsp://, http(s):// or /dev/videoN")] = "demo"
+    name: Annotated[str, setting("camera name shown on the dashboard (default: from the uri)")] = ""
+    loop: Annotated[bool, setting("loop file sources", flag="--loop")] = False
+    rtsp_transport: Annotated[
+        str, setting("RTSP transport", choices=("tcp", "udp"), flag="--rtsp-transport")
+    ] = "tcp"
+    queue_size: Annotated[int, setting("decoded frames buffered per source", ge=1)] = 2
+    open_timeout_s: Annotated[float, setting("seconds to wait for a source to open", gt=0)] = 5.0
+    reconnect_initial_s: Annotated[float, setting("first reconnect delay (s)", gt=0)] = 0.5
+    reconnect_max_s: Annotated[float, setting("longest reconnect delay (s)", gt=0)] = 8.0
+    retry_at_start: Annotated[bool, setting("keep retrying a live source that cannot open at start")] = False
+    max_pixels: Annotated[int, setting("larger frames are downscaled to fit", ge=64 * 64)] = 40_000_000
+    demo_width: Annotated[int, setting("demo camera width", ge=64)] = 1280
+    demo_height: Annotated[int, setting("demo camera height", ge=64)] = 720
+    demo_fps: Annotated[float, setting("demo camera frame rate", gt=0)] = 30.0
+    demo_seconds: Annotated[float, setting("demo length in seconds (0 = endless)", ge=0)] = 0.0
+    demo_seed: Annotated[int, setting("demo wall layout and camera motion")] = 0
 
     @property
     def display_name(self) -> str:
@@ -55,19 +127,38 @@ class DetectConfig:
     InsightFace model pack folder. The default width runs 720p at native size: faces of 10-24 px
     are lost below it (measured in benchmarks/detection.py; see streamer/detectors/centerface.py).
     `threshold` is the lowest score kept; the tracker decides which scores may start a track.
-    `background` runs the detector in its own thread on the newest frame (live sources: flat
+    `background` runs the detector in its own thread on the newest frame in live mode (flat
     per-frame latency); file jobs always run it inline every `interval` frames so their output
     does not depend on timing. `cache_dir` holds models derived on this machine (int8 CenterFace)."""
 
-    detector: str = "centerface"
-    input_width: int = 1280
-    threshold: float = 0.35
-    interval: int = 3
-    max_faces: int = 64
-    min_face_px: float = 6.0
-    threads: int = 1
-    background: bool = True
-    cache_dir: str = "~/.cache/facestream"
+    __pydantic_config__ = _STRICT
+
+    detector: Annotated[
+        str,
+        setting(
+            "centerface (default), an SCRFD .onnx file, or an InsightFace pack folder", flag="--detector"
+        ),
+    ] = "centerface"
+    input_width: Annotated[int, setting("detection input width (px)", ge=32, flag="--detect-width")] = 1280
+    threshold: Annotated[
+        float, setting("lowest detection score kept", gt=0.0, lt=1.0, flag="--detect-threshold")
+    ] = 0.35
+    interval: Annotated[
+        int,
+        setting(
+            "run the detector every N frames; tracking in between",
+            ge=1,
+            le=30,
+            live=True,
+            control="detect_interval",
+            flag="--detect-interval",
+        ),
+    ] = 3
+    max_faces: Annotated[int, setting("most faces kept per frame", ge=1)] = 64
+    min_face_px: Annotated[float, setting("smallest face side kept (px)", ge=0)] = 6.0
+    threads: Annotated[int, setting("detector threads", ge=1)] = 1
+    background: Annotated[bool, setting("live mode: detect in a background thread")] = True
+    cache_dir: Annotated[str, setting("models derived on this machine")] = "~/.cache/facestream"
 
 
 @dataclass(frozen=True)
@@ -76,11 +167,13 @@ class TrackConfig:
     `high_score` may start a track, confirmed after `min_hits` detection runs (at once on the
     tracker's first run); lower ones only extend tracks. `max_misses` counts detection runs."""
 
-    match_iou: float = 0.2
-    min_hits: int = 2
-    max_misses: int = 10
-    smoothing: float = 0.6
-    high_score: float = 0.45
+    __pydantic_config__ = _STRICT
+
+    match_iou: Annotated[float, setting("IoU to match a detection to a track", gt=0.0, lt=1.0)] = 0.2
+    min_hits: Annotated[int, setting("detection runs before a track is confirmed", ge=1)] = 2
+    max_misses: Annotated[int, setting("detection runs a track survives unseen", ge=0)] = 10
+    smoothing: Annotated[float, setting("landmark smoothing", ge=0.0, lt=1.0)] = 0.6
+    high_score: Annotated[float, setting("lowest score that may start a track", gt=0.0, lt=1.0)] = 0.45
 
 
 @dataclass(frozen=True)
@@ -90,60 +183,272 @@ class EnhanceConfig:
     `weights_dir` empty means the weights shipped in the package; `trt_cache_dir` empty means
     ~/.cache/facestream/trt (built TensorRT engines, keyed by model, GPU and TensorRT version).
     `max_faces` caps the faces shown per frame (largest first); `per_frame` caps how many of them
-    are run through the engine per frame (0: all), the rest reusing their track's newest
-    enhanced face, oldest first in line: the lever that keeps live video real time on a CPU.
-    File jobs enhance every face of every frame whatever this says.
+    are run through the engine per frame in live mode (0: all), the rest reusing their track's
+    newest enhanced face, oldest first in line: the lever that keeps live video real time on a
+    CPU. File jobs enhance every face of every frame whatever this says.
     """
 
-    engine: str = "fsr"
-    scale: int = 8
-    variant: str = "fast"
-    backend: str = "auto"
-    prior_strength: float = 0.15
-    temporal: float = 0.5
-    max_faces: int = 16
-    per_frame: int = 4
-    threads: int = 1
-    weights_dir: str = ""
-    trt_cache_dir: str = ""
+    __pydantic_config__ = _STRICT
+
+    engine: Annotated[
+        str, setting("fsr (trained model) or bicubic", choices=("fsr", "bicubic"), flag="--engine")
+    ] = "fsr"
+    scale: Annotated[
+        int,
+        setting(
+            "FSR factor: x4 (32->128), x8 (16->128), x16 (8->128)",
+            choices=tuple(sorted(INPUT_SIZE_FOR_SCALE)),
+            live=True,
+            flag="--scale",
+        ),
+    ] = 8
+    variant: Annotated[str, setting("model size", choices=("fast", "quality"), flag="--variant")] = "fast"
+    backend: Annotated[str, setting("inference backend", choices=backend_names(), flag="--backend")] = "auto"
+    prior_strength: Annotated[
+        float,
+        setting("latent interpolation toward the prior mean, 0..1", ge=0.0, le=1.0, flag="--prior-strength"),
+    ] = 0.15
+    temporal: Annotated[
+        float,
+        setting(
+            "latent smoothing across time within a track, 0 (off)..<1", ge=0.0, lt=1.0, flag="--temporal"
+        ),
+    ] = 0.5
+    max_faces: Annotated[int, setting("most faces shown per frame (largest first)", ge=1)] = 16
+    per_frame: Annotated[
+        int,
+        setting(
+            "live sources: faces run through the engine per frame, the others reuse their newest "
+            "enhanced face (0: all; default 4). Files always enhance every face",
+            ge=0,
+            flag="--per-frame",
+        ),
+    ] = 4
+    threads: Annotated[int, setting("engine threads", ge=1)] = 1
+    weights_dir: Annotated[str, setting("FSR weights folder (default: the shipped weights)")] = ""
+    trt_cache_dir: Annotated[str, setting("TensorRT engine cache (default ~/.cache/facestream/trt)")] = ""
 
 
 @dataclass(frozen=True)
 class OutputConfig:
-    """How enhanced faces are shown: `upscale`, `inset` or `gallery`."""
+    """How enhanced faces are shown (`mode`), and how the file job writes its mp4."""
 
-    mode: str = "inset"
-    upscale: int = 2
-    feather: float = 0.2
-    audio: str = "copy"
-    crf: int = 20
+    __pydantic_config__ = _STRICT
+
+    mode: Annotated[
+        str,
+        setting(
+            "how enhanced faces are shown", choices=("upscale", "inset", "gallery"), live=True, flag="--mode"
+        ),
+    ] = "inset"
+    upscale: Annotated[
+        int, setting("output frame scale in upscale mode (1..4)", ge=1, le=4, live=True, flag="--upscale")
+    ] = 2
+    feather: Annotated[float, setting("soft edge of pasted faces", ge=0.0, le=0.5)] = 0.2
+    audio: Annotated[
+        str,
+        setting(
+            "copy the source's audio into the mp4 (default) or drop it",
+            choices=("copy", "drop"),
+            flag="--audio",
+            commands=("enhance",),
+        ),
+    ] = "copy"
+    crf: Annotated[
+        int,
+        setting(
+            "x264 quality of the output (0..51, lower is better; default 20)",
+            ge=0,
+            le=51,
+            flag="--crf",
+            commands=("enhance",),
+        ),
+    ] = 20
+
+
+def _serve(help: str, **kw: Any) -> Any:
+    return setting(help, commands=("serve",), **kw)
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     """The WebRTC server and dashboard."""
 
-    host: str = "127.0.0.1"
-    port: int = 8080
-    token: str = ""
-    cert: str = ""
-    key: str = ""
-    codec: str = "vp8"
-    bitrate_kbps: int = 4000
-    max_peers_total: int = 16
-    max_peers_per_client: int = 4
-    stun_servers: tuple[str, ...] = ()
-    stamp_frames: bool = False  # draw a frame-number code in a corner, for glass-to-glass latency measurement
+    __pydantic_config__ = _STRICT
+
+    host: Annotated[
+        str, _serve("bind address (default 127.0.0.1; use 0.0.0.0 for the LAN)", flag="--host")
+    ] = "127.0.0.1"
+    port: Annotated[int, _serve("TCP port", ge=0, le=65535, flag="--port")] = 8080
+    token: Annotated[
+        str, _serve("access token (default: a random one, printed in the URL)", flag="--token")
+    ] = ""
+    cert: Annotated[str, _serve("TLS certificate (PEM) for HTTPS", flag="--cert")] = ""
+    key: Annotated[str, _serve("TLS private key (PEM) for HTTPS", flag="--key")] = ""
+    codec: Annotated[str, _serve("video codec", choices=("vp8", "h264"), flag="--codec")] = "vp8"
+    bitrate_kbps: Annotated[int, _serve("video bitrate in kbit/s", ge=100, le=50_000, flag="--bitrate")] = (
+        4000
+    )
+    max_peers_total: Annotated[int, _serve("most viewers at once", ge=1)] = 16
+    max_peers_per_client: Annotated[int, _serve("most viewers per client address", ge=1)] = 4
+    stun_servers: Annotated[tuple[str, ...], _serve("stun:, turn: or turns: URLs", strict=False)] = ()
+    stamp_frames: Annotated[
+        bool, _serve("draw a frame-number code in a corner, for glass-to-glass latency measurement")
+    ] = False
 
 
 @dataclass(frozen=True)
 class AppConfig:
+    """The whole configuration. `mode` is `live` (a camera re-streamed: sources paced at their
+    frame rate, newest frame wins, background detection, a per-frame engine budget) or `file`
+    (every frame and every face processed, deterministic output); decided once at the edge."""
+
+    __pydantic_config__ = _STRICT
+
     sources: tuple[SourceConfig, ...] = (SourceConfig(),)
     detect: DetectConfig = field(default_factory=DetectConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    mode: Literal["live", "file"] = "live"
+
+    @property
+    def live(self) -> bool:
+        return self.mode == "live"
+
+
+SECTIONS: dict[str, type] = {
+    "detect": DetectConfig,
+    "track": TrackConfig,
+    "enhance": EnhanceConfig,
+    "output": OutputConfig,
+    "server": ServerConfig,
+}
+
+_ADAPTER = TypeAdapter(AppConfig)
+
+
+# -- the declarations, read back -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Setting:
+    """One declared field, as the generators need it."""
+
+    section: str
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None
+    bounds: dict[str, float]
+    live: bool
+    flag: str
+    commands: tuple[str, ...]
+    control: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    def describe(self) -> dict[str, Any]:
+        """What a client needs to offer this setting (the dashboard builds its controls from it)."""
+        out: dict[str, Any] = {"path": self.path, "type": self.type.__name__, "help": self.help}
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        for key, word in (("ge", "min"), ("le", "max")):
+            if key in self.bounds:
+                out[word] = self.bounds[key]
+        return out
+
+
+def _settings_of(section: str, cls: type) -> list[Setting]:
+    hints = get_type_hints(cls, include_extras=True)
+    found = []
+    for f in fields(cls):
+        hint = hints[f.name]
+        if get_origin(hint) is not Annotated:
+            continue
+        base, *meta = get_args(hint)
+        info = next(m for m in meta if hasattr(m, "json_schema_extra"))
+        extra = info.json_schema_extra
+        bounds = {
+            k: float(getattr(m, k)) for m in info.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)
+        }
+        default = f.default if f.default is not MISSING else None
+        found.append(
+            Setting(
+                section=section,
+                name=f.name,
+                type=get_origin(base) or base,
+                default=default,
+                help=str(info.description),
+                choices=tuple(extra["enum"]) if "enum" in extra else None,
+                bounds=bounds,
+                live=bool(extra["live"]),
+                flag=str(extra["flag"]),
+                commands=tuple(extra["commands"]),
+                control=str(extra["control"]) or f.name,
+            )
+        )
+    return found
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    s for section, cls in (("source", SourceConfig), *SECTIONS.items()) for s in _settings_of(section, cls)
+)
+
+
+def live_settings() -> dict[str, Setting]:
+    """The settings a running camera accepts, by control name."""
+    return {s.control: s for s in SETTINGS if s.live}
+
+
+def _resolve(key: str) -> Setting:
+    """A live setting by dotted path (`detect.interval`) or control name (`detect_interval`)."""
+    for s in SETTINGS:
+        if s.live and key in (s.path, s.control):
+            return s
+    valid = ", ".join(sorted(live_settings()))
+    raise ConfigError(f"unknown or not live setting {_shown(key)}; live settings: {valid}")
+
+
+# -- validation ----------------------------------------------------------------------------------
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[: MAX_SHOWN - 3]}..."
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    if loc and loc[0] == "sources" and len(loc) >= 2:
+        return " ".join(["camera", str(loc[1]), *map(str, loc[2:])])
+    return " ".join(map(str, loc))
+
+
+_TYPE_WORDS = {"int_type": "int", "float_type": "float", "string_type": "str", "bool_type": "bool"}
+_BOUND_WORDS = {
+    "greater_than_equal": ">=",
+    "greater_than": ">",
+    "less_than_equal": "<=",
+    "less_than": "<",
+}
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    kind, loc, given = err["type"], tuple(err["loc"]), err.get("input")
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        return f"unknown key(s) in [{_where(loc[:-1]) or 'config'}]: {loc[-1]}"
+    where = _where(loc)
+    if kind in _TYPE_WORDS or kind == "float_parsing":
+        expected = _TYPE_WORDS.get(kind, "float")
+        return f"{where} must be {expected}, got {type(given).__name__} {_shown(given)}"
+    if kind in _BOUND_WORDS:
+        bound = next(iter(err.get("ctx", {}).values()), "?")
+        return f"{where} must be {_BOUND_WORDS[kind]} {bound}, got {_shown(given)}"
+    if kind == "value_error":
+        return f"{where} {err['ctx']['error']}, got {_shown(given)}"
+    if kind == "literal_error":
+        return f"{where} must be {err['ctx']['expected']}, got {_shown(given)}"
+    return f"{where}: {err['msg']}"
 
 
 def _check(cond: bool, message: str) -> None:
@@ -151,99 +456,52 @@ def _check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def validate(cfg: AppConfig) -> AppConfig:
-    """Raise ConfigError naming the first bad setting; return cfg unchanged when all are fine."""
+def _check_across(cfg: AppConfig) -> None:
+    """Rules that tie several fields together, which per-field constraints cannot say."""
     _check(len(cfg.sources) >= 1, "at least one source is required")
     names = [s.display_name for s in cfg.sources]
     _check(len(set(names)) == len(names), f"source names must be unique, got {names}")
     for s in cfg.sources:
-        _check(
-            s.rtsp_transport in ("tcp", "udp"), f"rtsp_transport must be tcp or udp, got {s.rtsp_transport!r}"
-        )
-        _check(s.queue_size >= 1, "source queue_size must be >= 1")
-        _check(s.open_timeout_s > 0, "source open_timeout_s must be > 0")
-        _check(
-            0 < s.reconnect_initial_s <= s.reconnect_max_s, "need 0 < reconnect_initial_s <= reconnect_max_s"
-        )
-        _check(s.max_pixels >= 64 * 64, "max_pixels must be >= 4096")
-        _check(s.demo_width >= 64 and s.demo_height >= 64, "demo size must be at least 64x64")
-        _check(s.demo_fps > 0, "demo_fps must be > 0")
-        _check(s.demo_seconds >= 0, "demo_seconds must be >= 0 (0 = endless)")
-    d = cfg.detect
-    _check(d.interval >= 1, f"detect interval must be >= 1 frame, got {d.interval}")
-    _check(0.0 < d.threshold < 1.0, f"detect threshold must be in (0, 1), got {d.threshold}")
-    _check(d.input_width >= 32, "detect input_width must be >= 32")
-    _check(d.max_faces >= 1, "detect max_faces must be >= 1")
-    _check(d.threads >= 1, "detect threads must be >= 1")
-    t = cfg.track
-    _check(0.0 < t.match_iou < 1.0, "track match_iou must be in (0, 1)")
-    _check(t.max_misses >= 0 and t.min_hits >= 1, "track max_misses >= 0 and min_hits >= 1")
-    _check(0.0 <= t.smoothing < 1.0, "track smoothing must be in [0, 1)")
-    _check(0.0 < t.high_score < 1.0, f"track high_score must be in (0, 1), got {t.high_score}")
+        _check(s.reconnect_initial_s <= s.reconnect_max_s, "need 0 < reconnect_initial_s <= reconnect_max_s")
     e = cfg.enhance
-    _check(e.engine in ("fsr", "bicubic"), f"enhance engine must be fsr or bicubic, got {e.engine!r}")
-    _check(e.scale in (4, 8, 16), f"enhance scale must be 4, 8 or 16, got {e.scale}")
-    _check(e.variant in ("fast", "quality"), f"enhance variant must be fast or quality, got {e.variant!r}")
-    _check(
-        e.backend in ("auto", "tensorrt", "torch", "onnxruntime"),
-        f"backend must be one of auto, tensorrt, torch, onnxruntime; got {e.backend!r}",
-    )
-    _check(0.0 <= e.prior_strength <= 1.0, "prior_strength must be in [0, 1]")
-    _check(0.0 <= e.temporal < 1.0, "temporal must be in [0, 1)")
-    _check(e.max_faces >= 1, "enhance max_faces must be >= 1")
-    _check(e.per_frame >= 0, f"enhance per_frame must be >= 0 (0: every face), got {e.per_frame}")
-    _check(e.threads >= 1, f"enhance threads must be >= 1, got {e.threads}")
     _check(
         not e.weights_dir or Path(e.weights_dir).is_dir(), f"weights_dir {e.weights_dir!r} is not a folder"
     )
-    o = cfg.output
-    _check(
-        o.mode in ("upscale", "inset", "gallery"),
-        f"output mode must be upscale, inset or gallery, got {o.mode!r}",
-    )
-    _check(1 <= o.upscale <= 4, f"output upscale must be 1..4, got {o.upscale}")
-    _check(0.0 <= o.feather <= 0.5, "feather must be in [0, 0.5]")
-    _check(o.audio in ("copy", "drop"), f"audio must be copy or drop, got {o.audio!r}")
-    _check(0 <= o.crf <= 51, "crf must be 0..51")
     sv = cfg.server
-    _check(0 <= sv.port <= 65535, f"port must be 0..65535, got {sv.port}")
-    _check(sv.codec in ("vp8", "h264"), f"codec must be vp8 or h264, got {sv.codec!r}")
-    _check(100 <= sv.bitrate_kbps <= 50_000, "bitrate_kbps must be 100..50000")
     _check(bool(sv.cert) == bool(sv.key), "HTTPS needs both cert and key")
-    _check(sv.max_peers_total >= 1 and sv.max_peers_per_client >= 1, "peer caps must be >= 1")
     _check(
         all(u.startswith(("stun:", "turn:", "turns:")) for u in sv.stun_servers),
         "stun_servers entries must be stun:, turn: or turns: URLs",
     )
+
+
+def _parse(data: dict[str, Any]) -> AppConfig:
+    try:
+        cfg = _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ConfigError(_message(exc.errors()[0])) from None
+    _check_across(cfg)
     return cfg
 
 
-T = TypeVar("T")
+def validate(cfg: AppConfig) -> AppConfig:
+    """Raise ConfigError naming the first bad setting; return cfg unchanged when all are fine."""
+    return _parse(asdict(cfg))
 
 
-def _from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = set(data) - set(known)
-    if unknown:
-        raise ConfigError(f"unknown key(s) in [{where}]: {', '.join(sorted(unknown))}")
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        default = getattr(cls(), name)
-        if is_dataclass(default) and isinstance(value, dict):
-            kwargs[name] = _from_dict(type(default), value, f"{where}.{name}")
-            continue
-        if isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(default) is not type(value):
-            raise ConfigError(
-                f"[{where}] {name} must be {type(default).__name__}, got {type(value).__name__} {value!r}"
-            )
-        kwargs[name] = value
-    return cls(**kwargs)
+def apply(cfg: AppConfig, changes: Mapping[str, Any]) -> AppConfig:
+    """`cfg` with live `changes` (`{"detect.interval": 2}` or `{"detect_interval": 2}`), validated
+    by the same schema as at start. Refuses settings that are not live."""
+    if not changes:
+        raise ConfigError(f"no change given; live settings: {', '.join(sorted(live_settings()))}")
+    data = asdict(cfg)
+    for key, value in changes.items():
+        s = _resolve(str(key))
+        data[s.section][s.name] = value
+    return _parse(data)
 
 
+# -- TOML ----------------------------------------------------------------------------------------
 def load_toml(path: str | Path) -> AppConfig:
     """Read a TOML config: top-level tables detect/track/enhance/output/server and an array
     `[[camera]]` of source tables (each with `uri` and optional `name`)."""
@@ -257,6 +515,73 @@ def load_toml(path: str | Path) -> AppConfig:
     cameras = data.pop("camera", [])
     if not isinstance(cameras, list):
         raise ConfigError("[[camera]] must be an array of tables")
-    sources = tuple(_from_dict(SourceConfig, c, "camera") for c in cameras) or (SourceConfig(),)
-    cfg = _from_dict(AppConfig, {k: v for k, v in data.items()}, "config")
-    return validate(replace(cfg, sources=sources))
+    unknown = set(data) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [config]: {', '.join(sorted(unknown))}")
+    tree = asdict(AppConfig())
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        tree[section] = {**tree[section], **values}
+    if cameras:
+        tree["sources"] = cameras
+    return _parse(tree)
+
+
+# -- command-line flags --------------------------------------------------------------------------
+def add_setting_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """One argparse option per declared flag that `command` takes, grouped by section."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for s in SETTINGS:
+        if not s.flag or command not in s.commands:
+            continue
+        group = groups.get(s.section)
+        if group is None:
+            group = groups[s.section] = parser.add_argument_group(s.section)
+        dest = f"{s.section}.{s.name}"
+        if s.type is bool:
+            group.add_argument(s.flag, dest=dest, action="store_true", default=None, help=s.help)
+            continue
+        kwargs: dict[str, Any] = {
+            "dest": dest,
+            "type": s.type,
+            "help": _flag_help(s),
+            "metavar": s.name.upper(),
+        }
+        if s.choices is not None:
+            kwargs["choices"] = list(s.choices)
+        group.add_argument(s.flag, **kwargs)
+
+
+def _flag_help(s: Setting) -> str:
+    span = [
+        f"{word} {s.bounds[k]:g}"
+        for k, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+        if k in s.bounds
+    ]
+    notes = [f"default {s.default!r}" if s.default not in ("", None) else "", ", ".join(span)]
+    extra = "; ".join(n for n in notes if n)
+    return f"{s.help} ({extra})" if extra else s.help
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The settings given on the command line, by section: {"detect": {"interval": 2}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in SETTINGS:
+        value = getattr(args, s.path, None)
+        if s.flag and value is not None:
+            out.setdefault(s.section, {})[s.name] = value
+    return out
+
+
+def merge_flags(cfg: AppConfig, given: Mapping[str, Mapping[str, Any]], uris: list[str] | None) -> AppConfig:
+    """`cfg` with command-line values on top; source flags apply to every source."""
+    tree = asdict(cfg)
+    if uris:
+        tree["sources"] = [asdict(SourceConfig(uri=u)) for u in uris]
+    for section, values in given.items():
+        if section == "source":
+            tree["sources"] = [{**src, **values} for src in tree["sources"]]
+        else:
+            tree[section] = {**tree[section], **values}
+    return _parse(tree)

@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from streamer.config import AppConfig, SourceConfig
 from streamer.pipeline import STAGES, Pipeline
+from streamer.run_loop import run_source
 from streamer.sink import Mp4Sink
 from streamer.sources import open_source
 from streamer.stats import format_table
+from streamer.types import FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -30,34 +32,27 @@ def run_enhance(
     max_frames: int = 0,
     pipeline: Pipeline | None = None,
 ) -> dict[str, Any]:
-    """Process `source_cfg` through the pipeline; write `out_path` (mp4) when given."""
-    source = open_source(source_cfg)
+    """Process `source_cfg` through the pipeline; write `out_path` (mp4) when given. The mode
+    (file or live) is the config's, decided where the config was built."""
+    source = open_source(source_cfg, live=cfg.live)
     source.start()
-    if not source.is_live:
-        cfg = replace(
-            cfg, detect=replace(cfg.detect, background=False), enhance=replace(cfg.enhance, per_frame=0)
-        )
     pipe = pipeline or Pipeline(cfg, source_cfg.display_name)
     audio = source_cfg.uri if (cfg.output.audio == "copy" and Path(source_cfg.uri).is_file()) else None
     sink = Mp4Sink(out_path, fps=source.fps, crf=cfg.output.crf, audio_from=audio) if out_path else None
     faces = 0
-    frames = 0
+
+    def write(result: FrameResult) -> None:
+        nonlocal faces
+        faces += len(result.faces)
+        if sink is not None:
+            with pipe.stats.time("encode"):
+                sink.write(result.output, result.frame.pts)
+
     t0 = time.perf_counter()
     try:
-        while True:
-            frame = source.read(timeout=source_cfg.open_timeout_s + 5.0)
-            if frame is None:
-                if source.is_live and not (source_cfg.uri == "demo"):
-                    continue
-                break
-            result = pipe.process(frame)
-            if sink is not None:
-                with pipe.stats.time("encode"):
-                    sink.write(result.output, frame.pts)
-            frames += 1
-            faces += len(result.faces)
-            if max_frames and frames >= max_frames:
-                break
+        frames = run_source(
+            pipe, source, write, max_frames=max_frames, read_timeout=source_cfg.open_timeout_s + 5.0
+        )
     finally:
         source.stop()
         if sink is not None:

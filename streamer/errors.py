@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from engines.backends import BackendUnavailable
 from streamer.config import ConfigError
-from streamer.detect import DetectorError
+from streamer.detectors.base import DetectorError
 from streamer.sink import SinkError
 from streamer.sources import SourceError
 

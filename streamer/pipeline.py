@@ -1,35 +1,35 @@
 """The face pipeline for one camera, wired top to bottom.
 
-source frame -> detect (every `interval` frames) -> track -> align crops -> enhance (one batched
-engine call per frame) -> composite. `process` is plain blocking CPU work: the file job calls it
-in a loop, the server calls it from a worker thread. Controls (scale, mode, detection interval)
-can change while it runs; they take effect at the next frame.
+source frame -> detect (streamer.detection: every `interval` frames, flow in between) -> track ->
+align crops -> enhance (one batched engine call per frame) -> composite. `process` is plain
+blocking CPU work, driven by `streamer.run_loop.run_source` for files, cameras and benchmarks.
+Live settings (`apply`) can change while it runs; they take effect at the next frame.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import replace
+import time
+from collections.abc import Mapping
 
-import cv2
 import numpy as np
 
 from engines.base import Enhancer
-from engines.factory import build_enhancer
 from streamer.align import crop_tracks
 from streamer.composite import Gallery, compose_gallery, compose_inset, compose_upscale
-from streamer.config import AppConfig, ConfigError, validate
-from streamer.detect import FaceDetector, build_detector
-from streamer.detect_async import BackgroundDetector, carry_forward
+from streamer.config import AppConfig, ConfigError, apply, live_settings
+from streamer.detection import DetectionStage
+from streamer.detectors import build_detector
+from streamer.detectors.base import FaceDetector
+from streamer.enhancer import build_enhancer
 from streamer.stats import StageStats
 from streamer.track import Tracker
-from streamer.types import Detection, EnhancedFace, FaceCrop, Frame, FrameResult, StageTimes, Track
+from streamer.types import EnhancedFace, FaceCrop, Frame, FrameResult, StageTimes, Track
 
 log = logging.getLogger(__name__)
 
 STAGES = ("detect", "track", "crop", "enhance", "composite")
-FIRST_DETECTION_WAIT_S = 5.0
 
 
 class Pipeline:
@@ -42,22 +42,20 @@ class Pipeline:
     ) -> None:
         self.cfg = cfg
         self.source_name = source_name
-        self.detector = detector or build_detector(cfg.detect)
-        self.background = BackgroundDetector(self.detector) if cfg.detect.background else None
-        self._submitted: dict[int, np.ndarray] = {}
-        self._prev_gray: np.ndarray | None = None
-        self._anchors: list[Detection] = []
+        self.stats = StageStats()
+        self.detection = DetectionStage(
+            detector or build_detector(cfg.detect),
+            cfg.detect.interval,
+            background=cfg.detect.background and cfg.live,
+            stats=self.stats,
+        )
         self.tracker = Tracker(cfg.track)
         self.enhancer = enhancer or build_enhancer(cfg.enhance)
         self.gallery = Gallery()
-        self.stats = StageStats()
-        self._interval = cfg.detect.interval
-        self._since_detect = 0
-        self._pending: dict[str, object] = {}
+        self._pending: AppConfig | None = None
         self._lock = threading.Lock()
         self.frames = 0
         self.faces_total = 0
-        self.detector_runs = 0
         self.faces_enhanced = 0
         self._latest: dict[int, tuple[int, np.ndarray]] = {}
 
@@ -67,59 +65,39 @@ class Pipeline:
 
     @property
     def controls(self) -> dict[str, object]:
-        return {
-            "scale": self.cfg.enhance.scale,
-            "mode": self.cfg.output.mode,
-            "upscale": self.cfg.output.upscale,
-            "detect_interval": self._interval,
-            "engine": self.cfg.enhance.engine,
-        }
+        """The live settings as they apply now (control name -> value), and the engine shown."""
+        return {**_live_values(self.cfg), "engine": self.cfg.enhance.engine}
 
-    def set_controls(
-        self,
-        scale: int | None = None,
-        mode: str | None = None,
-        detect_interval: int | None = None,
-        upscale: int | None = None,
-    ) -> None:
-        """Validate now (so a bad value is refused to the caller), apply at the next frame."""
-        cfg = self.cfg
-        if scale is not None:
-            cfg = replace(cfg, enhance=replace(cfg.enhance, scale=int(scale)))
-        if mode is not None:
-            cfg = replace(cfg, output=replace(cfg.output, mode=str(mode)))
-        if upscale is not None:
-            cfg = replace(cfg, output=replace(cfg.output, upscale=int(upscale)))
-        if detect_interval is not None:
-            cfg = replace(cfg, detect=replace(cfg.detect, interval=int(detect_interval)))
-        validate(cfg)
+    def apply(self, changes: Mapping[str, object]) -> dict[str, object]:
+        """Validate live changes now (a bad value is refused to the caller) and apply them at the
+        next frame. Changes compose in order: each builds on the last one accepted, applied or
+        not. Returns the live settings that the next frame will use."""
         with self._lock:
-            self._pending["cfg"] = cfg
+            pending = apply(self._pending or self.cfg, changes)
+            self._pending = pending
+        return {**_live_values(pending), "engine": pending.enhance.engine}
 
     def _apply_pending(self) -> None:
         with self._lock:
-            new = self._pending.pop("cfg", None)
-        if not isinstance(new, AppConfig):
+            new, self._pending = self._pending, None
+        if new is None:
             return
         if new.enhance != self.cfg.enhance:
             enhancer = build_enhancer(new.enhance)
             self.enhancer.close()
             self.enhancer = enhancer
             log.info("%s: enhancer now %s", self.source_name, enhancer.name)
-        self._interval = new.detect.interval
+        self.detection.interval = new.detect.interval
         self.cfg = new
 
     def process(self, frame: Frame) -> FrameResult:
+        started = time.monotonic()
         self._apply_pending()
         times: dict[str, float] = {}
         image = frame.image
 
         with self.stats.time("detect", times):
-            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-            detections = self._detect(frame, gray)
-            detections = self._follow(gray) if detections is None else detections
-            self._anchors = detections or []
-            self._prev_gray = gray
+            detections = self.detection.step(frame)
 
         with self.stats.time("track", times):
             tracks = self.tracker.update(detections, image)
@@ -142,13 +120,13 @@ class Pipeline:
 
         self.frames += 1
         self.faces_total += len(faces)
-        return FrameResult(frame=frame, output=output, tracks=tracks, faces=faces, times=StageTimes(times))
+        return FrameResult(frame, output, tracks, faces, StageTimes(times), started)
 
     def _enhance(self, crops: list[FaceCrop]) -> list[EnhancedFace]:
         """One batched engine call for the faces whose turn it is (all of them unless
         `enhance.per_frame` is set); the others are shown with their track's newest enhanced face,
         pasted through this frame's alignment so it still sits on the face."""
-        budget = self.cfg.enhance.per_frame or len(crops)
+        budget = (self.cfg.enhance.per_frame if self.cfg.live else 0) or len(crops)
         size = self.enhancer.output_size
         cached = {tid: img for tid, (_, img) in self._latest.items() if img.shape[0] == size}
         order = sorted(crops, key=lambda c: self._latest[c.track_id][0] if c.track_id in cached else -1)
@@ -162,43 +140,6 @@ class Pipeline:
                 self._latest[c.track_id] = (self.frames, img)
             self.faces_enhanced += len(todo)
         return [EnhancedFace(c.track_id, enhanced[c.track_id], c) for c in crops if c.track_id in enhanced]
-
-    def _follow(self, gray: np.ndarray) -> list[Detection] | None:
-        """Between detections, the last detections carried along by optical flow, as measurements:
-        a constant-velocity guess alone loses 10-24 px faces within a few frames of a camera pan,
-        and late background detections then match nothing. The flow follows the detections
-        themselves, not the tracker's smoothed output, so smoothing lag cannot feed back into the
-        measurements and accumulate. None on the first frame or after a size change."""
-        prev = self._prev_gray
-        if prev is None or prev.shape != gray.shape or not self._anchors:
-            return None
-        return carry_forward(self._anchors, prev, gray, keep_lost=False)
-
-    def _detect(self, frame: Frame, gray: np.ndarray) -> list[Detection] | None:
-        """Detections for this frame, or None when none ran or arrived. A background result
-        computed on an earlier frame is carried to this one by optical flow first."""
-        due = self._since_detect % self._interval == 0
-        self._since_detect += 1
-        bg = self.background
-        if bg is None:
-            if not due:
-                return None
-            self.detector_runs += 1
-            return self.detector.detect(frame.image)
-        if due and bg.idle:
-            bg.submit(self.frames, frame.image)
-            self._submitted[self.frames] = gray
-        result = bg.wait(FIRST_DETECTION_WAIT_S) if self.detector_runs == 0 else bg.poll()
-        if result is None:
-            return None
-        self.detector_runs += 1
-        self.stats.record("detector (background)", bg.last_seconds)
-        submitted_at, detections = result
-        then = self._submitted.pop(submitted_at, None)
-        self._submitted = {k: v for k, v in self._submitted.items() if k > submitted_at}
-        if then is not None and submitted_at != self.frames and then.shape == gray.shape:
-            detections = carry_forward(detections, then, gray)
-        return detections
 
     def _choose(self, tracks: list[Track]) -> list[Track]:
         """The largest faces first when there are more than the engine budget allows."""
@@ -221,6 +162,9 @@ class Pipeline:
         raise ConfigError(f"unknown output mode {out.mode!r}")
 
     def close(self) -> None:
-        if self.background is not None:
-            self.background.close()
+        self.detection.close()
         self.enhancer.close()
+
+
+def _live_values(cfg: AppConfig) -> dict[str, object]:
+    return {name: getattr(getattr(cfg, s.section), s.name) for name, s in live_settings().items()}

@@ -120,7 +120,6 @@ class _TrackState:
         self.hits = 1
         self.misses = 0
         self.confirmed = False
-        self.detected = True
 
     @property
     def height(self) -> float:
@@ -139,7 +138,6 @@ class _TrackState:
         p[:, 1, 1] += (STD_VELOCITY * h) ** 2
         self.out = self.out + self.x[:, 1]
         self.age += 1
-        self.detected = False
 
     def correct(self, det: Detection, lag: int = 0) -> None:
         """Kalman update; a detection `lag` frames old is first moved forward by the velocity."""
@@ -158,7 +156,6 @@ class _TrackState:
         self.score = det.score
         self.hits += 1
         self.misses = 0
-        self.detected = True
 
     def predicted_box(self, lag: int = 0) -> np.ndarray:
         """The filter's box now, or `lag` frames ago (to compare with a late detection)."""
@@ -173,7 +170,6 @@ class _TrackState:
             age=self.age,
             hits=self.hits,
             misses=self.misses,
-            detected_this_frame=self.detected,
         )
 
 

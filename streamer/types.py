@@ -25,7 +25,6 @@ class Frame:
     index: int
     pts: float
     capture_time: float
-    source_name: str = "source"
 
 
 @dataclass
@@ -52,7 +51,6 @@ class Track:
     age: int = 0
     hits: int = 0
     misses: int = 0
-    detected_this_frame: bool = False
 
 
 @dataclass
@@ -86,11 +84,14 @@ class StageTimes:
 
 @dataclass
 class FrameResult:
-    """What the pipeline produces for one source frame; sinks and the server consume it."""
+    """What the pipeline produces for one source frame; sinks and the server consume it.
+
+    `started` is `time.monotonic()` when processing began: capture -> started is the time the
+    frame waited for the pipeline."""
 
     frame: Frame
     output: np.ndarray
     tracks: list[Track]
     faces: list[EnhancedFace]
     times: StageTimes
-    dropped_total: int = 0
+    started: float

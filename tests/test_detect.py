@@ -13,10 +13,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from streamer.detectors import build_detector
+from streamer.detectors.base import DetectorError, FaceDetector
 
 from benchmarks.detection import DLIB_DIR, detect_boxes, evaluate, load_imglab, match, sweep_canvas
 from streamer.config import DetectConfig
-from streamer.detect import DetectorError, FaceDetector, build_detector
 from streamer.types import Detection
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -115,7 +116,7 @@ def test_a_frame_with_300_faces_is_capped_to_the_best_and_logged_once(
     all_faces = build_detector(DetectConfig(max_faces=1000)).detect(crowd)
     assert len(all_faces) >= 250
     capped = build_detector(DetectConfig(max_faces=50))
-    with caplog.at_level(logging.WARNING, logger="streamer.detect"):
+    with caplog.at_level(logging.WARNING, logger="streamer.detectors.base"):
         first = capped.detect(crowd)
         second = capped.detect(crowd)
     assert len(first) == len(second) == 50

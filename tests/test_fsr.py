@@ -11,7 +11,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engines.base import Enhancer  # noqa: E402
-from engines.factory import build_enhancer  # noqa: E402
 from engines.fsr import (  # noqa: E402
     TwoStepEnhancer,
     WeightsNotFound,
@@ -21,6 +20,7 @@ from engines.fsr import (  # noqa: E402
     to_model_input,
 )
 from streamer.config import EnhanceConfig  # noqa: E402
+from streamer.enhancer import build_enhancer  # noqa: E402
 
 pytest.importorskip("torch", reason="the tiny test models are exported from torch")
 import tiny_fsr  # noqa: E402

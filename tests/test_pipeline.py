@@ -48,7 +48,7 @@ def test_demo_faces_are_found_tracked_and_upscaled(demo_frames):
     assert {"detect", "track", "crop", "enhance", "composite"} <= set(summary)
     # Every stage is timed on every frame; the detector itself ran every `interval` frames only.
     assert summary["detect"]["count"] == len(demo_frames)
-    assert pipe.detector_runs == -(-len(demo_frames) // pipe.cfg.detect.interval)
+    assert pipe.detection.runs == -(-len(demo_frames) // pipe.cfg.detect.interval)
 
 
 @pytest.mark.parametrize("mode, shape", [("inset", (720, 1280, 3)), ("gallery", (720, 1280 + 144, 3))])
@@ -65,13 +65,13 @@ def test_output_modes(demo_frames, mode, shape):
 def test_live_controls_apply_at_next_frame_and_refuse_bad_values(demo_frames):
     pipe = Pipeline(_cfg(mode="upscale", upscale=2), "demo")
     pipe.process(demo_frames[0])
-    pipe.set_controls(scale=4, mode="gallery", detect_interval=2)
+    pipe.apply({"scale": 4, "mode": "gallery", "detect.interval": 2})
     r = pipe.process(demo_frames[1])
     assert pipe.controls["scale"] == 4 and pipe.enhancer.input_size == 32
     assert r.output.shape[1] == 1280 + 144
     assert pipe.controls["detect_interval"] == 2
     with pytest.raises(ConfigError):
-        pipe.set_controls(scale=5)
+        pipe.apply({"scale": 5})
 
 
 def test_a_frame_with_300_faces_is_capped_not_fatal():
@@ -101,12 +101,13 @@ def test_background_detection_feeds_the_tracker(demo_frames):
         results = [pipe.process(f) for f in demo_frames]
     finally:
         pipe.close()
-    assert pipe.background is not None and pipe.background.runs >= 1
+    background = pipe.detection.background
+    assert background is not None and background.runs >= 1
     # The first frame waits for the first detection, so faces are there from the start.
     assert len(results[0].tracks) >= 4
     assert min(len(r.faces) for r in results) >= 4
     assert "detector (background)" in pipe.stats.summary()
-    assert not pipe.background._thread.is_alive()
+    assert not background._thread.is_alive()
 
 
 def test_per_frame_budget_enhances_in_turn_and_shows_every_face(demo_frames):

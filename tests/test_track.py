@@ -96,7 +96,7 @@ def test_frames_without_detection_carry_box_and_landmarks_with_velocity() -> Non
     last = tracks[0]
     for k in range(1, 6):
         (t,) = tracker.update(None)
-        assert not t.detected_this_frame
+        assert t.hits == last.hits
         assert t.misses == 0
         assert np.allclose(centre(t.box), centre(last.box) + k * v, atol=0.6)
         assert np.allclose(t.landmarks, last.landmarks + k * v, atol=0.6)
@@ -140,10 +140,12 @@ def test_low_score_detections_extend_tracks_but_never_start_them() -> None:
     assert tracker.update([face(300, 300, score=0.3)]) == []
     for f in range(5):
         tracker.update([face(100 + f, 100, score=0.9), face(300, 300, score=0.3)])
+    hits = -1
     for f in range(5, 15):  # score dips below high_score: the track must survive on low-score matches
         tracks = tracker.update([face(100 + f, 100, score=0.35)])
         assert [t.track_id for t in tracks] == [1]
-        assert tracks[0].detected_this_frame
+        assert tracks[0].hits > hits
+        hits = tracks[0].hits
 
 
 def test_faces_present_at_start_are_confirmed_at_once() -> None:

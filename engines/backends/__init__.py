@@ -14,7 +14,7 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -167,24 +167,47 @@ def backend_class(name: str) -> Callable[..., Backend]:
     return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
 
 
-def open_backend(name: str, model: ModelSpec, options: BackendOptions | None = None) -> Backend:
-    """Open `model` with backend `name` (or the first that works for `auto`)."""
+OPEN_ERRORS = (BackendUnavailable, ImportError, OSError, RuntimeError, ValueError)
+"""What a backend raises when it cannot open a model here; `auto` then moves on to the next."""
+
+
+def open_backends(
+    name: str, models: Sequence[ModelSpec], options: BackendOptions | None = None
+) -> list[Backend]:
+    """Open every model on one backend `name`; for `auto`, the first backend that opens them all.
+
+    Models that must run together (the two steps) share one backend, so a half-opened set is
+    closed before the next backend is tried.
+    """
     options = options or BackendOptions()
-    candidates = resolve(name)
     errors: list[str] = []
-    for cand in candidates:
+    for cand in resolve(name):
+        opened: list[Backend] = []
         try:
-            backend = backend_class(cand)(model, options)
-        except (BackendUnavailable, ImportError, OSError, RuntimeError) as exc:
+            cls = backend_class(cand)
+            for model in models:
+                opened.append(cls(model, options))
+        except OPEN_ERRORS as exc:
+            for backend in opened:
+                backend.close()
             if name != "auto":
                 raise
             errors.append(f"{cand}: {exc}")
-            log.warning("backend auto: %s failed to open %s (%s); trying the next", cand, model.name, exc)
+            log.warning("backend auto: %s failed to open %s (%s); trying the next", cand, _names(models), exc)
             continue
         if name == "auto":
-            log.info("backend auto: %s runs %s", backend.name, model.name)
-        return backend
-    raise BackendUnavailable(f"no backend could open {model.name}: " + "; ".join(errors))
+            log.info("backend auto: %s runs %s", cand, _names(models))
+        return opened
+    raise BackendUnavailable(f"no backend could open {_names(models)}: " + "; ".join(errors))
+
+
+def open_backend(name: str, model: ModelSpec, options: BackendOptions | None = None) -> Backend:
+    """Open one `model` with backend `name` (or the first that works for `auto`)."""
+    return open_backends(name, [model], options)[0]
+
+
+def _names(models: Sequence[ModelSpec]) -> str:
+    return ", ".join(m.name for m in models)
 
 
 def run_chunked(

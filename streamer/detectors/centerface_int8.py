@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from streamer.config import DetectConfig
-from streamer.detect import DetectorError
+from streamer.detectors.base import DetectorError
 from streamer.detectors.centerface import (
     CenterFaceDetector,
     _dynamic_model_bytes,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from streamer.config import DetectConfig
-from streamer.detect import ACCEPTED, CapLogger, DetectorError, FaceDetector, check_frame, finalize
+from streamer.detectors.base import ACCEPTED, CapLogger, DetectorError, FaceDetector, check_frame, finalize
 from streamer.detectors.centerface import (
     CenterFaceDetector,
     is_centerface_layout,

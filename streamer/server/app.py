@@ -26,7 +26,7 @@ from urllib.parse import quote
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from streamer.config import AppConfig, ConfigError
+from streamer.config import AppConfig, ConfigError, live_settings
 from streamer.server.auth import security_headers, token_middleware
 from streamer.server.camera import CameraRunner, ProcessorFactory
 from streamer.server.latency import LatencyLog
@@ -180,36 +180,28 @@ async def cameras(request: web.Request) -> web.Response:
             "cameras": [_camera_info(r) for r in state.cameras.values()],
             "codec": state.cfg.server.codec,
             "bitrate_kbps": state.cfg.server.bitrate_kbps,
+            "settings": {name: s.describe() for name, s in live_settings().items()},
         }
     )
 
 
 # -- controls ----------------------------------------------------------------------------------
-CONTROL_TYPES = {"scale": int, "mode": str, "detect_interval": int, "upscale": int}
-
-
 async def controls(request: web.Request) -> web.Response:
+    """Live settings, validated by the config schema (types, ranges, choices) as at start."""
     runner = _camera(request)
     body = await _json_body(request)
+    valid = sorted(live_settings())
     if not isinstance(body, dict) or not body:
-        raise web.HTTPBadRequest(text=f"400: send a JSON object with any of {sorted(CONTROL_TYPES)}")
-    unknown = set(body) - set(CONTROL_TYPES)
-    if unknown:
-        raise web.HTTPBadRequest(
-            text=f"400: unknown control(s) {sorted(unknown)}; valid: {sorted(CONTROL_TYPES)}"
-        )
-    for key, value in body.items():
-        if type(value) is not CONTROL_TYPES[key]:
-            raise web.HTTPBadRequest(text=f"400: {key} must be {CONTROL_TYPES[key].__name__}, got {value!r}")
+        raise web.HTTPBadRequest(text=f"400: send a JSON object with any of {valid}")
     processor = runner.processor
     if processor is None:
         raise web.HTTPServiceUnavailable(text="503: camera is still starting; retry in a moment")
     try:
-        processor.set_controls(**body)
-    except (ConfigError, ValueError, TypeError) as exc:
+        pending = processor.apply(body)
+    except ConfigError as exc:
         raise web.HTTPBadRequest(text=f"400: {exc}") from None
-    log.info("camera %s: controls %s", runner.name, body)
-    return web.json_response({"camera": runner.name, "applied": body, "controls": processor.controls})
+    log.info("camera %s: controls %s", runner.name, {k: pending.get(k) for k in body if k in pending})
+    return web.json_response({"camera": runner.name, "applied": body, "controls": pending})
 
 
 # -- signaling ---------------------------------------------------------------------------------
@@ -327,6 +319,7 @@ async def _ws_send_loop(ws: web.WebSocketResponse, state: ServerState, runners: 
             "cameras": [_camera_info(r) for r in runners],
             "codec": state.cfg.server.codec,
             "bitrate_kbps": state.cfg.server.bitrate_kbps,
+            "settings": {name: s.describe() for name, s in live_settings().items()},
         }
     )
     sent_seq = {r.name: 0 for r in runners}

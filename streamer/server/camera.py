@@ -17,14 +17,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass
 
 import av
 import cv2
 import numpy as np
 
 from streamer.config import AppConfig, SourceConfig
+from streamer.run_loop import Processor, run_source
 from streamer.server.latency import INDEX_MASK, LatencyLog, draw_stamp
 from streamer.server.metrics import Metrics
 from streamer.types import Frame, FrameResult
@@ -34,24 +34,6 @@ log = logging.getLogger(__name__)
 THUMB_INTERVAL_S = 0.5
 THUMB_TTL_S = 3.0
 THUMB_MAX = 12
-
-
-class Processor(Protocol):
-    """What the camera needs from a pipeline (streamer.pipeline.Pipeline, or a stand-in)."""
-
-    @property
-    def backend_name(self) -> str: ...
-
-    def process(self, frame: Frame) -> FrameResult: ...
-
-    def set_controls(
-        self, scale: int | None = None, mode: str | None = None, detect_interval: int | None = None
-    ) -> None: ...
-
-    @property
-    def controls(self) -> dict[str, object]: ...
-
-    def close(self) -> None: ...
 
 
 ProcessorFactory = Callable[[AppConfig, str], Processor]
@@ -86,8 +68,7 @@ class CameraRunner:
     ) -> None:
         self.cfg = cfg
         self.name = source.display_name
-        # A re-stream is live by nature: files and the demo are paced at their own frame rate.
-        self.source_cfg = replace(source, realtime=True)
+        self.source_cfg = source
         self.metrics = metrics
         self.processor_factory = processor_factory or default_processor
         self.latency_log = latency_log
@@ -188,7 +169,7 @@ class CameraRunner:
         source = None
         try:
             self.processor = self.processor_factory(self.cfg, self.name)
-            source = open_source(self.source_cfg)
+            source = open_source(self.source_cfg, live=self.cfg.live)
             source.start()
             self._source_fps = float(getattr(source, "fps", 0.0) or 0.0)
         except Exception as exc:  # reported on /healthz and the dashboard; the other cameras go on
@@ -200,34 +181,31 @@ class CameraRunner:
             return
         self._ready.set()
         failures = 0
+
+        def failed(frame: Frame, exc: Exception) -> None:
+            nonlocal failures
+            failures += 1
+            if self.metrics is not None:
+                self.metrics.errors.labels(self.name).inc()
+            if failures in (1, 10) or failures % 100 == 0:
+                log.error(
+                    "camera %s: frame %d failed (%d so far)", self.name, frame.index, failures, exc_info=exc
+                )
+
+        def publish(result: FrameResult) -> None:
+            self._dropped = int(source.stats.frames_dropped)
+            self._publish(result, time.monotonic())
+
         try:
-            while not self._stop.is_set():
-                frame = source.read(timeout=0.5)
-                if frame is None:
-                    if getattr(source, "ended", False):  # a file without --loop: keep the last picture
-                        self._stop.wait(0.5)
-                    continue
-                started = time.monotonic()
-                try:
-                    result = self.processor.process(frame)
-                except Exception:
-                    failures += 1
-                    if self.metrics is not None:
-                        self.metrics.errors.labels(self.name).inc()
-                    if failures in (1, 10) or failures % 100 == 0:
-                        log.exception(
-                            "camera %s: frame %d failed (%d so far)", self.name, frame.index, failures
-                        )
-                    continue
-                self._dropped = int(source.stats.frames_dropped)
-                self._publish(result, started, time.monotonic())
+            run_source(self.processor, source, publish, self._stop, on_error=failed)
+            self._stop.wait()  # a file without --loop ended: keep showing its last picture
         finally:
             source.stop()
             self.processor.close()
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(self._wake)
 
-    def _publish(self, result: FrameResult, started: float, processed: float) -> None:
+    def _publish(self, result: FrameResult, processed: float) -> None:
         frame = result.frame
         original, enhanced = None, None
         if self.viewers > 0:
@@ -241,7 +219,7 @@ class CameraRunner:
         if self.latency_log is not None:
             marks = {
                 "capture": frame.capture_time,
-                "start": started,
+                "start": result.started,
                 "processed": processed,
                 "published": published,
             }

@@ -36,12 +36,16 @@ __all__ = [
 ]
 
 
-def open_source(cfg: SourceConfig) -> FrameSource:
-    """Build (not start) the source for `cfg.uri`: `demo` or anything PyAV can open."""
+def open_source(cfg: SourceConfig, live: bool = False) -> FrameSource:
+    """Build (not start) the source for `cfg.uri`: `demo` or anything PyAV can open.
+
+    `live` (the app's live mode) paces the demo and files at their frame rate and makes them
+    behave like cameras (newest frame wins); streams and webcams are live whatever it says.
+    """
     if cfg.uri == "demo":
-        return DemoSource(cfg)
+        return DemoSource(cfg, live)
     if not cfg.uri:
         raise SourceError(
             "source uri is empty; give a file path, rtsp:// or http(s):// URL, /dev/videoN or demo"
         )
-    return AvSource(cfg)
+    return AvSource(cfg, live)

@@ -2,7 +2,7 @@
 
 One reader thread per source owns the container (PyAV objects are not shared across threads); it
 demuxes and decodes packet by packet so a corrupt packet costs one packet, not the stream. Files
-keep every frame (blocking hand-off) unless `realtime` makes them behave like a camera; live
+keep every frame (blocking hand-off) unless `live` makes them behave like a camera; live
 sources hand over newest-wins and re-open with exponential backoff when the stream is lost.
 """
 
@@ -118,12 +118,12 @@ class AvSource(BaseSource):
     started with `retry_at_start`, once it first connects). A stopped source is not restarted:
     open a new one."""
 
-    def __init__(self, cfg: SourceConfig) -> None:
+    def __init__(self, cfg: SourceConfig, live: bool = False) -> None:
         self.cfg = cfg
         self.name = cfg.display_name
         self.kind = classify(cfg.uri)
         self.uri = cfg.uri[len("file://") :] if cfg.uri.startswith("file://") else cfg.uri
-        self.is_live = self.kind != "file" or cfg.realtime
+        self.is_live = self.kind != "file" or live
         self.fps = 0.0
         self.stats = SourceStats()
         self.ended = False
@@ -363,7 +363,7 @@ class AvSource(BaseSource):
         now = time.monotonic()
         if self._first_frame_at is None:
             self._first_frame_at = now
-        out = Frame(image=image, index=-1, pts=pts, capture_time=now, source_name=self.name)
+        out = Frame(image=image, index=-1, pts=pts, capture_time=now)
         self.stats.frames_dropped += self._queue.put(out)
 
     def _to_bgr(self, frame: av.VideoFrame) -> np.ndarray:
@@ -389,7 +389,7 @@ class AvSource(BaseSource):
         return np.ascontiguousarray(small.to_ndarray())
 
     def _pace(self, pts: float) -> None:
-        """Hold a realtime file's frame until its time comes, as a camera would deliver it."""
+        """Hold a live file's frame until its time comes, as a camera would deliver it."""
         now = time.monotonic()
         if self._pace_origin is None:
             self._pace_origin = now - pts

@@ -48,6 +48,7 @@ class FrameSource(Protocol):
     fps: float
     is_live: bool
     stats: SourceStats
+    ended: bool
 
     def start(self) -> None: ...
 

@@ -142,16 +142,16 @@ def _hang(wall: np.ndarray, print_img: np.ndarray, x0: int, y0: int) -> None:
 class DemoSource(BaseSource):
     """Renders the wall through the virtual camera at demo_width x demo_height and demo_fps.
 
-    Without `realtime` a frame is rendered whenever `read()` is called (no frame skipped). With
-    it the source behaves like a live camera: `read()` waits for the next frame time and, when the
-    consumer is late, jumps to the current frame and counts the skipped ones as dropped.
+    Not `live`, a frame is rendered whenever `read()` is called (no frame skipped). Live, the
+    source behaves like a camera: `read()` waits for the next frame time and, when the consumer
+    is late, jumps to the current frame and counts the skipped ones as dropped.
     """
 
-    def __init__(self, cfg: SourceConfig) -> None:
+    def __init__(self, cfg: SourceConfig, live: bool = False) -> None:
         self.cfg = cfg
         self.name = cfg.display_name
         self.fps = cfg.demo_fps
-        self.is_live = cfg.realtime
+        self.is_live = live
         self.stats = SourceStats()
         self.ended = False
         self.state = "idle"
@@ -185,7 +185,7 @@ class DemoSource(BaseSource):
         if self.ended or self._stop.is_set():
             return None
         n = self._next
-        if self.cfg.realtime:
+        if self.is_live:
             now = time.monotonic()
             due = int((now - self._t0) * self.fps)
             if due < n:
@@ -210,7 +210,6 @@ class DemoSource(BaseSource):
             index=self._delivered,
             pts=n / self.fps,
             capture_time=time.monotonic(),
-            source_name=self.name,
         )
         self._delivered += 1
         return frame

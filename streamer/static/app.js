@@ -10,7 +10,7 @@
   const link = document.getElementById("link");
   const template = document.getElementById("camera-tpl");
   const cams = new Map();
-  let serverInfo = { codec: "", bitrate_kbps: 0 };
+  let serverInfo = { codec: "", bitrate_kbps: 0, settings: {} };
   window.facestream = { cams };
 
   async function postJSON(path, body) {
@@ -61,26 +61,49 @@
         view.msg.textContent = err.message;
       }
     };
-    q(".c-scale").addEventListener("change", (e) => sendControl({ scale: Number(e.target.value) }));
-    q(".c-mode").addEventListener("change", (e) => sendControl({ mode: e.target.value }));
-    q(".c-interval").addEventListener("change", (e) => {
-      const n = Math.round(Number(e.target.value));
-      if (n >= 1 && n <= 30) sendControl({ detect_interval: n });
-    });
+    buildControls(q(".controls"), sendControl);
     grid.appendChild(node);
     updateInfo(view, info);
     return view;
   }
 
+  // One input per live setting, from the server's schema (choices -> select, numbers -> input).
+  function buildControls(box, sendControl) {
+    const msg = box.querySelector(".c-msg");
+    for (const [name, s] of Object.entries(serverInfo.settings || {})) {
+      const label = document.createElement("label");
+      label.title = s.help;
+      label.append(name.replace(/_/g, " ") + " ");
+      let input;
+      if (s.choices) {
+        input = document.createElement("select");
+        for (const c of s.choices) input.add(new Option(String(c), String(c)));
+      } else {
+        input = document.createElement("input");
+        input.type = "number";
+        input.step = "1";
+        if (s.min !== undefined) input.min = String(s.min);
+        if (s.max !== undefined) input.max = String(s.max);
+      }
+      input.className = `c-${name}`;
+      input.addEventListener("change", (e) => {
+        const raw = e.target.value;
+        sendControl({ [name]: s.type === "str" ? raw : Number(raw) });
+      });
+      label.append(input);
+      box.insertBefore(label, msg);
+    }
+  }
+
   // The server's current controls win, except in the field the operator is editing right now.
   function showControls(view, c) {
-    const set = (sel, value) => {
-      const el = view.node.querySelector(sel);
-      if (value !== undefined && el !== document.activeElement && el.value !== String(value)) el.value = String(value);
-    };
-    set(".c-scale", c.scale);
-    set(".c-mode", c.mode);
-    set(".c-interval", c.detect_interval);
+    for (const name of Object.keys(serverInfo.settings || {})) {
+      const el = view.node.querySelector(`.c-${name}`);
+      const value = c[name];
+      if (el && value !== undefined && el !== document.activeElement && el.value !== String(value)) {
+        el.value = String(value);
+      }
+    }
   }
 
   function updateInfo(view, info) {
@@ -309,7 +332,7 @@
     ws.addEventListener("message", (e) => {
       const msg = JSON.parse(e.data);
       if (msg.type === "hello") {
-        serverInfo = { codec: msg.codec, bitrate_kbps: msg.bitrate_kbps };
+        serverInfo = { codec: msg.codec, bitrate_kbps: msg.bitrate_kbps, settings: msg.settings };
         ensureCameras(msg.cameras);
       } else if (msg.type === "frame") {
         const view = cams.get(msg.camera);

@@ -1,4 +1,4 @@
-"""Face detection: the detector interface, the shared post-processing, and the factory.
+"""What every detector shares: the interface, the error type and the post-processing policy.
 
 Every detector takes a BGR uint8 frame of any size and returns `Detection`s in that frame's
 pixel coordinates, so the tracker and the aligner never need to know at which resolution the
@@ -6,14 +6,13 @@ network ran. The policy that must not differ between detectors (score threshold,
 cap on faces per frame) lives here, in `finalize`, and is applied after the network-specific
 decoding.
 
-Backends live in `streamer.detectors` and are imported lazily by `build_detector`, so that
-importing this module never loads ONNX Runtime or InsightFace.
+The detectors depend on this small module only; `streamer.detectors.build_detector` picks one
+and imports it lazily, so importing this module never loads ONNX Runtime or InsightFace.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -118,26 +117,3 @@ def finalize(
         )
         for i in order
     ]
-
-
-def build_detector(cfg: DetectConfig) -> FaceDetector:
-    """The detector named by `cfg.detector`; never downloads anything.
-
-    Raises DetectorError when the name is neither the embedded default nor an existing
-    file or folder, listing what is accepted.
-    """
-    name = cfg.detector.strip()
-    if name.lower() == "centerface":
-        from streamer.detectors.centerface import CenterFaceDetector
-
-        return CenterFaceDetector(cfg)
-    if name.lower() == "centerface-int8":
-        from streamer.detectors.centerface_int8 import CenterFaceInt8Detector
-
-        return CenterFaceInt8Detector(cfg)
-    path = Path(name).expanduser()
-    if not path.exists():
-        raise DetectorError(f"detector {name!r} not found; use {ACCEPTED}")
-    from streamer.detectors.insightface_det import load_onnx_detector
-
-    return load_onnx_detector(path, cfg)

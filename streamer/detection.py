@@ -1,10 +1,12 @@
-"""Detection off the frame path, for live sources.
+"""The detection stage: which frames get a detector run, where it runs, and how its results are
+carried to the frame being processed.
 
 At 720p the detector costs ~200 ms on 2 cores (faces of 10-24 px need the native resolution), six
-frames at 30 fps. Run inline every N frames, it makes every Nth frame late. Here it runs in its own
-thread on the newest frame handed to it, and the pipeline picks its result up whenever one is
-ready; the tracker's motion model carries faces in between. Latency per frame stays flat, and the
-second core does the detecting.
+frames at 30 fps. Run inline every N frames, it makes every Nth frame late. In live mode it runs
+in its own thread on the newest frame handed to it, and the stage picks its result up whenever
+one is ready; between results, optical flow carries the last detections along. Latency per frame
+stays flat, and the second core does the detecting. File jobs run it inline every N frames so
+their output does not depend on timing.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import time
 import cv2
 import numpy as np
 
-from streamer.detect import FaceDetector
-from streamer.types import Detection
+from streamer.detectors.base import FaceDetector
+from streamer.stats import StageStats
+from streamer.types import Detection, Frame
 
 log = logging.getLogger(__name__)
+
+FIRST_DETECTION_WAIT_S = 5.0
+"""How long the first live frame waits for a detection, so the first frames already have faces."""
 
 
 def carry_forward(
@@ -66,14 +72,12 @@ def carry_forward(
 class BackgroundDetector:
     def __init__(self, detector: FaceDetector) -> None:
         self.detector = detector
-        self.name = f"{detector.name} (background)"
         self._cond = threading.Condition()
         self._pending: tuple[int, np.ndarray] | None = None
         self._result: tuple[int, list[Detection]] | None = None
         self._busy = False
         self._stopped = False
         self.runs = 0
-        self.errors = 0
         self.last_seconds = 0.0
         self._thread = threading.Thread(target=self._work, name="detector", daemon=True)
         self._thread.start()
@@ -118,7 +122,6 @@ class BackgroundDetector:
             except Exception:  # a bad frame must not kill detection for the rest of the stream
                 log.exception("detection failed on frame %d; continuing", index)
                 detections = None
-                self.errors += 1
             with self._cond:
                 self._busy = False
                 self.last_seconds = time.perf_counter() - t0
@@ -132,3 +135,73 @@ class BackgroundDetector:
             self._stopped = True
             self._cond.notify_all()
         self._thread.join(timeout=5.0)
+
+
+class DetectionStage:
+    """Detections for every frame, from one call per frame (`step`).
+
+    `interval` may change between frames (a live control). `background` runs the detector off the
+    frame path; its results, computed on an earlier frame, are moved to the current one by flow.
+    """
+
+    def __init__(self, detector: FaceDetector, interval: int, background: bool, stats: StageStats) -> None:
+        self.detector = detector
+        self.interval = interval
+        self.stats = stats
+        self.background = BackgroundDetector(detector) if background else None
+        self.runs = 0
+        self._frames = 0
+        self._submitted: dict[int, np.ndarray] = {}
+        self._prev_gray: np.ndarray | None = None
+        self._anchors: list[Detection] = []
+
+    def step(self, frame: Frame) -> list[Detection] | None:
+        """This frame's detections: fresh ones, or the last ones carried along by flow; None
+        before the first detection and after a frame size change."""
+        gray = cv2.cvtColor(frame.image, cv2.COLOR_BGR2GRAY)
+        detections = self._detect(frame, gray)
+        detections = self._follow(gray) if detections is None else detections
+        self._anchors = detections or []
+        self._prev_gray = gray
+        self._frames += 1
+        return detections
+
+    def _follow(self, gray: np.ndarray) -> list[Detection] | None:
+        """Between detections, the last detections carried along by optical flow, as measurements:
+        a constant-velocity guess alone loses 10-24 px faces within a few frames of a camera pan,
+        and late background detections then match nothing. The flow follows the detections
+        themselves, not the tracker's smoothed output, so smoothing lag cannot feed back into the
+        measurements and accumulate. None on the first frame or after a size change."""
+        prev = self._prev_gray
+        if prev is None or prev.shape != gray.shape or not self._anchors:
+            return None
+        return carry_forward(self._anchors, prev, gray, keep_lost=False)
+
+    def _detect(self, frame: Frame, gray: np.ndarray) -> list[Detection] | None:
+        """Detections for this frame, or None when none ran or arrived. A background result
+        computed on an earlier frame is carried to this one by optical flow first."""
+        due = self._frames % self.interval == 0
+        bg = self.background
+        if bg is None:
+            if not due:
+                return None
+            self.runs += 1
+            return self.detector.detect(frame.image)
+        if due and bg.idle:
+            bg.submit(self._frames, frame.image)
+            self._submitted[self._frames] = gray
+        result = bg.wait(FIRST_DETECTION_WAIT_S) if self.runs == 0 else bg.poll()
+        if result is None:
+            return None
+        self.runs += 1
+        self.stats.record("detector (background)", bg.last_seconds)
+        submitted_at, detections = result
+        then = self._submitted.pop(submitted_at, None)
+        self._submitted = {k: v for k, v in self._submitted.items() if k > submitted_at}
+        if then is not None and submitted_at != self._frames and then.shape == gray.shape:
+            detections = carry_forward(detections, then, gray)
+        return detections
+
+    def close(self) -> None:
+        if self.background is not None:
+            self.background.close()
