@@ -17,6 +17,7 @@ import importlib
 import logging
 import sys
 from dataclasses import replace
+from typing import Any
 
 from streamer.config import AppConfig, ConfigError, add_setting_flags, flag_values, load_toml, merge_flags
 from streamer.sources.av_source import classify
@@ -76,7 +77,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     return 0
 
 
-def _delegate(module_name: str, prog: str, argv: list[str]) -> int:
+def _delegate(module_name: str, prog: str, argv: list[str], **extra: Any) -> int:
     """Hand the rest of the command line to a module's own parser; imported only when used, so
     `run.py --help` and `serve` never pay for torch or plotting imports."""
     try:
@@ -88,7 +89,15 @@ def _delegate(module_name: str, prog: str, argv: list[str]) -> int:
         prog=prog, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     module.add_arguments(parser)
-    return int(module.main(parser.parse_args(argv)))
+    return int(module.main(parser.parse_args(argv), **extra))
+
+
+def _train(argv: list[str]) -> int:
+    """Training's data preparation needs the application's face detector; engines cannot import
+    it, so it is handed over here."""
+    from streamer.detectors import face_finder
+
+    return _delegate("engines.train.cli", "run.py train", argv, finder=face_finder)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -96,7 +105,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    return _delegate("engines.train.cli", "run.py train", args.train_args)
+    return _train(args.train_args)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -150,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         # neither --help nor leading flags), so hand the rest over untouched.
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if argv[0] == "train":
-            return _delegate("engines.train.cli", "run.py train", argv[1:])
+            return _train(argv[1:])
         return _delegate(BENCHES[argv[1]], f"run.py bench {argv[1]}", argv[2:])
     args = parser.parse_args(argv)
     if args.command is None:

@@ -38,10 +38,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from streamer.detectors import build_detector
-from streamer.detectors.base import FaceDetector
 
 from streamer.config import DetectConfig
+from streamer.detectors import build_detector
+from streamer.detectors.base import FaceDetector
 from streamer.track import iou_matrix
 
 log = logging.getLogger(__name__)
@@ -67,12 +67,20 @@ class Item:
     ignore: np.ndarray
 
 
+def read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path))
+    if image is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return image
+
+
 def load_imglab(xml_path: Path) -> list[Item]:
     """Parse a dlib imglab XML file; boxes with ignore='1' go to `ignore`."""
     root = ET.parse(xml_path).getroot()
     items = []
     for image in root.iter("image"):
-        keep, ignore = [], []
+        keep: list[list[float]] = []
+        ignore: list[list[float]] = []
         for b in image.iter("box"):
             left, top = float(b.get("left", 0)), float(b.get("top", 0))
             box = [left, top, left + float(b.get("width", 0)), top + float(b.get("height", 0))]
@@ -120,7 +128,7 @@ def match(
     tp = fp = 0
     pairs = []
     for j in range(len(det)):
-        cand = np.where(~used & (iou[j] >= iou_thr))[0] if len(gt) else []
+        cand = np.where(~used & (iou[j] >= iou_thr))[0] if len(gt) else np.zeros(0, np.int64)
         if len(cand):
             g = cand[np.argmax(iou[j, cand])]
             used[g] = True
@@ -145,7 +153,7 @@ def evaluate(
     """Recall and precision at `iou_thr` over all items, raw or after `correction`."""
     tp = fp = fp_big = n_gt = 0
     for item in items:
-        image = cv2.imread(str(item.path))
+        image = read_image(item.path)
         if image is None:
             raise FileNotFoundError(f"cannot read {item.path}")
         det = detect_boxes(detector, image)
@@ -171,7 +179,7 @@ def fit_correction(detector: FaceDetector, items: list[Item]) -> Correction:
     and ground-truth boxes."""
     ratios, offsets = [], []
     for item in items:
-        det = detect_boxes(detector, cv2.imread(str(item.path)))
+        det = detect_boxes(detector, read_image(item.path))
         _, _, pairs = match(item.boxes, item.ignore, det, 0.3)
         for g, j in pairs:
             gt, d = item.boxes[g], det[j]
@@ -207,7 +215,7 @@ def sweep_canvas(image: np.ndarray, ref_boxes: np.ndarray, face_px: float) -> tu
 
 def tiny_face_sweep(detector: FaceDetector, reference: FaceDetector) -> dict[str, float]:
     """Recall at IoU 0.5 per face height on tiled t1.jpg canvases (see module docstring)."""
-    t1 = cv2.imread(str(t1_path()))
+    t1 = read_image(t1_path())
     ref = detect_boxes(reference, t1)
     out = {}
     for px in SWEEP_HEIGHTS:
@@ -244,13 +252,14 @@ def demo_frames(count: int = 10, every: int = 30) -> list[np.ndarray]:
     src = open_source(SourceConfig(uri="demo"))
     src.start()
     try:
-        return [src.read(timeout=10).image for _ in range(count * every)][::every]
+        frames = [src.read(timeout=10) for _ in range(count * every)][::every]
+        return [f.image for f in frames if f is not None]
     finally:
         src.stop()
 
 
 def city_report(detector: FaceDetector, out_dir: Path | None, label: str) -> dict[str, object]:
-    image = cv2.imread(str(CITY))
+    image = read_image(CITY)
     dets = detector.detect(image)
     heights = sorted(round(float(d.box[3] - d.box[1]), 1) for d in dets)
     if out_dir is not None:
@@ -310,7 +319,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     have_dlib = (DLIB_DIR / "testing.xml").is_file()
     train = load_imglab(DLIB_DIR / "training.xml") if have_dlib else []
     test = load_imglab(DLIB_DIR / "testing.xml") if have_dlib else []
-    t1 = cv2.imread(str(t1_path()))
+    t1 = read_image(t1_path())
     results: dict[str, object] = {
         "threshold": args.threshold,
         "threads": args.threads,

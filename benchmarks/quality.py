@@ -380,6 +380,7 @@ def card_text(results: dict[str, Any], scale: str | None) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from engines.data.faces import load_faces
+    from streamer.detectors import face_finder
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not 0.0 <= args.prior_strength <= 1.0:
@@ -390,7 +391,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--scales must be among {sorted(SCALES)}, got {bad}")
     limit = 16 if args.quick else args.limit
     n_seq, n_frames = (2, 6) if args.quick else (args.sequences, args.frames)
-    hr = load_faces("test", args.cache, args.data, limit=limit)
+    hr = load_faces("test", args.cache, args.data, limit=limit, finder=face_finder)
     models = Models(args.weights, args.variant, args.threads)
     ident = Identity()
     t0 = time.monotonic()

@@ -64,7 +64,7 @@ def setting(
     extra: dict[str, Any] = {"live": live, "flag": flag, "commands": list(commands), "control": control}
     if choices is not None:
         extra["enum"] = list(choices)
-    info = Field(strict=strict, description=help, json_schema_extra=extra, **bounds)  # type: ignore[arg-type]
+    info: Any = Field(strict=strict, description=help, json_schema_extra=extra, **bounds)  # type: ignore[call-overload]
     if choices is not None:
         info.metadata.append(AfterValidator(_one_of(choices)))
     return info

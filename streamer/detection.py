@@ -50,7 +50,7 @@ def carry_forward(
         then,
         now,
         p0,
-        None,
+        np.empty_like(p0),
         winSize=(15, 15),
         maxLevel=3,
         criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),

@@ -83,7 +83,7 @@ def summary_table(summary: dict[str, Any]) -> str:
             rows.append(
                 {"stage": name, "p50 ms": s["p50_ms"], "p95 ms": s["p95_ms"], "mean ms": s["mean_ms"]}
             )
-    total_p50 = sum(float(r["p50 ms"]) for r in rows)  # type: ignore[arg-type]
+    total_p50 = sum(float(str(r["p50 ms"])) for r in rows)
     rows.append({"stage": "sum of p50", "p50 ms": total_p50, "p95 ms": "", "mean ms": ""})
     src = summary["source_stats"]
     head = (

@@ -1,6 +1,7 @@
 import numpy as np
 
-from streamer.align import align_face, alignment_matrix, inverse_matrix
+from engines.data.align import align_face, alignment_matrix
+from streamer.align import inverse_matrix
 
 # ArcFace's 112 px template landmarks, placed at 3x scale with an offset: a face ~300 px wide.
 LMK = np.array(

@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from streamer.align import align_face
+from engines.data.align import align_face
 from streamer.composite import (
     Gallery,
     compose_gallery,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from engines.data import degrade as D
+from streamer.detectors import face_finder
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -75,6 +76,6 @@ def test_harvest_real_tiny_faces_from_a_video(tmp_path: Path) -> None:
         pytest.skip(f"needs {clip} (../shared data)")
     from engines.data.harvest import harvest
 
-    faces = harvest([str(clip)], sizes=(8, 16), every=30, max_frames=3, progress=False)
+    faces = harvest([str(clip)], sizes=(8, 16), every=30, max_frames=3, progress=False, finder=face_finder)
     assert faces[16].shape[1:] == (16, 16, 3) and len(faces[16]) == len(faces[8]) >= 1
     assert faces[16].std() > 5  # a picture, not a blank

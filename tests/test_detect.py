@@ -13,11 +13,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from streamer.detectors import build_detector
-from streamer.detectors.base import DetectorError, FaceDetector
 
 from benchmarks.detection import DLIB_DIR, detect_boxes, evaluate, load_imglab, match, sweep_canvas
 from streamer.config import DetectConfig
+from streamer.detectors import build_detector
+from streamer.detectors.base import DetectorError, FaceDetector
 from streamer.types import Detection
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

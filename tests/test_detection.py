@@ -1,6 +1,6 @@
 import numpy as np
-from streamer.detection import carry_forward
 
+from streamer.detection import carry_forward
 from streamer.types import Detection
 
 

@@ -164,7 +164,7 @@ def backend_class(name: str) -> Callable[..., Backend]:
     except KeyError:
         raise ValueError(f"unknown backend {name!r}; valid: {', '.join(valid_names())}") from None
     module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), attr)
 
 
 OPEN_ERRORS = (BackendUnavailable, ImportError, OSError, RuntimeError, ValueError)

@@ -70,4 +70,4 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         """ONNX Runtime frees the session with the object; drop our reference."""
-        self.session = None  # type: ignore[assignment]
+        self.session = None

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 PROFILE = Profile(min_batch=1, opt_batch=8, max_batch=MAX_BATCH)
 
 
-class _Logger(trt.ILogger):  # type: ignore[misc]
+class _Logger(trt.ILogger):
     """Routes TensorRT's messages into Python logging."""
 
     def __init__(self) -> None:

@@ -79,7 +79,7 @@ class MethodModule(nn.Module):
         self.method = method
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return getattr(self.net, self.method)(x)  # type: ignore[no-any-return]
+        return getattr(self.net, self.method)(x)
 
 
 class _CudaGraph:

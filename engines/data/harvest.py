@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.data.align import align_face
+from engines.data.finder import FinderFactory, need_finder
+
 log = logging.getLogger(__name__)
 
 LR_SIZES = (8, 16, 32)
@@ -54,15 +57,13 @@ def harvest(
     max_frames: int = 60,
     input_width: int = 960,
     progress: bool = True,
+    *,
+    finder: FinderFactory,
 ) -> dict[int, np.ndarray]:
     """RGB uint8 aligned faces per LR size: {s: (M, s, s, 3)}."""
     from tqdm import tqdm
 
-    from streamer.align import align_face
-    from streamer.config import DetectConfig
-    from streamer.detect import build_detector
-
-    detector = build_detector(DetectConfig(input_width=input_width, threshold=0.5))
+    detector = finder(input_width, 0.5)
     out: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
     for src in sources:
         n_before = len(out[sizes[0]])
@@ -85,9 +86,14 @@ def video_files(folder: Path) -> list[str]:
 
 
 def load_real_lr(
-    cache_dir: Path, size: int, sources: list[str] | None = None, tag: str = "videos"
+    cache_dir: Path,
+    size: int,
+    sources: list[str] | None = None,
+    tag: str = "videos",
+    finder: FinderFactory | None = None,
 ) -> np.ndarray:
-    """Real LR faces at `size`, harvested once and cached as cache_dir/real_lr_<tag>.npz."""
+    """Real LR faces at `size`, harvested once (which needs `finder`) and cached as
+    cache_dir/real_lr_<tag>.npz."""
     path = cache_dir / f"real_lr_{tag}.npz"
     if not path.exists():
         if sources is None:
@@ -97,7 +103,7 @@ def load_real_lr(
                     f"no videos at {folder}; pass video files to harvest real LR faces from"
                 )
             sources = video_files(folder)
-        faces = harvest(sources)
+        faces = harvest(sources, finder=need_finder(finder, f"the real LR face cache {path.name}"))
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, **{f"s{s}": v for s, v in faces.items()})
     with np.load(path) as z:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from engines.data.finder import need_finder
 from engines.data.harvest import harvest
 from engines.train import configs as C
 from engines.train.common import TrainOptions
@@ -31,7 +32,10 @@ def adapt(
         raise FileNotFoundError(
             f"no {C.name('step1', scale, variant)} in {weights}; train it first or pass --weights"
         )
-    faces = harvest([source], sizes=(s,), every=2, max_frames=max_frames, progress=opts.progress)[s]
+    finder = need_finder(opts.finder, f"adaptation to {source}")
+    faces = harvest(
+        [source], sizes=(s,), every=2, max_frames=max_frames, progress=opts.progress, finder=finder
+    )[s]
     if len(faces) < 8:
         raise ValueError(
             f"found only {len(faces)} faces of 12-80 px in {source}; adaptation needs >= 8 "

@@ -16,6 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from engines.data.finder import FinderFactory
 from engines.train.common import REPO, TrainOptions
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def options(args: argparse.Namespace, kind: str) -> TrainOptions:
+def options(args: argparse.Namespace, kind: str, finder: FinderFactory | None = None) -> TrainOptions:
     steps = args.steps if args.steps is not None else DEFAULT_STEPS[kind]
     if steps < 1:
         raise ValueError(f"--steps must be >= 1, got {steps}")
@@ -92,10 +93,13 @@ def options(args: argparse.Namespace, kind: str) -> TrainOptions:
         limit=args.limit,
         time_budget=args.time_budget,
         stop_after=args.stop_after,
+        finder=finder,
     )
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, finder: FinderFactory | None = None) -> int:
+    """`finder` is the application's face detector (run.py passes it); without it, only data
+    caches that already exist can be used."""
     from engines.train import configs as C
     from engines.train.step1 import train_restorer
     from engines.train.step2 import train_step2
@@ -103,10 +107,12 @@ def main(args: argparse.Namespace) -> int:
     if args.adapt:
         from engines.train.adapt import adapt
 
-        info = adapt(args.adapt, args.scale, args.variant, options(args, "adapt"), args.weights)
+        info = adapt(
+            args.adapt, args.scale, args.variant, options(args, finder=finder, kind="adapt"), args.weights
+        )
         log.info(
             "adapted step 1 written to %s (%.0f s)",
-            args.out or options(args, "adapt").out,
+            args.out or options(args, finder=finder, kind="adapt").out,
             info["train_seconds"],
         )
         return 0
@@ -125,9 +131,9 @@ def main(args: argparse.Namespace) -> int:
             write_splits(make_splits(folder, seed=args.seed), args.dataset)
             log.info("wrote split lists engines/splits/%s_{train,val,test}.txt", args.dataset)
         for split in ("train", "val", "test"):
-            faces = load_faces(split, args.cache, args.data, dataset=args.dataset)
+            faces = load_faces(split, args.cache, args.data, dataset=args.dataset, finder=finder)
             log.info("%s: %d faces", split, len(faces))
-        log.info("real LR faces: %d", len(load_real_lr(args.cache, 16)))
+        log.info("real LR faces: %d", len(load_real_lr(args.cache, 16, finder=finder)))
         return 0
     if args.what == "init":
         from engines.train.init_weights import export_random
@@ -135,27 +141,32 @@ def main(args: argparse.Namespace) -> int:
         export_random(args.out or REPO / "engines" / "weights", variants=(args.variant,), seed=args.seed)
         return 0
     if args.what == "step2":
-        train_step2(args.variant, options(args, "step2"))
+        train_step2(args.variant, options(args, finder=finder, kind="step2"))
     elif args.what == "step1":
         train_restorer(
             "step1",
             args.scale,
             args.variant,
-            options(args, "step1"),
+            options(args, finder=finder, kind="step1"),
             synthetic_only=args.synthetic_only,
             tag="synth" if args.synthetic_only else "",
         )
     elif args.what == "onestep":
-        train_restorer("onestep", args.scale, args.variant, options(args, "onestep"))
+        train_restorer("onestep", args.scale, args.variant, options(args, finder=finder, kind="onestep"))
     else:
-        train_step2(args.variant, options(args, "step2"))
+        train_step2(args.variant, options(args, finder=finder, kind="step2"))
         for scale in sorted(C.SCALES):
-            train_restorer("step1", scale, args.variant, options(args, "step1"))
+            train_restorer("step1", scale, args.variant, options(args, finder=finder, kind="step1"))
             if args.ablations:
                 train_restorer(
-                    "step1", scale, args.variant, options(args, "step1"), synthetic_only=True, tag="synth"
+                    "step1",
+                    scale,
+                    args.variant,
+                    options(args, finder=finder, kind="step1"),
+                    synthetic_only=True,
+                    tag="synth",
                 )
-                train_restorer("onestep", scale, args.variant, options(args, "onestep"))
+                train_restorer("onestep", scale, args.variant, options(args, finder=finder, kind="onestep"))
     return 0
 
 

@@ -10,7 +10,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
+
+from engines.data.finder import FinderFactory
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +51,11 @@ class TrainOptions:
     progress: bool = True
     limit: int | None = None
     command: str = field(default_factory=lambda: "python run.py " + shlex.join(sys.argv[1:]))
+    finder: FinderFactory | None = None
+    """The face detector, for preparing data caches that are missing (run.py passes it)."""
 
     def public(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "finder"}
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
 
 

@@ -82,10 +82,12 @@ def train_restorer(
     s = C.SCALES[scale]
     device = setup_torch(opts)
     rng = np.random.default_rng(opts.seed)
-    hr_all = load_faces("train", opts.cache, opts.data, dataset=opts.dataset, limit=opts.limit)
+    hr_all = load_faces(
+        "train", opts.cache, opts.data, dataset=opts.dataset, limit=opts.limit, finder=opts.finder
+    )
     if not synthetic_only:
         if real_lr is None:
-            real_lr = load_real_lr(opts.cache, s)
+            real_lr = load_real_lr(opts.cache, s, finder=opts.finder)
             real_desc = (
                 real_desc or f"{len(real_lr)} tiny faces (12-80 px) harvested from ../shared/data/videos"
             )

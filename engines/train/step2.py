@@ -69,7 +69,9 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
     device = setup_torch(opts)
     rng = np.random.default_rng(opts.seed)
     gen = torch.Generator(device=device).manual_seed(opts.seed)
-    hr_all = load_faces("train", opts.cache, opts.data, dataset=opts.dataset, limit=opts.limit)
+    hr_all = load_faces(
+        "train", opts.cache, opts.data, dataset=opts.dataset, limit=opts.limit, finder=opts.finder
+    )
     kw = C.step2_kwargs(variant)
     prior = build(C.STEP2_ARCH, kw).to(device)
     disc = PatchDiscriminator(16, downs=3, max_channels=64, stem=False).to(device)

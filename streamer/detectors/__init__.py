@@ -29,3 +29,9 @@ def build_detector(cfg: DetectConfig) -> FaceDetector:
     from streamer.detectors.insightface_det import load_onnx_detector
 
     return load_onnx_detector(path, cfg)
+
+
+def face_finder(input_width: int, threshold: float) -> FaceDetector:
+    """The detector at a given input width and score, for the engines' data preparation
+    (an `engines.data.finder.FinderFactory`)."""
+    return build_detector(DetectConfig(input_width=input_width, threshold=threshold))
