@@ -2,8 +2,9 @@
 
 Faces are aligned with the project's own template (`engines.data.align.align_face`) from
 landmarks found by the project's detector (passed in as a `FinderFactory`), so training crops are
-framed exactly like the crops the pipeline hands to the engines at inference. An image where no face is found falls back to the
-folder's median landmarks (these datasets are pre-aligned, so the median framing is close).
+framed exactly like the crops the pipeline hands to the engines at inference. An image where no
+face is found falls back to the folder's median landmarks (these datasets are pre-aligned, so the
+median framing is close).
 
 CelebA (aligned, 89x109 here) is the HR source because it frames the whole head with context,
 as the template does (the template's 128 px crop spans ~85 px of these images). Its faces are
