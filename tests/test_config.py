@@ -58,3 +58,70 @@ def test_bad_settings_fail_with_a_clear_message(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_toml(tmp_path / "nope.toml")
+
+
+# -- the one schema, and what is generated from it -----------------------------------------------
+def test_every_declared_flag_is_on_the_command_line_and_reaches_the_config() -> None:
+    import run
+    from streamer.config import SETTINGS
+
+    parser = run.make_parser()
+    for command in ("serve", "enhance"):
+        declared = [s for s in SETTINGS if s.flag and command in s.commands]
+        assert declared
+        sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+        flags = {opt for action in sub._actions for opt in action.option_strings}
+        assert {s.flag for s in declared} <= flags
+    args = parser.parse_args(["enhance", "--source", "clip.mp4", "--detect-interval", "2", "--crf", "30"])
+    cfg = run.build_config(args, "enhance")
+    assert cfg.detect.interval == 2 and cfg.output.crf == 30 and cfg.sources[0].uri == "clip.mp4"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--scale", "5"])
+
+
+def test_flag_values_are_checked_by_the_same_schema() -> None:
+    import run
+
+    args = run.make_parser().parse_args(["serve", "--detect-interval", "31"])
+    with pytest.raises(ConfigError, match="detect interval must be <= 30, got 31"):
+        run.build_config(args, "serve")
+
+
+def test_mode_is_decided_once_at_the_edge() -> None:
+    import run
+
+    parser = run.make_parser()
+    assert run.build_config(parser.parse_args(["serve"]), "serve").mode == "live"
+    assert run.build_config(parser.parse_args(["enhance", "--source", "a.mp4"]), "enhance").mode == "file"
+    assert run.build_config(parser.parse_args(["enhance", "--source", "demo"]), "enhance").mode == "file"
+    stream = parser.parse_args(["enhance", "--source", "rtsp://127.0.0.1:1/x"])
+    assert run.build_config(stream, "enhance").mode == "live"
+
+
+def test_apply_changes_live_settings_only_and_validates_them() -> None:
+    from streamer.config import apply, live_settings
+
+    assert set(live_settings()) == {"scale", "mode", "upscale", "detect_interval"}
+    cfg = apply(AppConfig(), {"detect.interval": 2, "scale": 4})
+    assert cfg.detect.interval == 2 and cfg.enhance.scale == 4
+    assert apply(cfg, {"mode": "gallery"}).enhance.scale == 4, "changes compose"
+    for bad, message in [
+        ({"detect.threshold": 0.5}, "not live"),
+        ({"detect_interval": 10**1000}, "detect interval must be <= 30"),
+        ({"detect_interval": "2"}, "must be int"),
+        ({"scale": 5}, "must be 4, 8 or 16"),
+        ({}, "no change"),
+    ]:
+        with pytest.raises(ConfigError, match=message) as info:
+            apply(AppConfig(), bad)
+        assert len(str(info.value)) < 200, "a huge value must not reach a log in full"
+
+
+def test_live_settings_describe_their_choices_and_ranges() -> None:
+    from streamer.config import live_settings
+
+    described = {name: s.describe() for name, s in live_settings().items()}
+    assert described["scale"]["choices"] == [4, 8, 16]
+    assert described["mode"]["choices"] == ["upscale", "inset", "gallery"]
+    assert (described["detect_interval"]["min"], described["detect_interval"]["max"]) == (1, 30)
+    assert described["detect_interval"]["path"] == "detect.interval"

@@ -74,6 +74,17 @@ def test_live_controls_apply_at_next_frame_and_refuse_bad_values(demo_frames):
         pipe.apply({"scale": 5})
 
 
+def test_live_changes_compose_in_order_before_the_next_frame(demo_frames):
+    """Two changes sent back to back both apply (the second builds on the first, not on the
+    config the last frame used), and each call returns the state the next frame will use."""
+    pipe = Pipeline(_cfg(mode="upscale", upscale=2), "demo")
+    assert pipe.apply({"scale": 4})["scale"] == 4
+    pending = pipe.apply({"mode": "gallery"})
+    assert pending["scale"] == 4 and pending["mode"] == "gallery"
+    pipe.process(demo_frames[0])
+    assert pipe.controls["scale"] == 4 and pipe.controls["mode"] == "gallery"
+
+
 def test_a_frame_with_300_faces_is_capped_not_fatal():
     from importlib.resources import files
 
