@@ -33,13 +33,13 @@ from typing import Any
 import av
 import numpy as np
 
+from devtools.viewer import connect_viewer
 from streamer.config import AppConfig, ConfigError, EnhanceConfig, OutputConfig, ServerConfig, SourceConfig
 from streamer.run_loop import Processor, run_source
 from streamer.server import start_server
 from streamer.server.camera import default_processor
 from streamer.server.latency import INDEX_MASK, LatencyLog, read_stamp_from_frame
 from streamer.server.signaling import set_video_bitrate
-from streamer.server.viewer import connect_viewer
 from streamer.stats import format_table
 from streamer.types import Frame, FrameResult, StageTimes
 
@@ -366,7 +366,7 @@ def codec_sweep(
 async def watch_in_process(
     url: str, codec: str, warmup: float, seconds: float, got: Received
 ) -> tuple[float, float, float]:
-    """Run `python -m streamer.server.viewer` for warm-up + measurement; fill `got.decoded` from
+    """Run `python -m devtools.viewer` for warm-up + measurement; fill `got.decoded` from
     its decode times. Returns (start, elapsed, kbit/s over its whole session)."""
     import signal
     import sys
@@ -374,7 +374,7 @@ async def watch_in_process(
     cmd = [
         sys.executable,
         "-m",
-        "streamer.server.viewer",
+        "devtools.viewer",
         url,
         "--camera",
         CAMERA,

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("streamer", "engines", "benchmarks")
+PACKAGES = ("streamer", "engines", "benchmarks", "devtools")
 
 
 def _module_name(path: Path) -> str:

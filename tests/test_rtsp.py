@@ -1,6 +1,6 @@
 """RTSP sources against a real GStreamer RTSP server that each test starts on 127.0.0.1.
 
-The server (`streamer/tools/rtsp_server.py`) runs under the system /usr/bin/python3, where Debian's
+The server (`devtools/rtsp_server.py`) runs under the system /usr/bin/python3, where Debian's
 python3-gi lives; these tests skip when that interpreter cannot load GstRtspServer.
 """
 
@@ -21,7 +21,7 @@ from streamer.sources import AvSource, open_source
 from streamer.types import Frame
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-SERVER = Path(__file__).resolve().parents[1] / "streamer" / "tools" / "rtsp_server.py"
+SERVER = Path(__file__).resolve().parents[1] / "devtools" / "rtsp_server.py"
 
 
 def _gst_rtsp_available() -> bool:

@@ -18,11 +18,11 @@ from aiortc.codecs import h264, vpx
 from aiortc.codecs.vpx import Vp8Encoder
 from conftest import make_self_signed
 
+from devtools.viewer import ViewerError, connect_viewer
 from streamer.config import AppConfig, ConfigError, EnhanceConfig, ServerConfig, SourceConfig, validate
 from streamer.server import RunningServer, signaling, start_server
 from streamer.server.auth import make_token
 from streamer.server.latency import LatencyLog, draw_stamp, read_stamp
-from streamer.server.viewer import ViewerError, connect_viewer
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 

@@ -1,7 +1,7 @@
 """Two cameras, three viewers at once (one of them deliberately slow, plus one that vanishes
 without saying goodbye): no viewer stalls another, and the server's memory stays bounded.
 
-Viewers are separate processes (`python -m streamer.server.viewer`), so a slow one is slow on
+Viewers are separate processes (`python -m devtools.viewer`), so a slow one is slow on
 its own clock, a killed one really disappears, and the RSS measured here is the server's alone.
 The default run is short; `-m slow` runs the 30 s version.
 """
@@ -35,7 +35,7 @@ async def spawn_viewer(srv: RunningServer, slow: float = 0.0) -> asyncio.subproc
     args = [
         sys.executable,
         "-m",
-        "streamer.server.viewer",
+        "devtools.viewer",
         srv.url,
         "--camera",
         "north",
@@ -143,7 +143,7 @@ def test_viewer_cli_needs_a_camera() -> None:
     import subprocess
 
     result = subprocess.run(
-        [sys.executable, "-m", "streamer.server.viewer", "http://127.0.0.1:1/?token=x"],
+        [sys.executable, "-m", "devtools.viewer", "http://127.0.0.1:1/?token=x"],
         cwd=REPO,
         capture_output=True,
         text=True,

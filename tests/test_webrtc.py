@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from devtools.viewer import Viewer, connect_viewer
 from streamer.config import AppConfig, EnhanceConfig, OutputConfig, ServerConfig, SourceConfig
 from streamer.server import RunningServer, start_server
 from streamer.server.latency import read_stamp_from_frame
-from streamer.server.viewer import Viewer, connect_viewer
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 

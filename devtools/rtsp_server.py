@@ -1,7 +1,7 @@
 """A small RTSP server for tests and demos, built on GStreamer's GstRtspServer.
 
 Run it with the system interpreter, which is where Debian's python3-gi lives (a venv cannot import
-`gi`): `/usr/bin/python3 streamer/tools/rtsp_server.py --port 8554`. It serves live H.264 at
+`gi`): `/usr/bin/python3 devtools/rtsp_server.py --port 8554`. It serves live H.264 at
 rtsp://HOST:PORT/PATH, from a moving test pattern or, with --file, from a clip decoded and
 re-encoded in a loop. It prints one line `READY <url>` on stdout once it listens, so a parent
 process can wait for that instead of sleeping; it exits on SIGTERM/SIGINT.

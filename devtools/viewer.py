@@ -168,12 +168,12 @@ async def _watch(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m streamer.server.viewer URL --camera NAME [--seconds S] [--slow S]`: watch, then
+    """`python -m devtools.viewer URL --camera NAME [--seconds S] [--slow S]`: watch, then
     print one JSON line with frames, frame-number stamps and the longest arrival gap per track."""
     import argparse
     import json
 
-    p = argparse.ArgumentParser(prog="python -m streamer.server.viewer", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m devtools.viewer", description=main.__doc__)
     p.add_argument("url", help="the URL the server printed (with ?token=)")
     p.add_argument("--camera", action="append", required=True)
     p.add_argument(
