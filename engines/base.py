@@ -12,9 +12,13 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-INPUT_SIZE_FOR_SCALE = {4: 32, 8: 16, 16: 8}
-"""The one table of shipped FSR factors: every factor makes a 128 px face, so the LR crop side
-follows from it. Configuration, training and benchmarks all read it from here."""
+INPUT_SIZE_FOR_SCALE = {2: 64, 4: 32, 8: 16, 16: 8}
+"""The one table of shipped FSR factors: every factor makes a 128 px face, so the input crop
+side follows from it. x4, x8 and x16 enter at step 1 (LR -> 64 px MR -> 128 px); x2 is step 2
+alone (a face of ~64 px already is a mid-resolution face). Configuration, training and
+benchmarks all read it from here."""
+STEP1_SCALES = (4, 8, 16)
+"""The factors that have a step 1 network."""
 
 
 @runtime_checkable

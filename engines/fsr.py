@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from engines.backends import Backend, BackendOptions, ModelSpec, open_backends
-from engines.base import INPUT_SIZE_FOR_SCALE, check_batch
+from engines.base import INPUT_SIZE_FOR_SCALE, STEP1_SCALES, check_batch
 from engines.latent import TemporalLatent, toward_mean
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def available_models(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
 
 @dataclass(frozen=True)
 class TwoStepFiles:
-    step1: ModelSpec
+    step1: ModelSpec | None
     encoder: ModelSpec
     decoder: ModelSpec
     latent_mean: Path
@@ -60,10 +60,11 @@ def _manifest(weights_dir: Path) -> dict[str, Any]:
 
 
 def two_step_files(scale: int, variant: str, weights_dir: Path = WEIGHTS_DIR) -> TwoStepFiles:
-    """Model specs of one scale and variant, following the weights folder's contract."""
+    """Model specs of one scale and variant, following the weights folder's contract; x2 (step 2
+    alone) has no step 1."""
     step1_name, step2_name = f"step1_x{scale}_{variant}", f"step2_{variant}"
-    step1_dir, step2_dir = weights_dir / step1_name, weights_dir / step2_name
-    missing = [d.name for d in (step1_dir, step2_dir) if not d.is_dir()]
+    wanted = [step2_name] if scale not in STEP1_SCALES else [step1_name, step2_name]
+    missing = [name for name in wanted if not (weights_dir / name).is_dir()]
     if missing:
         have = ", ".join(available_models(weights_dir)) or "none"
         raise WeightsNotFound(
@@ -102,7 +103,7 @@ def two_step_files(scale: int, variant: str, weights_dir: Path = WEIGHTS_DIR) ->
         else ""
     )
     return TwoStepFiles(
-        step1=spec(step1_name, "onnx", "lr", "mr"),
+        step1=spec(step1_name, "onnx", "lr", "mr") if scale in STEP1_SCALES else None,
         encoder=spec(step2_name, "encoder", "mr", "latent"),
         decoder=spec(step2_name, "decoder", "latent", "hr"),
         latent_mean=weights_dir / (mean or f"{step2_name}/latent_mean.npy"),
@@ -123,7 +124,8 @@ def from_model_output(images: np.ndarray) -> np.ndarray:
 
 
 class TwoStepEnhancer:
-    """`engines.base.Enhancer` over three backends (step 1, step 2 encoder, step 2 decoder).
+    """`engines.base.Enhancer` over three backends (step 1, step 2 encoder, step 2 decoder), or
+    over step 2 alone (`step1` None: the input already is a 64 px mid-resolution face).
 
     prior_strength pulls each latent toward the prior's mean (0 = off); temporal is the
     exponential smoothing factor of each track's latent across frames (0 = off).
@@ -131,7 +133,7 @@ class TwoStepEnhancer:
 
     def __init__(
         self,
-        step1: Backend,
+        step1: Backend | None,
         encoder: Backend,
         decoder: Backend,
         latent_mean: np.ndarray,
@@ -159,7 +161,7 @@ class TwoStepEnhancer:
         self.prior_strength = float(prior_strength)
         self.temporal = TemporalLatent("exponential", alpha=temporal) if temporal > 0 else None
         self.variant = variant
-        self.name = f"fsr-x{scale}-{variant}/{step1.name}"
+        self.name = f"fsr-x{scale}-{variant}/{(step1 or encoder).name}"
 
     @property
     def output_size(self) -> int:
@@ -171,7 +173,8 @@ class TwoStepEnhancer:
     def latents(self, crops: np.ndarray) -> np.ndarray:
         """Step 1 and the encoder only: the raw latent codes of a batch (for tests and analysis)."""
         check_batch(crops, self.input_size)
-        return self._run(self.encoder, self._run(self.step1, to_model_input(crops)))
+        x = to_model_input(crops)
+        return self._run(self.encoder, x if self.step1 is None else self._run(self.step1, x))
 
     def enhance(self, crops: np.ndarray, track_ids: Sequence[int] | None = None) -> np.ndarray:
         check_batch(crops, self.input_size)
@@ -196,7 +199,8 @@ class TwoStepEnhancer:
 
     def close(self) -> None:
         for b in (self.step1, self.encoder, self.decoder):
-            b.close()
+            if b is not None:
+                b.close()
 
 
 def load_two_step(
@@ -217,9 +221,10 @@ def load_two_step(
     if not files.latent_mean.is_file():
         raise WeightsNotFound(f"{files.latent_mean} is missing; the step 2 folder is incomplete")
     options = BackendOptions(threads=threads, trt_cache_dir=trt_cache_dir)
-    step1, encoder, decoder = open_backends(backend, [files.step1, files.encoder, files.decoder], options)
+    models = [m for m in (files.step1, files.encoder, files.decoder) if m is not None]
+    *step1, encoder, decoder = open_backends(backend, models, options)
     enhancer = TwoStepEnhancer(
-        step1,
+        step1[0] if step1 else None,
         encoder,
         decoder,
         np.load(files.latent_mean, allow_pickle=False),

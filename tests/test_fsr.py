@@ -170,3 +170,15 @@ def test_auto_moves_on_when_a_backend_cannot_open_all_three_models(
     monkeypatch.setattr(backends, "unavailable_reason", lambda name: None if name != "torch" else "no GPU")
     enh = load_two_step(8, "fast", "auto", weights_dir=weights)
     assert enh.name == "fsr-x8-fast/onnxruntime"
+
+
+def test_step2_alone_enhances_64_px_faces(weights: Path) -> None:
+    """x2 is the MR entry: a face of ~64 px skips step 1 and goes through the prior only."""
+    enh = load_two_step(2, "fast", "onnxruntime", weights_dir=weights)
+    try:
+        assert (enh.input_size, enh.output_size, enh.step1) == (64, 128, None)
+        crops = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+        out = enh.enhance(crops, [1, 2, 3])
+        assert out.shape == (3, 128, 128, 3) and out.dtype == np.uint8
+    finally:
+        enh.close()

@@ -10,7 +10,10 @@ from typing import Any
 import torch
 
 from engines.arch import build, count_macs
-from engines.base import INPUT_SIZE_FOR_SCALE as SCALES
+from engines.base import INPUT_SIZE_FOR_SCALE, STEP1_SCALES
+
+SCALES = {s: INPUT_SIZE_FOR_SCALE[s] for s in STEP1_SCALES}
+"""Factor -> LR side of the step 1 networks; all go through a 64 px MR face to a 128 px face."""
 
 MR_SIZE = 64
 HR_SIZE = 128
