@@ -7,6 +7,8 @@ bad setting fails with one clear message instead of deep inside a stage.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -134,6 +136,20 @@ class ServerConfig:
     max_peers_per_client: int = 4
     stun_servers: tuple[str, ...] = ()
     stamp_frames: bool = False  # draw a frame-number code in a corner, for glass-to-glass latency measurement
+    # ICE candidates an offer may name (CIDR); empty: the networks of this machine's own interfaces
+    # (where the ICE agent listens) plus the private ranges. Keeps the server from being aimed at
+    # third parties with connectivity checks.
+    ice_networks: tuple[str, ...] = ()
+    # Origins, besides the server's own, whose pages may open the metadata WebSocket (a reverse proxy's).
+    ws_origins: tuple[str, ...] = ()
+    # A connection that has not sent a whole request head this long after opening or after its last
+    # response is closed (slowloris, idle keep-alive); a request body must arrive within body_timeout_s.
+    idle_timeout_s: float = 15.0
+    body_timeout_s: float = 10.0
+    # Offers answered but not yet connected: held apart from the peer caps, at most this many (the
+    # oldest is dropped for a new one), each for at most pending_timeout_s.
+    max_pending_offers: int = 8
+    pending_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -215,6 +231,20 @@ def validate(cfg: AppConfig) -> AppConfig:
         all(u.startswith(("stun:", "turn:", "turns:")) for u in sv.stun_servers),
         "stun_servers entries must be stun:, turn: or turns: URLs",
     )
+    for net in sv.ice_networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"ice_networks entries must be CIDR networks like 10.0.0.0/8, not {net!r}"
+            ) from None
+    _check(
+        all(re.fullmatch(r"https?://[^/?#\s]+", o) for o in sv.ws_origins),
+        f"ws_origins entries must be origins like https://cams.example.org, got {list(sv.ws_origins)}",
+    )
+    _check(sv.idle_timeout_s > 0 and sv.body_timeout_s > 0, "idle_timeout_s and body_timeout_s must be > 0")
+    _check(sv.max_pending_offers >= 1, f"max_pending_offers must be >= 1, got {sv.max_pending_offers}")
+    _check(sv.pending_timeout_s > 0, f"pending_timeout_s must be > 0, got {sv.pending_timeout_s}")
     return cfg
 
 
