@@ -247,7 +247,7 @@ def two_cameras(uri: str, **server: object) -> AppConfig:
 async def test_a_camera_that_cannot_connect_is_down_on_every_health_surface(
     http: aiohttp.ClientSession,
 ) -> None:
-    srv = await start_server(two_cameras(f"rtsp://127.0.0.1:{closed_port()}/live"))
+    srv = await start_server(two_cameras(f"rtsp://admin:hunter2@127.0.0.1:{closed_port()}/live"))
     info: dict[str, dict[str, Any]] = {}
 
     async def reported() -> bool:
@@ -261,6 +261,7 @@ async def test_a_camera_that_cannot_connect_is_down_on_every_health_surface(
             await asyncio.sleep(0.2)
         assert info["door"]["status"] == "connecting" and info["door"]["up"] is False, info
         assert info["door"]["attempt"] >= 2 and "cannot open" in info["door"]["last_error"]
+        assert "hunter2" not in info["door"]["last_error"], "camera credentials stay on the server"
         assert info["door"]["fps"] == 0.0 and info["hall"]["status"] == "live"
         async with http.get(srv.base_url + "/healthz") as resp:
             assert resp.status == 503 and await resp.json() == {"status": "degraded"}

@@ -96,12 +96,15 @@ class ServerState:
             runner = CameraRunner(cfg, source, self.metrics, processor_factory, latency_log)
             self.cameras[runner.name] = runner
             self.tracks[runner.name] = CameraTracks(runner, latency_log)
-            self.metrics.add_camera(
-                runner.name,
-                fps=lambda r=runner: r.fps,
-                up=lambda r=runner: float(r.status.up),
-                frame_age=lambda r=runner: r.last_frame_age,
-            )
+            self._watch(runner)
+
+    def _watch(self, runner: CameraRunner) -> None:
+        self.metrics.add_camera(
+            runner.name,
+            fps=lambda: runner.fps,
+            up=lambda: float(runner.status.up),
+            frame_age=lambda: runner.last_frame_age,
+        )
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -45,6 +45,14 @@ def classify(uri: str) -> str:
     return "file"
 
 
+def without_credentials(uri: str) -> str:
+    """`uri` without its user:password@, for status that leaves the process (health, dashboard)."""
+    parts = urlsplit(uri)
+    if parts.password is None and parts.username is None:
+        return uri
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 class _Lost(Exception):
     """The live stream broke off (read error, timeout or end of stream); the reader re-opens it."""
 
@@ -251,7 +259,8 @@ class AvSource(BaseSource):
                         if self.kind == "file":
                             log.error("%s", exc)
                             return
-                        self._set_state("reconnecting" if opened_before else "connecting", str(exc))
+                        error = str(exc).replace(self.uri, without_credentials(self.uri))
+                        self._set_state("reconnecting" if opened_before else "connecting", error)
                         log.warning("%s; retrying in %.1f s", exc, backoff)
                         self._stop.wait(backoff)
                         backoff = min(backoff * 2, self.cfg.reconnect_max_s)
