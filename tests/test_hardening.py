@@ -253,7 +253,7 @@ async def test_a_camera_that_cannot_connect_is_down_on_every_health_surface(
     async def reported() -> bool:
         async with http.get(srv.base_url + "/api/cameras", headers=bearer(TOKEN)) as resp:
             info.update({c["name"]: c for c in (await resp.json())["cameras"]})
-        return info["door"].get("attempt", 0) >= 2 and info["hall"]["status"] == "live"
+        return info["door"].get("attempt", 0) >= 2 and info["hall"]["fps"] > 0
 
     try:
         deadline = time.monotonic() + 30
@@ -272,8 +272,8 @@ async def test_a_camera_that_cannot_connect_is_down_on_every_health_surface(
             text = await resp.text()
         assert metric(text, "facestream_camera_up", "door") == 0.0
         assert metric(text, "facestream_camera_up", "hall") == 1.0
-        assert metric(text, "facestream_camera_last_frame_age_seconds", "door") >= 1.0
-        assert metric(text, "facestream_camera_last_frame_age_seconds", "hall") < 5.0  # camera.STALE_AFTER_S
+        door_age = metric(text, "facestream_camera_last_frame_age_seconds", "door")
+        assert door_age >= 1.0 and metric(text, "facestream_camera_last_frame_age_seconds", "hall") < door_age
         async with http.ws_connect(f"{srv.base_url}/api/ws?token={TOKEN}") as ws:
             while True:
                 msg = await asyncio.wait_for(ws.receive_json(), 10)
@@ -426,7 +426,7 @@ async def test_slowloris_and_idle_connections_are_closed() -> None:
                     except TimeoutError:
                         pass
         assert len(closed_at) == len(streams), f"{len(closed_at)} of {len(streams)} closed within 6 s"
-        assert max(closed_at.values()) < 4.0
+        assert max(closed_at.values()) < 5.0
 
         # An idle keep-alive connection after a complete request is closed on the same clock.
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -90,6 +90,7 @@ class ServerState:
         self.tracks: dict[str, CameraTracks] = {}
         self.peers: dict[RTCPeerConnection, tuple[str, str]] = {}
         self.connected: set[RTCPeerConnection] = set()
+        self._closing: set[asyncio.Task[None]] = set()
         self.ws_event = asyncio.Event()
         self.sockets: set[web.WebSocketResponse] = set()
         for source in cfg.sources:
@@ -150,6 +151,12 @@ class ServerState:
             await pc.close()
         except Exception:
             log.warning("a peer connection failed to close cleanly", exc_info=True)
+
+    def close_soon(self, pc: RTCPeerConnection) -> None:
+        """close_peer from a callback; the task is kept until done (the loop holds only weak refs)."""
+        task = asyncio.ensure_future(self.close_peer(pc))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def update_peer_gauges(self, camera: str) -> None:
         self.metrics.viewers.labels(camera).set(self.cameras[camera].viewers)
@@ -315,7 +322,7 @@ async def offer(request: web.Request) -> web.Response:
     evicted = state.pending.add(pc, client)
     if isinstance(evicted, RTCPeerConnection):
         state.metrics.rejected.labels("pending_evicted").inc()
-        asyncio.ensure_future(state.close_peer(evicted))
+        state.close_soon(evicted)
     state.update_peer_gauges(runner.name)
     # Whatever happens next (bad SDP, a client that never completes ICE, a dropped request),
     # the pending hold ends within pending_timeout_s.
@@ -374,7 +381,7 @@ def _drop_if_unconnected(state: ServerState, pc: RTCPeerConnection, timeout: flo
     """A peer that never completes ICE would hold its pending place until displaced; end it."""
     if pc in state.pending:
         state.client_log.info("closing an offer that did not connect within %.0f s", timeout)
-        asyncio.ensure_future(state.close_peer(pc))
+        state.close_soon(pc)
 
 
 # -- metadata WebSocket ------------------------------------------------------------------------
