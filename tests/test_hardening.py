@@ -387,8 +387,13 @@ async def test_ice_checks_go_only_to_candidates_inside_the_policy(offer_sdp: str
     target.setblocking(False)
     line = f"a=candidate:9 1 udp 2130706431 127.0.0.1 {target.getsockname()[1]} typ host\r\n"
     sdp = offer_sdp.replace("a=mid:", line + "a=mid:")
+    from streamer.server.signaling import CandidatePolicy
+
+    # The default admits loopback only on a machine whose ICE agent has nothing else to listen on.
+    default_admits_loopback = CandidatePolicy.from_config(()).allows("127.0.0.1")
+    cases = ((("127.0.0.0/8",), True), (("10.0.0.0/8",), False), ((), default_admits_loopback))
     try:
-        for networks, expect_packets in ((("127.0.0.0/8",), True), (("10.0.0.0/8",), False)):
+        for networks, expect_packets in cases:
             srv = await start_server(small_cfg(token=TOKEN, ice_networks=networks))
             try:
                 packets = await stun_packets_to(target, srv, sdp, 4.0)
@@ -447,6 +452,16 @@ async def test_slowloris_and_idle_connections_are_closed() -> None:
         answer = await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)
         assert answer.startswith(b"HTTP/1.1 408"), answer
         writer.close()
+
+        # An open metadata WebSocket is not an idle connection: it outlives the idle timeout.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"{srv.base_url}/api/ws?token={TOKEN}") as ws,
+        ):
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 3.0:
+                msg = await asyncio.wait_for(ws.receive(), 5)
+                assert msg.type == aiohttp.WSMsgType.TEXT, msg
     finally:
         for _, writer in streams:
             writer.close()
@@ -454,6 +469,34 @@ async def test_slowloris_and_idle_connections_are_closed() -> None:
 
 
 # -- 11: WebSocket origin and CSP --------------------------------------------------------------
+def test_own_origins_follow_the_configured_host() -> None:
+    from streamer.server.auth import Origins
+
+    wildcard = Origins("0.0.0.0", "http", (), lambda: ["192.0.2.2", "fd00::2"])
+    wildcard.bind(8080)
+    for origin in (
+        "http://192.0.2.2:8080",
+        "http://[fd00::2]:8080",
+        "http://localhost:8080",
+        "HTTP://LOCALHOST:8080",
+    ):
+        assert wildcard.allows(origin), origin
+    for origin in (
+        "http://192.0.2.3:8080",
+        "https://192.0.2.2:8080",
+        "http://192.0.2.2",
+        "null",
+        "",
+        "http://",
+    ):
+        assert not wildcard.allows(origin), origin
+    assert "ws://[fd00::2]:8080" in wildcard.csp
+    lan = Origins("192.0.2.2", "https", ("https://cams.example.org",), lambda: [])
+    lan.bind(443)
+    assert lan.allows("https://192.0.2.2") and lan.allows("https://cams.example.org:443")
+    assert not lan.allows("https://localhost") and not lan.allows("http://cams.example.org")
+
+
 @module_loop
 async def test_websocket_origin_is_checked_and_csp_ignores_the_host_header(
     http: aiohttp.ClientSession,
