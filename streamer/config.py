@@ -19,6 +19,8 @@ or the environment. The run `mode` (live or file) is decided there once and carr
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -28,7 +30,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from engines.backends import valid_names as backend_names
-from engines.base import INPUT_SIZE_FOR_SCALE
+from engines.base import STEP1_SCALES
 
 
 class ConfigError(ValueError):
@@ -197,7 +199,7 @@ class EnhanceConfig:
         int,
         setting(
             "FSR factor: x4 (32->128), x8 (16->128), x16 (8->128)",
-            choices=tuple(sorted(INPUT_SIZE_FOR_SCALE)),
+            choices=STEP1_SCALES,
             live=True,
             flag="--scale",
         ),
@@ -295,6 +297,33 @@ class ServerConfig:
     stamp_frames: Annotated[
         bool, _serve("draw a frame-number code in a corner, for glass-to-glass latency measurement")
     ] = False
+    ice_networks: Annotated[
+        tuple[str, ...],
+        _serve(
+            "ICE candidates an offer may name (CIDR networks); empty: the networks of this machine's "
+            "own interfaces plus the private ranges, so the server cannot be aimed at third parties",
+            strict=False,
+        ),
+    ] = ()
+    ws_origins: Annotated[
+        tuple[str, ...],
+        _serve("origins besides the server's own whose pages may open the metadata WebSocket", strict=False),
+    ] = ()
+    idle_timeout_s: Annotated[
+        float,
+        _serve(
+            "a connection without a whole request head this long after opening or its last response "
+            "is closed (slowloris, idle keep-alive)",
+            gt=0,
+        ),
+    ] = 15.0
+    body_timeout_s: Annotated[float, _serve("a request body must arrive within this many seconds", gt=0)] = (
+        10.0
+    )
+    max_pending_offers: Annotated[
+        int, _serve("answered offers not yet connected, held apart from the peer caps (oldest dropped)", ge=1)
+    ] = 8
+    pending_timeout_s: Annotated[float, _serve("seconds an unconnected offer is held", gt=0)] = 10.0
 
 
 @dataclass(frozen=True)
@@ -418,6 +447,11 @@ def _shown(value: Any) -> str:
     return text if len(text) <= MAX_SHOWN else f"{text[: MAX_SHOWN - 3]}..."
 
 
+def _kind(value: Any) -> str:
+    """A value's type as a person sending JSON or TOML knows it."""
+    return "null" if value is None else type(value).__name__
+
+
 def _where(loc: tuple[Any, ...]) -> str:
     if loc and loc[0] == "sources" and len(loc) >= 2:
         return " ".join(["camera", str(loc[1]), *map(str, loc[2:])])
@@ -440,7 +474,7 @@ def _message(err: Mapping[str, Any]) -> str:
     where = _where(loc)
     if kind in _TYPE_WORDS or kind == "float_parsing":
         expected = _TYPE_WORDS.get(kind, "float")
-        return f"{where} must be {expected}, got {type(given).__name__} {_shown(given)}"
+        return f"{where} must be {expected}, got {_kind(given)} {_shown(given)}"
     if kind in _BOUND_WORDS:
         bound = next(iter(err.get("ctx", {}).values()), "?")
         return f"{where} must be {_BOUND_WORDS[kind]} {bound}, got {_shown(given)}"
@@ -457,7 +491,8 @@ def _check(cond: bool, message: str) -> None:
 
 
 def _check_across(cfg: AppConfig) -> None:
-    """Rules that tie several fields together, which per-field constraints cannot say."""
+    """Rules that tie several fields together, and the shapes of list entries, which per-field
+    constraints cannot say."""
     _check(len(cfg.sources) >= 1, "at least one source is required")
     names = [s.display_name for s in cfg.sources]
     _check(len(set(names)) == len(names), f"source names must be unique, got {names}")
@@ -472,6 +507,17 @@ def _check_across(cfg: AppConfig) -> None:
     _check(
         all(u.startswith(("stun:", "turn:", "turns:")) for u in sv.stun_servers),
         "stun_servers entries must be stun:, turn: or turns: URLs",
+    )
+    for net in sv.ice_networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"ice_networks entries must be CIDR networks like 10.0.0.0/8, not {net!r}"
+            ) from None
+    _check(
+        all(re.fullmatch(r"https?://[^/?#\s]+", o) for o in sv.ws_origins),
+        f"ws_origins entries must be origins like https://cams.example.org, got {list(sv.ws_origins)}",
     )
 
 

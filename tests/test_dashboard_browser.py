@@ -223,3 +223,55 @@ def test_h264_plays_in_chromium(driver) -> None:  # type: ignore[no-untyped-def]
         assert codecs and all(c.lower() == "video/h264" for c in codecs), codecs
     finally:
         thread.stop()
+
+
+def test_a_camera_that_is_down_says_so_on_its_card(driver) -> None:  # type: ignore[no-untyped-def]
+    """The card of a camera whose source cannot connect shows the state, attempt and error the
+    server reports, and an fps of 0, while the other camera plays."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    cfg = AppConfig(
+        sources=(
+            SourceConfig(uri="demo", name="yard", demo_width=320, demo_height=180, demo_fps=15.0),
+            SourceConfig(
+                uri=f"rtsp://127.0.0.1:{closed}/live",
+                name="door",
+                retry_at_start=True,
+                open_timeout_s=1.0,
+                reconnect_initial_s=0.2,
+                reconnect_max_s=0.5,
+            ),
+        ),
+        enhance=EnhanceConfig(engine="bicubic"),
+        server=ServerConfig(port=0),
+    )
+    thread = ServerThread(cfg)
+    assert thread.server is not None
+    card_state = """
+    return [...document.querySelectorAll('section.card')].map(card => ({
+      name: card.querySelector('.cam-name').textContent,
+      down: card.classList.contains('down'),
+      state: card.querySelector('.cam-state').textContent,
+      fps: card.querySelector('.s-fps').textContent,
+    }));
+    """
+    try:
+        driver.get(thread.server.url)
+
+        def door_shown() -> object:
+            cards = {c["name"]: c for c in driver.execute_script(card_state)}
+            door = cards.get("door")
+            return door and door["down"] and "attempt" in door["state"] and "yard" in cards and cards
+
+        cards = wait_for(door_shown, 30)
+        assert cards, driver.execute_script(card_state)
+        assert cards["door"]["state"].startswith("connecting (attempt ")
+        assert "Connection refused" in cards["door"]["state"] and cards["door"]["fps"] == "0.0"
+        assert wait_for(
+            lambda: not {c["name"]: c for c in driver.execute_script(card_state)}["yard"]["down"], 30
+        )
+    finally:
+        thread.stop()

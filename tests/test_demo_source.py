@@ -102,7 +102,7 @@ def test_stop_then_start_resumes_the_timeline() -> None:
     src.start()
     again = src.read()
     assert first[1] is not None and again is not None
-    assert again.index == 2 and again.pts == pytest.approx(2 / 30) and src.state == "streaming"
+    assert again.index == 2 and again.pts == pytest.approx(2 / 30) and src.state == "live"
 
 
 def test_read_before_start_is_an_error() -> None:

@@ -8,7 +8,12 @@ Routes (all but /healthz need the token, see auth.py):
     POST /api/cameras/{name}/controls       {scale?, mode?, detect_interval?, upscale?} -> controls
     GET  /api/ws                            per-frame metadata and face thumbnails (JSON messages)
     GET  /metrics                           Prometheus text format
-    GET  /healthz                           {"status": "ok" | "degraded"}
+    GET  /healthz                           {"status": "ok" | "degraded"}; with the token also
+                                            {"down": [cameras not live, with state and last error]}
+
+Every error a client can cause ends as a 4xx whose text is ours, never an exception's: the
+handlers check what they are sent before anything deeper sees it, and auth.py's middleware turns
+whatever still escapes into a generic 500.
 """
 
 from __future__ import annotations
@@ -23,18 +28,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aioice.ice
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from streamer.config import AppConfig, ConfigError, live_settings
-from streamer.server.auth import security_headers, token_middleware
+from streamer.server.auth import Origins, hardening_middleware, request_token, token_matches, token_middleware
 from streamer.server.camera import CameraRunner, ProcessorFactory
 from streamer.server.latency import LatencyLog
+from streamer.server.log_throttle import ThrottledLog
 from streamer.server.metrics import Metrics
 from streamer.server.signaling import (
+    CandidatePolicy,
     OfferError,
     PeerCaps,
     PeerLimitError,
+    PendingOffers,
     parse_offer,
     prefer_codec,
     rtc_configuration,
@@ -45,8 +54,8 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_BODY_BYTES = 256 * 1024
-CONNECT_TIMEOUT_S = 30.0
 WS_MAX_HZ = 15.0
+WS_STATUS_INTERVAL_S = 1.0
 MAX_SOCKETS = 64
 """Metadata WebSockets are cheap but not free (a sender task and JSON per frame each)."""
 
@@ -61,21 +70,42 @@ class ServerState:
         processor_factory: ProcessorFactory | None,
         latency_log: LatencyLog | None,
     ) -> None:
+        sv = cfg.server
         self.cfg = cfg
         self.token = token
         self.metrics = Metrics()
-        self.caps = PeerCaps(cfg.server.max_peers_total, cfg.server.max_peers_per_client)
+        self.caps = PeerCaps(sv.max_peers_total, sv.max_peers_per_client)
+        self.pending = PendingOffers(sv.max_pending_offers)
+        self.candidates = CandidatePolicy.from_config(sv.ice_networks)
+        self.origins = Origins(
+            sv.host,
+            "https" if sv.cert else "http",
+            sv.ws_origins,
+            lambda: aioice.ice.get_host_addresses(True, True),
+        )
+        self.client_log = ThrottledLog(logging.getLogger("streamer.server.clients"))
+        """Where lines that any client can cause go: aiohttp's protocol errors, refusals, 500s."""
         self.latency_log = latency_log
         self.cameras: dict[str, CameraRunner] = {}
         self.tracks: dict[str, CameraTracks] = {}
         self.peers: dict[RTCPeerConnection, tuple[str, str]] = {}
+        self.connected: set[RTCPeerConnection] = set()
+        self._closing: set[asyncio.Task[None]] = set()
         self.ws_event = asyncio.Event()
         self.sockets: set[web.WebSocketResponse] = set()
         for source in cfg.sources:
             runner = CameraRunner(cfg, source, self.metrics, processor_factory, latency_log)
             self.cameras[runner.name] = runner
             self.tracks[runner.name] = CameraTracks(runner, latency_log)
-            self.metrics.add_camera(runner.name)
+            self._watch(runner)
+
+    def _watch(self, runner: CameraRunner) -> None:
+        self.metrics.add_camera(
+            runner.name,
+            fps=lambda: runner.fps,
+            up=lambda: float(runner.status.up),
+            frame_age=lambda: runner.last_frame_age,
+        )
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -87,16 +117,51 @@ class ServerState:
         event, self.ws_event = self.ws_event, asyncio.Event()
         event.set()
 
+    def promote(self, pc: RTCPeerConnection) -> bool:
+        """A pending peer connected: it takes a slot under the peer caps (False: none left)."""
+        owner = self.peers.get(pc)
+        if owner is None or self.pending.remove(pc) is None:
+            return pc in self.connected
+        client, camera = owner
+        try:
+            self.caps.acquire(client)
+        except PeerLimitError as exc:
+            self.metrics.rejected.labels("per_client" if exc.status == 429 else "total").inc()
+            return False
+        self.connected.add(pc)
+        runner = self.cameras[camera]
+        runner.viewers += 1
+        self.update_peer_gauges(camera)
+        return True
+
     async def close_peer(self, pc: RTCPeerConnection) -> None:
+        """Free the peer's slot and close it; never raises (a half-built peer connection can
+        fail inside aiortc's close, and a caller is usually handling another error already)."""
         owner = self.peers.pop(pc, None)
+        self.pending.remove(pc)
         if owner is not None:
             client, camera = owner
-            self.caps.release(client)
-            runner = self.cameras[camera]
-            runner.viewers = max(0, runner.viewers - 1)
-            self.metrics.viewers.labels(camera).set(runner.viewers)
-            self.metrics.peers.set(len(self.peers))
-        await pc.close()
+            if pc in self.connected:
+                self.connected.discard(pc)
+                self.caps.release(client)
+                runner = self.cameras[camera]
+                runner.viewers = max(0, runner.viewers - 1)
+            self.update_peer_gauges(camera)
+        try:
+            await pc.close()
+        except Exception:
+            log.warning("a peer connection failed to close cleanly", exc_info=True)
+
+    def close_soon(self, pc: RTCPeerConnection) -> None:
+        """close_peer from a callback; the task is kept until done (the loop holds only weak refs)."""
+        task = asyncio.ensure_future(self.close_peer(pc))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def update_peer_gauges(self, camera: str) -> None:
+        self.metrics.viewers.labels(camera).set(self.cameras[camera].viewers)
+        self.metrics.peers.set(len(self.connected))
+        self.metrics.pending.set(len(self.pending))
 
     async def stop(self) -> None:
         """Open dashboards would otherwise keep the server waiting for their WebSockets."""
@@ -126,11 +191,16 @@ def _camera(request: web.Request) -> CameraRunner:
 
 
 async def _json_body(request: web.Request) -> Any:
-    """The parsed body; oversized -> 413 (aiohttp's client_max_size), not JSON -> 400."""
-    raw = await request.read()
+    """The parsed body; oversized -> 413 (aiohttp's client_max_size), too slow -> 408, not JSON
+    (or nested past what the parser can recurse into) -> 400."""
+    try:
+        async with asyncio.timeout(_state(request).cfg.server.body_timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="408: the request body did not arrive in time") from None
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise web.HTTPBadRequest(text="400: body must be JSON") from None
 
 
@@ -143,9 +213,13 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Open to probes; which cameras are down (names, errors) only with the token."""
     state = _state(request)
-    ok = all(r.alive and r.error is None for r in state.cameras.values())
-    return web.json_response({"status": "ok" if ok else "degraded"}, status=200 if ok else 503)
+    down = [r for r in state.cameras.values() if not r.status.up]
+    body: dict[str, Any] = {"status": "degraded" if down else "ok"}
+    if token_matches(request_token(request), state.token):
+        body["down"] = [_status_info(r) for r in down]
+    return web.json_response(body, status=503 if down else 200)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -154,18 +228,27 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": state.metrics.content_type})
 
 
-def _camera_info(runner: CameraRunner) -> dict[str, Any]:
-    latest = runner.latest
-    processor = runner.processor
-    info: dict[str, Any] = {
+def _status_info(runner: CameraRunner) -> dict[str, Any]:
+    status = runner.status
+    return {
         "name": runner.name,
-        "status": "error" if runner.error else ("running" if latest is not None else "starting"),
+        "status": status.state,
+        "up": status.up,
+        "attempt": status.attempt,
+        "last_error": status.last_error,
         "error": runner.error,
-        "backend": processor.backend_name if processor is not None else "",
-        "controls": processor.controls if processor is not None else {},
+        "last_frame_age_s": round(runner.last_frame_age, 1),
         "fps": round(runner.fps, 2),
         "viewers": runner.viewers,
     }
+
+
+def _camera_info(runner: CameraRunner) -> dict[str, Any]:
+    latest = runner.latest
+    processor = runner.processor
+    info = _status_info(runner)
+    info["backend"] = processor.backend_name if processor is not None else ""
+    info["controls"] = processor.controls if processor is not None else {}
     if latest is not None:
         h, w = latest.result.frame.image.shape[:2]
         oh, ow = latest.result.output.shape[:2]
@@ -209,56 +292,68 @@ async def offer(request: web.Request) -> web.Response:
     state = _state(request)
     runner = _camera(request)
     body = await _json_body(request)
+    client = request.remote or "unknown"
     try:
         parsed = parse_offer(body, state.cfg.server.codec, KINDS)
     except OfferError as exc:
+        state.client_log.info("offer refused (latest from %s): %s", client, exc)
         raise web.HTTPBadRequest(text=f"400: {exc}") from None
-    client = request.remote or "unknown"
+    sdp, refused = state.candidates.filter_sdp(parsed.sdp)
+    if refused:
+        state.client_log.info(
+            "offer from %s: ICE candidates outside the policy dropped: %s", client, refused[:8]
+        )
     try:
-        state.caps.acquire(client)
+        state.caps.check(client, state.pending.count(client))
     except PeerLimitError as exc:
         state.metrics.rejected.labels("per_client" if exc.status == 429 else "total").inc()
         raise _limit_response(exc) from None
 
     pc = RTCPeerConnection(rtc_configuration(state.cfg.server.stun_servers))
     state.peers[pc] = (client, runner.name)
-    runner.viewers += 1
-    state.metrics.viewers.labels(runner.name).set(runner.viewers)
-    state.metrics.peers.set(len(state.peers))
-
+    evicted = state.pending.add(pc, client)
+    if isinstance(evicted, RTCPeerConnection):
+        state.metrics.rejected.labels("pending_evicted").inc()
+        state.close_soon(evicted)
+    state.update_peer_gauges(runner.name)
     # Whatever happens next (bad SDP, a client that never completes ICE, a dropped request),
-    # the slot comes back within CONNECT_TIMEOUT_S.
-    asyncio.get_running_loop().call_later(CONNECT_TIMEOUT_S, _drop_if_unconnected, state, pc)
+    # the pending hold ends within pending_timeout_s.
+    timeout = state.cfg.server.pending_timeout_s
+    asyncio.get_running_loop().call_later(timeout, _drop_if_unconnected, state, pc, timeout)
 
     @pc.on("connectionstatechange")
     async def on_state() -> None:
-        if pc.connectionState in ("failed", "closed"):
+        if pc.connectionState == "connected" and not state.promote(pc):
+            log.info(
+                "viewer %s connected to %s after the peer caps filled up; closing it", client, runner.name
+            )
+            await state.close_peer(pc)
+        elif pc.connectionState in ("failed", "closed"):
             await state.close_peer(pc)
 
     try:
         # Our transceivers exist before the offer is applied: aiortc negotiates codecs inside
         # setRemoteDescription, and binds the offer's video m-lines to them in order.
-        ours = []
         for which in parsed.tracks:
             transceiver = pc.addTransceiver(state.tracks[runner.name].subscribe(which), direction="sendonly")
             prefer_codec(transceiver, parsed.codec)
-            ours.append(transceiver)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=parsed.sdp, type="offer"))
-        bound = sum(t.mid is not None for t in ours)
-        if bound < len(ours):
-            raise OfferError(
-                f"the offer has {bound} video m-line(s) for {len(ours)} track(s); "
-                "add one recvonly video transceiver per track"
-            )
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
-    except Exception as exc:  # any malformed SDP must end as a 400, never as a crashed handler
+    except Exception as exc:  # an offer parse_offer let through that aiortc still cannot use
         await state.close_peer(pc)
-        reason = str(exc) or type(exc).__name__
-        log.info("offer for %s from %s refused: %s", runner.name, client, reason)
-        raise web.HTTPBadRequest(text=f"400: cannot use this offer: {reason}") from None
+        state.client_log.info(
+            "offer for %s refused by aiortc (latest from %s): %s: %s",
+            runner.name,
+            client,
+            type(exc).__name__,
+            exc,
+        )
+        raise web.HTTPBadRequest(
+            text="400: cannot use this offer: its codecs, ICE or DTLS parameters could not be applied"
+        ) from None
 
-    log.info("viewer %s connected to %s (%s, %s)", client, runner.name, parsed.codec, ",".join(parsed.tracks))
+    log.info("viewer %s answered for %s (%s, %s)", client, runner.name, parsed.codec, ",".join(parsed.tracks))
     return web.json_response(
         {
             "sdp": pc.localDescription.sdp,
@@ -274,16 +369,20 @@ def _limit_response(exc: PeerLimitError) -> web.HTTPException:
     return cls(text=f"{exc.status}: {exc}")
 
 
-def _drop_if_unconnected(state: ServerState, pc: RTCPeerConnection) -> None:
-    """A peer that never completes ICE would hold a slot forever; free it."""
-    if pc in state.peers and pc.connectionState != "connected":
-        log.info("closing a peer that did not connect within %.0f s", CONNECT_TIMEOUT_S)
-        asyncio.ensure_future(state.close_peer(pc))
+def _drop_if_unconnected(state: ServerState, pc: RTCPeerConnection, timeout: float) -> None:
+    """A peer that never completes ICE would hold its pending place until displaced; end it."""
+    if pc in state.pending:
+        state.client_log.info("closing an offer that did not connect within %.0f s", timeout)
+        state.close_soon(pc)
 
 
 # -- metadata WebSocket ------------------------------------------------------------------------
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     state = _state(request)
+    origin = request.headers.get("Origin")
+    if origin is not None and not state.origins.allows(origin):
+        state.client_log.info("refused a metadata WebSocket from origin %s", origin[:100])
+        raise web.HTTPForbidden(text="403: this page's origin may not open the metadata socket")
     if len(state.sockets) >= MAX_SOCKETS:
         raise web.HTTPServiceUnavailable(text=f"503: {MAX_SOCKETS} dashboards are open already; close one")
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
@@ -325,13 +424,17 @@ async def _ws_send_loop(ws: web.WebSocketResponse, state: ServerState, runners: 
     sent_seq = {r.name: 0 for r in runners}
     sent_thumbs = {r.name: 0 for r in runners}
     last_sent = {r.name: 0.0 for r in runners}
+    last_status = time.monotonic()
     while not ws.closed:
         event = state.ws_event
         try:
-            await asyncio.wait_for(event.wait(), timeout=1.0)
+            await asyncio.wait_for(event.wait(), timeout=WS_STATUS_INTERVAL_S)
         except TimeoutError:
             pass
         now = time.monotonic()
+        if now - last_status >= WS_STATUS_INTERVAL_S:  # a camera that is down sends no frames to say so
+            await ws.send_json({"type": "status", "cameras": [_status_info(r) for r in runners]})
+            last_status = now
         for r in runners:
             latest = r.latest
             if (
@@ -354,10 +457,14 @@ def create_app(
     processor_factory: ProcessorFactory | None = None,
     latency_log: LatencyLog | None = None,
 ) -> web.Application:
-    app = web.Application(
-        client_max_size=MAX_BODY_BYTES, middlewares=[security_headers, token_middleware(token)]
-    )
     state = ServerState(cfg, token, processor_factory, latency_log)
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[
+            hardening_middleware(state.origins, state.client_log),
+            token_middleware(token, state.client_log),
+        ],
+    )
     app[STATE] = state
 
     async def on_startup(app: web.Application) -> None:

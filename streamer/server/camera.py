@@ -1,6 +1,11 @@
 """One camera: a thread that reads the source (newest frame wins), runs the pipeline, and
 publishes the newest result for the video tracks, the WebSocket and the metrics.
 
+Its `status` is what health checks report: the source's own state (connecting, live,
+reconnecting with the attempt count and last error, ended, stopped), or `stalled` when the source
+says live but no frame came out of the pipeline for STALE_AFTER_S; `fps` counts the silence too,
+so it falls to 0 when frames stop instead of keeping the last rate.
+
 The pipeline is blocking CPU work, so it never runs on the event loop; the loop is only told
 (call_soon_threadsafe) that something new is there. Everything a viewer needs that costs CPU
 once per frame (BGR -> YUV conversion, latency stamp, per-frame JSON, face thumbnails) is done
@@ -16,7 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import av
@@ -27,6 +32,7 @@ from streamer.config import AppConfig, SourceConfig
 from streamer.run_loop import Processor, run_source
 from streamer.server.latency import INDEX_MASK, LatencyLog, draw_stamp
 from streamer.server.metrics import Metrics
+from streamer.sources.base import FrameSource
 from streamer.types import Frame, FrameResult
 
 log = logging.getLogger(__name__)
@@ -34,9 +40,37 @@ log = logging.getLogger(__name__)
 THUMB_INTERVAL_S = 0.5
 THUMB_TTL_S = 3.0
 THUMB_MAX = 12
+FPS_WINDOW_S = 5.0
+STALE_AFTER_S = 5.0
 
 
 ProcessorFactory = Callable[[AppConfig, str], Processor]
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    """starting (pipeline being built), error (could not start: see CameraRunner.error), or the
+    source's state (see SourceStatus), with `stalled` for a live source whose frames stopped."""
+
+    state: str
+    attempt: int = 0
+    last_error: str | None = None
+
+    @property
+    def up(self) -> bool:
+        return self.state == "live"
+
+
+def recent_fps(times: Sequence[float], now: float, window_s: float = FPS_WINDOW_S) -> float:
+    """Frames per second over the publish times of the last `window_s`. While frames come it is
+    their rate; once they stop, the silence beyond one usual gap counts as well, so the figure
+    falls smoothly and reaches 0 when the window holds fewer than two frames."""
+    recent = [t for t in times if now - t <= window_s]
+    if len(recent) < 2 or recent[-1] <= recent[0]:
+        return 0.0
+    span = recent[-1] - recent[0]
+    silence = max(0.0, now - recent[-1] - span / (len(recent) - 1))
+    return (len(recent) - 1) / (span + silence)
 
 
 def default_processor(cfg: AppConfig, name: str) -> Processor:
@@ -92,11 +126,14 @@ class CameraRunner:
         self._last_thumbs = 0.0
         self._source_fps = 0.0
         self._dropped = 0
+        self._source: FrameSource | None = None
+        self._started_at = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._event = asyncio.Event()
+        self._started_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
         self._thread.start()
 
@@ -126,10 +163,29 @@ class CameraRunner:
 
     @property
     def fps(self) -> float:
-        times = list(self._times)
-        if len(times) < 2 or times[-1] == times[0]:
-            return 0.0
-        return (len(times) - 1) / (times[-1] - times[0])
+        return recent_fps(list(self._times), time.monotonic())
+
+    @property
+    def last_frame_age(self) -> float:
+        """Seconds since the newest publish (since start, before the first)."""
+        latest = self._latest
+        return time.monotonic() - (latest.published_at if latest is not None else self._started_at)
+
+    @property
+    def status(self) -> CameraStatus:
+        source = self._source
+        if self.error is not None:
+            return CameraStatus("error", last_error=self.error)
+        if source is None or source.status.state == "idle":
+            return CameraStatus("starting")
+        s = source.status
+        if s.state == "live" and not self.alive:
+            return CameraStatus("stopped")
+        latest = self._latest
+        newest = max(s.since, latest.published_at if latest is not None else 0.0)
+        if s.state == "live" and time.monotonic() - newest > STALE_AFTER_S:
+            return CameraStatus("stalled", s.attempt, f"no frame for {time.monotonic() - newest:.0f} s")
+        return CameraStatus(s.state, s.attempt, s.last_error)
 
     @property
     def thumbs(self) -> tuple[int, str]:
@@ -169,7 +225,7 @@ class CameraRunner:
         source = None
         try:
             self.processor = self.processor_factory(self.cfg, self.name)
-            source = open_source(self.source_cfg, live=self.cfg.live)
+            source = self._source = open_source(self.source_cfg, live=self.cfg.live)
             source.start()
             self._source_fps = float(getattr(source, "fps", 0.0) or 0.0)
         except Exception as exc:  # reported on /healthz and the dashboard; the other cameras go on
@@ -215,7 +271,7 @@ class CameraRunner:
         self._times.append(published)
         fps = self.fps
         if self.metrics is not None:
-            self.metrics.observe(self.name, result, fps, processed - frame.capture_time, self._dropped)
+            self.metrics.observe(self.name, result, processed - frame.capture_time, self._dropped)
         if self.latency_log is not None:
             marks = {
                 "capture": frame.capture_time,

@@ -81,7 +81,18 @@ async def start_server(
     limit_malloc_arenas()
     token = make_token(sv.token)
     app = create_app(cfg, token, processor_factory, latency_log)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    state = app[STATE]
+    # aiohttp's keep-alive timer also runs from the moment a connection opens until a whole request
+    # head has arrived, so it is the header timeout as well as the idle one. Its request handler
+    # logs protocol errors to `logger`: the throttled client log.
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=5.0,
+        keepalive_timeout=sv.idle_timeout_s,
+        logger=state.client_log,
+    )
     await runner.setup()
     site = web.TCPSite(runner, sv.host, sv.port, ssl_context=context)
     try:
@@ -92,11 +103,12 @@ async def start_server(
             f"cannot listen on {sv.host}:{sv.port}: {exc.strerror or exc}; pick another port with --port"
         ) from None
     port = runner.addresses[0][1]
+    state.origins.bind(port)
     host = sv.host if sv.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
     scheme = "https" if context else "http"
-    return RunningServer(runner, f"{scheme}://{host}:{port}", token, app[STATE])
+    return RunningServer(runner, f"{scheme}://{host}:{port}", token, state)
 
 
 async def _serve_forever(cfg: AppConfig) -> None:

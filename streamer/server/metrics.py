@@ -3,10 +3,13 @@
 A per-app CollectorRegistry (not the process-global default) lets tests and benchmarks start
 several servers in one process without "duplicated timeseries" errors, and keeps /metrics to
 exactly what this server measures. prometheus_client is thread-safe, so the camera threads
-update it directly.
+update it directly. What must stay true while no frame arrives (fps, up, frame age) is read from
+the camera at scrape time instead of being set per frame.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -30,7 +33,19 @@ class Metrics:
         r = self.registry
         self.fps = Gauge(
             "facestream_camera_fps",
-            "Frames per second published by the camera's pipeline",
+            "Frames per second published by the camera's pipeline (decays to 0 without frames)",
+            ["camera"],
+            registry=r,
+        )
+        self.up = Gauge(
+            "facestream_camera_up",
+            "1 while the camera's source is live and frames flow",
+            ["camera"],
+            registry=r,
+        )
+        self.frame_age = Gauge(
+            "facestream_camera_last_frame_age_seconds",
+            "Seconds since the camera published its newest frame (since start before the first)",
             ["camera"],
             registry=r,
         )
@@ -64,23 +79,38 @@ class Metrics:
         self.viewers = Gauge(
             "facestream_viewers", "Peer connections watching the camera", ["camera"], registry=r
         )
-        self.peers = Gauge("facestream_peer_connections", "Open WebRTC peer connections", registry=r)
+        self.peers = Gauge("facestream_peer_connections", "Connected WebRTC peer connections", registry=r)
+        self.pending = Gauge(
+            "facestream_pending_offers", "Answered offers whose peer has not connected yet", registry=r
+        )
         self.rejected = Counter(
-            "facestream_peer_rejections", "Offers refused by the peer caps", ["reason"], registry=r
+            "facestream_peer_rejections",
+            "Offers refused by the peer caps, or displaced from the pending hold (pending_evicted)",
+            ["reason"],
+            registry=r,
         )
         self._dropped_seen: dict[str, int] = {}
 
-    def add_camera(self, camera: str) -> None:
-        """Create the camera's series at zero so dashboards see it before the first frame."""
-        for metric in (self.fps, self.faces, self.frames, self.dropped, self.errors, self.viewers):
+    def add_camera(
+        self,
+        camera: str,
+        fps: Callable[[], float],
+        up: Callable[[], float],
+        frame_age: Callable[[], float],
+    ) -> None:
+        """Create the camera's series so dashboards see it before the first frame; the health
+        gauges call back into the camera when scraped."""
+        for metric in (self.faces, self.frames, self.dropped, self.errors, self.viewers):
             metric.labels(camera)
+        self.fps.labels(camera).set_function(fps)
+        self.up.labels(camera).set_function(up)
+        self.frame_age.labels(camera).set_function(frame_age)
         self._dropped_seen[camera] = 0
 
     def observe(
-        self, camera: str, result: FrameResult, fps: float, capture_to_publish_s: float, dropped_total: int
+        self, camera: str, result: FrameResult, capture_to_publish_s: float, dropped_total: int
     ) -> None:
         """`dropped_total` is the source's running count; the counter advances by the difference."""
-        self.fps.labels(camera).set(fps)
         self.faces.labels(camera).set(len(result.tracks))
         self.frames.labels(camera).inc()
         for stage, seconds in result.times.seconds.items():

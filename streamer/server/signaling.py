@@ -16,25 +16,44 @@ here, each applied by an explicit call at server start:
   127.0.0.1 exactly then. With a LAN address present, that address carries loopback traffic.
 - No STUN by default: aiortc reaches for a public STUN server unless told otherwise;
   `rtc_configuration` builds the ICE server list from `server.stun_servers` (empty = none).
+
+An offer is checked here before aiortc sees it (`parse_offer`): aiortc trusts the SDP it is given,
+and some malformed offers leave a peer connection it cannot even close (an m-line of an unknown
+kind heading the BUNDLE group). `CandidatePolicy` strips the candidates an offer may not aim the
+server's connectivity checks at. `PendingOffers` holds answered offers that have not connected
+yet, apart from the peer caps, so offers that never connect cannot lock real viewers out.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections import Counter
-from collections.abc import Callable
+import re
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
+import ifaddr
 from aiortc import RTCConfiguration, RTCIceServer, RTCRtpSender
 from aiortc.codecs import h264, vpx
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.sdp import SessionDescription, candidate_from_sdp, parse_attr
 
 log = logging.getLogger(__name__)
 
 CODEC_MIME = {"vp8": "video/VP8", "h264": "video/H264"}
 MAX_SDP_CHARS = 64_000
+MEDIA_KINDS = ("audio", "video")
+"""What an offer's m-lines may be: aiortc leaves other kinds without a transport."""
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7", "fe80::/10")
+)
+MDNS_NAME = re.compile(r"[0-9a-zA-Z-]{1,63}\.local")
+"""Browsers hide host addresses behind such names; they resolve only by multicast on the local link."""
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 STOCK_BITRATES = {
     "vpx": (vpx.MIN_BITRATE, vpx.DEFAULT_BITRATE, vpx.MAX_BITRATE),
     "h264": (h264.MIN_BITRATE, h264.DEFAULT_BITRATE, h264.MAX_BITRATE),
@@ -103,13 +122,20 @@ class Offer:
     codec: str
 
 
+def _shown(value: object, limit: int = 40) -> str:
+    """A client's value, short enough to echo in a 400 and to log."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_offer(body: Any, default_codec: str, kinds: tuple[str, ...]) -> Offer:
-    """Check an offer body: {"sdp": str, "type": "offer", "tracks"?: [kind, ...], "codec"?: str}."""
+    """Check an offer body: {"sdp": str, "type": "offer", "tracks"?: [kind, ...], "codec"?: str},
+    and that its SDP has what the tracks need, in a shape aiortc can apply and undo."""
     if not isinstance(body, dict):
         raise OfferError("offer body must be a JSON object with 'sdp' and 'type'")
     sdp, kind = body.get("sdp"), body.get("type")
     if kind != "offer":
-        raise OfferError(f"'type' must be \"offer\", got {kind!r}")
+        raise OfferError(f"'type' must be \"offer\", got {_shown(kind)}")
     if not isinstance(sdp, str) or not sdp.startswith("v=0"):
         raise OfferError("'sdp' must be an SDP string starting with v=0")
     if len(sdp) > MAX_SDP_CHARS:
@@ -118,18 +144,97 @@ def parse_offer(body: Any, default_codec: str, kinds: tuple[str, ...]) -> Offer:
     if (
         not isinstance(tracks, list)
         or not 1 <= len(tracks) <= len(kinds)
-        or any(t not in kinds for t in tracks)
+        or any(not isinstance(t, str) or t not in kinds for t in tracks)
         or len(set(tracks)) != len(tracks)
     ):
         raise OfferError(f"'tracks' must be a list of distinct names from {list(kinds)}")
     codec = body.get("codec", default_codec)
-    if codec not in CODEC_MIME:
-        raise OfferError(f"'codec' must be one of {sorted(CODEC_MIME)}, got {codec!r}")
+    if not isinstance(codec, str) or codec not in CODEC_MIME:
+        raise OfferError(f"'codec' must be one of {sorted(CODEC_MIME)}, got {_shown(codec)}")
+    _check_media(sdp, len(tracks), codec)
     return Offer(sdp=sdp, tracks=tuple(tracks), codec=codec)
 
 
+def _check_media(sdp: str, n_tracks: int, codec: str) -> None:
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception:  # aiortc's parser asserts and indexes freely: any failure means malformed SDP
+        raise OfferError("'sdp' is not SDP that can be parsed") from None
+    mids = [m.rtp.muxId for m in description.media]
+    if any(m.kind not in MEDIA_KINDS for m in description.media):
+        raise OfferError(f"every m-line must be one of {list(MEDIA_KINDS)} (lower case)")
+    if len(set(mids)) != len(mids):
+        raise OfferError("the offer's m-lines must have distinct a=mid values")
+    for group in description.group:
+        if group.semantic == "BUNDLE" and any(item not in mids for item in group.items):
+            raise OfferError("a=group:BUNDLE names a mid that no m-line has")
+    video = [m for m in description.media if m.kind == "video"]
+    if len(video) < n_tracks:
+        raise OfferError(
+            f"the offer has {len(video)} video m-line(s) for {n_tracks} track(s); "
+            "add one recvonly video transceiver per track"
+        )
+    mime = CODEC_MIME[codec].lower()
+    if not all(any(c.mimeType.lower() == mime for c in m.rtp.codecs) for m in video[:n_tracks]):
+        raise OfferError(f"the offer's video m-lines must offer {codec}")
+
+
+class CandidatePolicy:
+    """Which ICE candidates an offer may name: only addresses in `networks`, plus mDNS names
+    (local link only). The server sends connectivity checks to every candidate it keeps, so
+    without this an offer could aim it at any host and port."""
+
+    def __init__(self, networks: Iterable[Network]) -> None:
+        self.networks = tuple(networks)
+
+    @classmethod
+    def from_config(cls, configured: tuple[str, ...]) -> CandidatePolicy:
+        if configured:
+            return cls(ipaddress.ip_network(n, strict=False) for n in configured)
+        return cls((*interface_networks(), *PRIVATE_NETWORKS))
+
+    def allows(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return MDNS_NAME.fullmatch(host) is not None
+        return any(address in net for net in self.networks)
+
+    def filter_sdp(self, sdp: str) -> tuple[str, list[str]]:
+        """The SDP without the candidates outside the policy (and those aiortc could not parse),
+        and the refused addresses. Lines are split exactly as aiortc's own parser splits them."""
+        kept, refused = [], []
+        for line in sdp.splitlines():
+            if line.startswith("a=") and parse_attr(line)[0] == "candidate":
+                try:
+                    host = candidate_from_sdp(parse_attr(line)[1] or "").ip
+                except (AssertionError, ValueError, IndexError):
+                    refused.append("unparsable")
+                    continue
+                if not self.allows(host):
+                    refused.append(host)
+                    continue
+            kept.append(line)
+        return "\r\n".join(kept) + "\r\n", refused
+
+
+def interface_networks() -> list[Network]:
+    """The networks of the addresses the ICE agent gathers its host candidates on (it listens on
+    every interface, whatever the HTTP host), and loopback when that is all there is."""
+    use = set(aioice.ice.get_host_addresses(True, True))
+    networks: list[Network] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            address = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
+            if address in use:
+                networks.append(ipaddress.ip_network(f"{address}/{ip.network_prefix}", strict=False))
+    if "127.0.0.1" in use:
+        networks.append(ipaddress.ip_network("127.0.0.0/8"))
+    return networks
+
+
 class PeerCaps:
-    """Counts open peer connections per client address and in total, and refuses past the caps."""
+    """Counts connected peers per client address and in total, and refuses past the caps."""
 
     def __init__(self, max_total: int, max_per_client: int) -> None:
         self.max_total = max_total
@@ -143,8 +248,9 @@ class PeerCaps:
     def count(self, client: str) -> int:
         return self._by_client[client]
 
-    def acquire(self, client: str) -> None:
-        if self._by_client[client] >= self.max_per_client:
+    def check(self, client: str, pending: int = 0) -> None:
+        """Raise PeerLimitError unless `client`, which has `pending` offers on the way, may add one."""
+        if self._by_client[client] + pending >= self.max_per_client:
             raise PeerLimitError(
                 f"too many video connections from {client} (limit {self.max_per_client}); close a viewer tab",
                 429,
@@ -153,9 +259,45 @@ class PeerCaps:
             raise PeerLimitError(
                 f"server is at its limit of {self.max_total} video connections; try again later", 503
             )
+
+    def acquire(self, client: str) -> None:
+        self.check(client)
         self._by_client[client] += 1
 
     def release(self, client: str) -> None:
         self._by_client[client] -= 1
         if self._by_client[client] <= 0:
             del self._by_client[client]
+
+
+class PendingOffers:
+    """Answered offers that have not connected yet, oldest first, at most `max_total`.
+
+    They count against nobody's peer cap, and when full the oldest makes room for the newest:
+    a flood of offers that never connect only displaces itself, and a real viewer's offer, which
+    connects within a second, gets through."""
+
+    def __init__(self, max_total: int) -> None:
+        self.max_total = max_total
+        self._clients: OrderedDict[Hashable, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._clients
+
+    def count(self, client: str) -> int:
+        return sum(c == client for c in self._clients.values())
+
+    def add(self, key: Hashable, client: str) -> Hashable | None:
+        """Hold `key`; return the oldest offer it displaced, if the hold was full."""
+        evicted = None
+        if len(self._clients) >= self.max_total:
+            evicted, _ = self._clients.popitem(last=False)
+        self._clients[key] = client
+        return evicted
+
+    def remove(self, key: Hashable) -> str | None:
+        """The client of `key` if it was pending."""
+        return self._clients.pop(key, None)

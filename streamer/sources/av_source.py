@@ -45,6 +45,14 @@ def classify(uri: str) -> str:
     return "file"
 
 
+def without_credentials(uri: str) -> str:
+    """`uri` without its user:password@, for status that leaves the process (health, dashboard)."""
+    parts = urlsplit(uri)
+    if parts.password is None and parts.username is None:
+        return uri
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 class _Lost(Exception):
     """The live stream broke off (read error, timeout or end of stream); the reader re-opens it."""
 
@@ -127,7 +135,6 @@ class AvSource(BaseSource):
         self.fps = 0.0
         self.stats = SourceStats()
         self.ended = False
-        self.state = "idle"
         self._queue = FrameQueue(cfg.queue_size, newest_wins=self.is_live)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -153,7 +160,7 @@ class AvSource(BaseSource):
             )
         if self.kind == "file" or not self.cfg.retry_at_start:
             container = self._open()
-        self.state = "streaming" if container is not None else "connecting"
+        self._set_state("live" if container is not None else "connecting")
         self._thread = threading.Thread(
             target=self._run, args=(container,), name=f"source-{self.name}", daemon=True
         )
@@ -183,7 +190,7 @@ class AvSource(BaseSource):
             thread.join(self.cfg.open_timeout_s + _STOP_GRACE_S)
             if thread.is_alive():
                 log.warning("source %r: reader thread did not stop in time; leaving it to exit", self.name)
-        self.state = "stopped"
+        self._set_state("stopped")
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -252,7 +259,8 @@ class AvSource(BaseSource):
                         if self.kind == "file":
                             log.error("%s", exc)
                             return
-                        self.state = "reconnecting"
+                        error = str(exc).replace(self.uri, without_credentials(self.uri))
+                        self._set_state("reconnecting" if opened_before else "connecting", error)
                         log.warning("%s; retrying in %.1f s", exc, backoff)
                         self._stop.wait(backoff)
                         backoff = min(backoff * 2, self.cfg.reconnect_max_s)
@@ -261,7 +269,7 @@ class AvSource(BaseSource):
                         self.stats.reconnects += 1
                         log.info("source %r: reconnected (%d so far)", self.name, self.stats.reconnects)
                     opened_before = True
-                self.state = "streaming"
+                self._set_state("live")
                 try:
                     decoded = self._pump(container)
                     reason = "end of stream"
@@ -281,7 +289,7 @@ class AvSource(BaseSource):
                     continue
                 if decoded:
                     backoff = self.cfg.reconnect_initial_s
-                self.state = "reconnecting"
+                self._set_state("reconnecting", f"stream lost: {reason}")
                 log.warning("source %r: stream lost (%s); reconnecting in %.1f s", self.name, reason, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.cfg.reconnect_max_s)
@@ -291,7 +299,7 @@ class AvSource(BaseSource):
             if container is not None:
                 container.close()
             if not self._stop.is_set():
-                self.state = "ended"
+                self._set_state("ended")
             self._queue.close()
 
     def _pump(self, container: av.container.InputContainer) -> int:

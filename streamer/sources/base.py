@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from streamer.types import Frame
@@ -42,6 +42,23 @@ class SourceStats:
     frames_lost: int = 0
 
 
+@dataclass(frozen=True)
+class SourceStatus:
+    """Where a source stands, replaced whole on every change so other threads read it consistently.
+
+    state: idle (not started), connecting (never live yet), live, reconnecting (was live, lost),
+    ended (a finite source delivered its last frame, or gave up), stopped. attempt: failures (the
+    stream lost, each open that failed) since it was last live, or since start. last_error: why
+    the latest open or read failed, None once live again. since: time.monotonic() of the latest
+    change.
+    """
+
+    state: str = "idle"
+    attempt: int = 0
+    last_error: str | None = None
+    since: float = field(default_factory=time.monotonic)
+
+
 @runtime_checkable
 class FrameSource(Protocol):
     name: str
@@ -49,6 +66,7 @@ class FrameSource(Protocol):
     is_live: bool
     stats: SourceStats
     ended: bool
+    status: SourceStatus
 
     def start(self) -> None: ...
 
@@ -63,8 +81,8 @@ class BaseSource:
     """Iteration and context-manager plumbing shared by the concrete sources.
 
     `ended` turns True once a finite source has delivered its last frame, which is how a caller
-    tells "end of file" from "no frame within the timeout" when `read()` returns None. `state`
-    (idle, connecting, streaming, reconnecting, ended, stopped) is for dashboards and logs.
+    tells "end of file" from "no frame within the timeout" when `read()` returns None. `status`
+    (see SourceStatus) is for health checks, dashboards and logs.
     """
 
     name: str
@@ -72,7 +90,17 @@ class BaseSource:
     is_live: bool
     stats: SourceStats
     ended: bool
-    state: str
+    status: SourceStatus = SourceStatus()
+
+    @property
+    def state(self) -> str:
+        return self.status.state
+
+    def _set_state(self, state: str, error: str | None = None) -> None:
+        """`error` with a state other than live counts one more failed attempt."""
+        attempt = 0 if state == "live" else self.status.attempt + (error is not None)
+        last_error = None if state == "live" else (error or self.status.last_error)
+        self.status = SourceStatus(state, attempt, last_error)
 
     def start(self) -> None:
         raise NotImplementedError

@@ -154,7 +154,6 @@ class DemoSource(BaseSource):
         self.is_live = live
         self.stats = SourceStats()
         self.ended = False
-        self.state = "idle"
         self.width, self.height = cfg.demo_width, cfg.demo_height
         self.total_frames = round(cfg.demo_seconds * cfg.demo_fps) if cfg.demo_seconds > 0 else 0
         self.wall: Wall | None = None
@@ -173,11 +172,11 @@ class DemoSource(BaseSource):
                 len(self.wall.face_boxes),
                 time.perf_counter() - t,
             )
-        if self.state != "streaming":
+        if self.state != "live":
             # Resuming after stop() continues the timeline where it left off.
             self._t0 = time.monotonic() - self._next / self.fps
             self._stop.clear()
-            self.state = "streaming"
+            self._set_state("live")
 
     def read(self, timeout: float | None = None) -> Frame | None:
         if self.wall is None:
@@ -200,7 +199,7 @@ class DemoSource(BaseSource):
                 n = due
         if self.total_frames and n >= self.total_frames:
             self.ended = True
-            self.state = "ended"
+            self._set_state("ended")
             return None
         image = self.render(n)
         self._next = n + 1
@@ -216,8 +215,8 @@ class DemoSource(BaseSource):
 
     def stop(self) -> None:
         self._stop.set()
-        if self.state == "streaming":
-            self.state = "stopped"
+        if self.state == "live":
+            self._set_state("stopped")
 
     def pose(self, n: int) -> CameraPose:
         assert self.wall is not None, "call start() first"

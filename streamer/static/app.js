@@ -106,12 +106,26 @@
     }
   }
 
+  // What the server says about the camera's source (hello and the once-a-second status messages):
+  // a camera that is down sends no frames, so its card must not keep showing the last ones' figures.
+  function stateText(info) {
+    if (info.status === "error") return `error: ${info.error}`;
+    const attempt = info.attempt ? ` (attempt ${info.attempt})` : "";
+    return `${info.status}${attempt}${info.last_error ? `: ${info.last_error}` : ""}`;
+  }
+
   function updateInfo(view, info) {
     const q = (sel) => view.node.querySelector(sel);
+    view.status = info;
     showControls(view, info.controls || {});
     if (info.backend) q(".s-backend").textContent = info.backend;
     view.node.classList.toggle("error", info.status === "error");
-    q(".cam-state").textContent = info.status === "error" ? `error: ${info.error}` : info.status;
+    view.node.classList.toggle("down", !info.up);
+    q(".cam-state").title = info.up ? "" : stateText(info);
+    if (!info.up) {
+      q(".cam-state").textContent = stateText(info);
+      q(".s-fps").textContent = fmt(info.fps, 1);
+    }
   }
 
   // ---- WebRTC -----------------------------------------------------------------------------
@@ -269,6 +283,10 @@
       q(".cam-res").textContent = `${fw}×${fh} → ${ow}×${oh}`;
       q(".cam-state").textContent = `${m.viewers} viewer${m.viewers === 1 ? "" : "s"}`;
     }
+    if (view.status && !view.status.up) {
+      q(".cam-state").textContent = stateText(view.status);
+      q(".s-fps").textContent = fmt(view.status.fps, 1);
+    }
     q(".s-rate").textContent = fmt(view.rateMbps, 2);
   }
 
@@ -341,6 +359,11 @@
           const now = performance.now();
           view.metaHistory.push({ t: now, m: msg });
           while (view.metaHistory.length && view.metaHistory[0].t < now - 3000) view.metaHistory.shift();
+        }
+      } else if (msg.type === "status") {
+        for (const info of msg.cameras) {
+          const view = cams.get(info.name);
+          if (view) updateInfo(view, info);
         }
       } else if (msg.type === "faces") {
         const view = cams.get(msg.camera);
