@@ -134,6 +134,13 @@ class ServerConfig:
     max_peers_per_client: int = 4
     stun_servers: tuple[str, ...] = ()
     stamp_frames: bool = False  # draw a frame-number code in a corner, for glass-to-glass latency measurement
+    # Encode once per camera track and codec for every viewer (streamer/server/encoder.py); off:
+    # aiortc encodes per viewer, following each one's bandwidth estimate, at one encode each.
+    shared_encoder: bool = True
+    keyframe_interval_s: float = 2.0  # shared encoder: longest time between keyframes (the floor)
+    keyframe_min_gap_s: float = 0.3  # shared encoder: PLI/FIR keyframes at most this often
+    low_bitrate_kbps: int = 1000  # the "low" rendition's bitrate (shared encoder only)
+    low_divisor: int = 2  # the "low" rendition's picture size: width and height divided by this
 
 
 @dataclass(frozen=True)
@@ -215,6 +222,13 @@ def validate(cfg: AppConfig) -> AppConfig:
         all(u.startswith(("stun:", "turn:", "turns:")) for u in sv.stun_servers),
         "stun_servers entries must be stun:, turn: or turns: URLs",
     )
+    _check(0.5 <= sv.keyframe_interval_s <= 60.0, "keyframe_interval_s must be 0.5..60")
+    _check(
+        0.0 <= sv.keyframe_min_gap_s <= sv.keyframe_interval_s,
+        "keyframe_min_gap_s must be between 0 and keyframe_interval_s",
+    )
+    _check(100 <= sv.low_bitrate_kbps <= 50_000, "low_bitrate_kbps must be 100..50000")
+    _check(1 <= sv.low_divisor <= 4, f"low_divisor must be 1..4, got {sv.low_divisor}")
     return cfg
 
 

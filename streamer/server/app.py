@@ -4,7 +4,7 @@ Routes (all but /healthz need the token, see auth.py):
     GET  /                                  dashboard page
     GET  /static/{file}                     its CSS/JS
     GET  /api/cameras                       cameras, their sizes, controls, backend, status
-    POST /api/cameras/{name}/offer          {sdp, type, tracks?, codec?} -> {sdp, type, tracks}
+    POST /api/cameras/{name}/offer          {sdp, type, tracks?, codec?, rendition?} -> {sdp, type, tracks}
     POST /api/cameras/{name}/controls       {scale?, mode?, detect_interval?, upscale?} -> controls
     GET  /api/ws                            per-frame metadata and face thumbnails (JSON messages)
     GET  /metrics                           Prometheus text format
@@ -35,8 +35,8 @@ from streamer.server.signaling import (
     OfferError,
     PeerCaps,
     PeerLimitError,
+    add_senders,
     parse_offer,
-    prefer_codec,
     rtc_configuration,
 )
 from streamer.server.tracks import KINDS, CameraTracks
@@ -74,7 +74,7 @@ class ServerState:
         for source in cfg.sources:
             runner = CameraRunner(cfg, source, self.metrics, processor_factory, latency_log)
             self.cameras[runner.name] = runner
-            self.tracks[runner.name] = CameraTracks(runner, latency_log)
+            self.tracks[runner.name] = CameraTracks(runner, cfg.server, latency_log)
             self.metrics.add_camera(runner.name)
 
     def start(self) -> None:
@@ -96,6 +96,9 @@ class ServerState:
             runner.viewers = max(0, runner.viewers - 1)
             self.metrics.viewers.labels(camera).set(runner.viewers)
             self.metrics.peers.set(len(self.peers))
+        for sender in pc.getSenders():
+            if sender.track is not None:  # aiortc leaves them live: unsubscribe from encoder/relay
+                sender.track.stop()
         await pc.close()
 
     async def stop(self) -> None:
@@ -180,8 +183,15 @@ async def cameras(request: web.Request) -> web.Response:
             "cameras": [_camera_info(r) for r in state.cameras.values()],
             "codec": state.cfg.server.codec,
             "bitrate_kbps": state.cfg.server.bitrate_kbps,
+            "renditions": _renditions(state),
         }
     )
+
+
+def _renditions(state: ServerState) -> dict[str, int]:
+    """Rendition name -> kbit/s; the same for every camera."""
+    first = next(iter(state.tracks.values()))
+    return {name: r.bitrate_kbps for name, r in first.renditions.items()}
 
 
 # -- controls ----------------------------------------------------------------------------------
@@ -218,7 +228,7 @@ async def offer(request: web.Request) -> web.Response:
     runner = _camera(request)
     body = await _json_body(request)
     try:
-        parsed = parse_offer(body, state.cfg.server.codec, KINDS)
+        parsed = parse_offer(body, state.cfg.server.codec, KINDS, tuple(state.tracks[runner.name].renditions))
     except OfferError as exc:
         raise web.HTTPBadRequest(text=f"400: {exc}") from None
     client = request.remote or "unknown"
@@ -246,11 +256,7 @@ async def offer(request: web.Request) -> web.Response:
     try:
         # Our transceivers exist before the offer is applied: aiortc negotiates codecs inside
         # setRemoteDescription, and binds the offer's video m-lines to them in order.
-        ours = []
-        for which in parsed.tracks:
-            transceiver = pc.addTransceiver(state.tracks[runner.name].subscribe(which), direction="sendonly")
-            prefer_codec(transceiver, parsed.codec)
-            ours.append(transceiver)
+        ours = add_senders(pc, state.tracks[runner.name], parsed)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=parsed.sdp, type="offer"))
         bound = sum(t.mid is not None for t in ours)
         if bound < len(ours):
@@ -266,13 +272,21 @@ async def offer(request: web.Request) -> web.Response:
         log.info("offer for %s from %s refused: %s", runner.name, client, reason)
         raise web.HTTPBadRequest(text=f"400: cannot use this offer: {reason}") from None
 
-    log.info("viewer %s connected to %s (%s, %s)", client, runner.name, parsed.codec, ",".join(parsed.tracks))
+    log.info(
+        "viewer %s connected to %s (%s %s, %s)",
+        client,
+        runner.name,
+        parsed.codec,
+        parsed.rendition,
+        ",".join(parsed.tracks),
+    )
     return web.json_response(
         {
             "sdp": pc.localDescription.sdp,
             "type": pc.localDescription.type,
             "tracks": list(parsed.tracks),
             "codec": parsed.codec,
+            "rendition": parsed.rendition,
         }
     )
 
@@ -327,6 +341,7 @@ async def _ws_send_loop(ws: web.WebSocketResponse, state: ServerState, runners: 
             "cameras": [_camera_info(r) for r in runners],
             "codec": state.cfg.server.codec,
             "bitrate_kbps": state.cfg.server.bitrate_kbps,
+            "renditions": _renditions(state),
         }
     )
     sent_seq = {r.name: 0 for r in runners}

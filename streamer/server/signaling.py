@@ -16,6 +16,10 @@ here, each applied by an explicit call at server start:
   127.0.0.1 exactly then. With a LAN address present, that address carries loopback traffic.
 - No STUN by default: aiortc reaches for a public STUN server unless told otherwise;
   `rtc_configuration` builds the ICE server list from `server.stun_servers` (empty = none).
+
+Per peer, `add_senders` gives each requested track its sender: the shared encoder of the
+negotiated codec and the rendition the offer asked for (`"rendition"`, default full), with the
+sender's PLI/FIR forwarded to that encoder (`forward_keyframe_requests`).
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer, RTCRtpSender
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender
 from aiortc.codecs import h264, vpx
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+
+from streamer.server.tracks import CameraTracks, PacketTrack
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +102,33 @@ def prefer_codec(transceiver: RTCRtpTransceiver, codec: str) -> None:
     transceiver.setCodecPreferences(codecs)
 
 
+def forward_keyframe_requests(sender: RTCRtpSender, request: Callable[[], None]) -> None:
+    """Call `request` whenever `sender` receives a PLI or FIR. aiortc 1.16 handles those in
+    `RTCRtpSender._handle_rtcp_packet` by calling `self._send_keyframe()`, which only sets a
+    flag read on its own encode path; a sender of pre-encoded packets never reads it. So the
+    instance's `_send_keyframe` is wrapped (aiortc's flag still set, harmlessly)."""
+    stock = sender._send_keyframe
+
+    def send_keyframe() -> None:
+        stock()
+        request()
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
 @dataclass(frozen=True)
 class Offer:
     sdp: str
     tracks: tuple[str, ...]
     codec: str
+    rendition: str = "full"
 
 
-def parse_offer(body: Any, default_codec: str, kinds: tuple[str, ...]) -> Offer:
-    """Check an offer body: {"sdp": str, "type": "offer", "tracks"?: [kind, ...], "codec"?: str}."""
+def parse_offer(
+    body: Any, default_codec: str, kinds: tuple[str, ...], renditions: tuple[str, ...] = ("full",)
+) -> Offer:
+    """Check an offer body: {"sdp": str, "type": "offer", "tracks"?: [kind, ...], "codec"?: str,
+    "rendition"?: one of `renditions`}."""
     if not isinstance(body, dict):
         raise OfferError("offer body must be a JSON object with 'sdp' and 'type'")
     sdp, kind = body.get("sdp"), body.get("type")
@@ -125,7 +149,24 @@ def parse_offer(body: Any, default_codec: str, kinds: tuple[str, ...]) -> Offer:
     codec = body.get("codec", default_codec)
     if codec not in CODEC_MIME:
         raise OfferError(f"'codec' must be one of {sorted(CODEC_MIME)}, got {codec!r}")
-    return Offer(sdp=sdp, tracks=tuple(tracks), codec=codec)
+    rendition = body.get("rendition", "full")
+    if rendition not in renditions:
+        raise OfferError(f"'rendition' must be one of {list(renditions)}, got {rendition!r}")
+    return Offer(sdp=sdp, tracks=tuple(tracks), codec=codec, rendition=rendition)
+
+
+def add_senders(pc: RTCPeerConnection, tracks: CameraTracks, offer: Offer) -> list[RTCRtpTransceiver]:
+    """One sendonly transceiver per requested track, restricted to the offer's codec (so the
+    shared encoder of that codec is the right one)."""
+    ours = []
+    for which in offer.tracks:
+        track = tracks.subscribe(which, offer.codec, offer.rendition)
+        transceiver = pc.addTransceiver(track, direction="sendonly")
+        prefer_codec(transceiver, offer.codec)
+        if isinstance(track, PacketTrack):
+            forward_keyframe_requests(transceiver.sender, track.request_keyframe)
+        ours.append(transceiver)
+    return ours
 
 
 class PeerCaps:
