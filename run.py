@@ -27,6 +27,7 @@ BENCHES = {
     "quality": "benchmarks.quality",
     "latency": "benchmarks.latency",
     "detection": "benchmarks.detection",
+    "viewers": "benchmarks.viewers",
 }
 
 

@@ -224,8 +224,6 @@ class SharedEncoder:
         self.requests: Counter[str] = Counter()
         """Keyframe requests by reason (subscribe, pli, overflow), before rate limiting."""
         self._sinks: list[PacketSink] = []
-        self._encoder: VideoEncoder | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -263,9 +261,8 @@ class SharedEncoder:
             self._task.cancel()
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._encoder = VideoEncoder(self.codec, self.rendition.bitrate_kbps)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"encode-{self.label}")
+        encoder = VideoEncoder(self.codec, self.rendition.bitrate_kbps)
+        executor = ThreadPoolExecutor(1, thread_name_prefix=f"encode-{self.label}")
         log.info("encoder %s started", self.label)
         seq = 0
         try:
@@ -278,19 +275,20 @@ class SharedEncoder:
                         self._sinks.clear()
                     continue
                 seq = published.seq
-                encoded = await self._encode(loop, published)
+                encoded = await self._encode(encoder, executor, published)
                 if encoded is not None:
                     for sink in list(self._sinks):
                         sink.deliver(encoded)
         finally:
             self._task = None
-            self._encoder = None
-            self._executor.shutdown(wait=False)
+            executor.shutdown(wait=False)
             log.info(
                 "encoder %s stopped after %d frames, %d keyframes", self.label, self.frames, self.keyframes
             )
 
-    async def _encode(self, loop: asyncio.AbstractEventLoop, published: Published) -> EncodedFrame | None:
+    async def _encode(
+        self, encoder: VideoEncoder, executor: ThreadPoolExecutor, published: Published
+    ) -> EncodedFrame | None:
         frame = published.original if self.kind == "original" else published.enhanced
         if frame is None:  # published before the camera knew of a viewer
             return None
@@ -298,8 +296,10 @@ class SharedEncoder:
         if self.latency_log is not None:
             self.latency_log.mark(index, {f"sent_{self.kind}": time.monotonic()}, first_only=True)
         keyframe = self.policy.take(time.monotonic())
-        assert self._encoder is not None and self._executor is not None
-        packet = await loop.run_in_executor(self._executor, self._encode_blocking, frame, keyframe)
+        divisor = self.rendition.divisor
+        packet = await asyncio.get_running_loop().run_in_executor(
+            executor, lambda: encoder.encode(scaled(frame, divisor), keyframe)
+        )
         if packet is None:
             return None
         self.frames += 1
@@ -308,7 +308,3 @@ class SharedEncoder:
             if not keyframe:
                 self.policy.sent(time.monotonic())
         return EncodedFrame(packet, bool(packet.is_keyframe), index)
-
-    def _encode_blocking(self, frame: av.VideoFrame, keyframe: bool) -> av.Packet | None:
-        assert self._encoder is not None
-        return self._encoder.encode(scaled(frame, self.rendition.divisor), keyframe)
