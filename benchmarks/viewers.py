@@ -6,6 +6,7 @@ viewers, each in its own process like a browser (`python -m streamer.server.view
 track), started one after another so all but the first join a stream already running. Once all
 are connected and warmed up, over the measured window:
     cpu s/s      the server process's user+sys CPU seconds per second (viewer processes excluded)
+    cpu ms/frame the same per frame the camera published (a loaded machine publishes fewer)
     g2g          glass-to-glass, capture -> decoded at a viewer (the frame stamps), all viewers pooled
     viewer fps   stamped frames decoded per second, median over the viewers
     first frame  a viewer's connection (ICE and DTLS up) -> its first decoded picture, over viewers
@@ -170,6 +171,7 @@ def summarize(
         "viewers": viewers,
         "seconds": elapsed,
         "cpu_s_per_s": cpu / elapsed,
+        "cpu_ms_per_frame": cpu / published * 1e3 if published else float("nan"),
         "server_fps": published / elapsed,
         "viewer_fps_median": float(np.median(fps)),
         "viewer_kbps_median": float(np.median(kbps)),
@@ -188,6 +190,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             "viewers": r["viewers"],
             "cpu s/s": r["cpu_s_per_s"],
             "x 1 viewer": r["cpu_s_per_s"] / one[r["mode"]] if r["mode"] in one else float("nan"),
+            "cpu ms/frame": r["cpu_ms_per_frame"],
             "server fps": r["server_fps"],
             "viewer fps": r["viewer_fps_median"],
             "kbit/s": r["viewer_kbps_median"],
