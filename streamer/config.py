@@ -138,7 +138,7 @@ class ServerConfig:
     # aiortc encodes per viewer, following each one's bandwidth estimate, at one encode each.
     shared_encoder: bool = True
     keyframe_interval_s: float = 2.0  # shared encoder: longest time between keyframes (the floor)
-    keyframe_min_gap_s: float = 0.3  # shared encoder: PLI/FIR keyframes at most this often
+    keyframe_min_gap_s: float = 0.5  # shared encoder: PLI/FIR keyframes at most this often
     low_bitrate_kbps: int = 1000  # the "low" rendition's bitrate (shared encoder only)
     low_divisor: int = 2  # the "low" rendition's picture size: width and height divided by this
 

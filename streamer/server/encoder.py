@@ -32,11 +32,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Protocol
+from typing import Protocol, cast
 
 import av
 from aiortc.codecs.vpx import number_of_threads
 from aiortc.mediastreams import VIDEO_TIME_BASE
+from av.video.codeccontext import VideoCodecContext
 
 from streamer.config import ServerConfig
 from streamer.server.camera import CameraRunner, Published
@@ -129,7 +130,7 @@ class VideoEncoder:
             raise ValueError(f"codec must be one of {CODECS}, got {codec!r}")
         self.codec = codec
         self.bitrate = bitrate_kbps * 1000
-        self._context: av.VideoCodecContext | None = None
+        self._context: VideoCodecContext | None = None
 
     def encode(self, frame: av.VideoFrame, keyframe: bool) -> av.Packet | None:
         """Never writes to `frame`: the camera's frames are read by all encoders at once, so a
@@ -144,14 +145,14 @@ class VideoEncoder:
         if not packets:
             return None
         packet = packets[0] if len(packets) == 1 else av.Packet(b"".join(bytes(p) for p in packets))
-        packet.pts, packet.time_base = frame.pts, frame.time_base
+        packet.pts, packet.time_base = frame.pts, VIDEO_TIME_BASE
         if len(packets) > 1:
             packet.is_keyframe = any(p.is_keyframe for p in packets)
         return packet
 
-    def _open(self, width: int, height: int) -> av.VideoCodecContext:
+    def _open(self, width: int, height: int) -> VideoCodecContext:
         name = "libvpx" if self.codec == "vp8" else "libx264"
-        context = av.CodecContext.create(name, "w")
+        context = cast(VideoCodecContext, av.CodecContext.create(name, "w"))
         context.width, context.height, context.pix_fmt = width, height, "yuv420p"
         # The publish clock's 90 kHz: pts are the capture cadence, not a fixed frame rate.
         context.time_base = VIDEO_TIME_BASE
