@@ -75,11 +75,14 @@ class EncodedFrame:
 
 
 class PacketSink(Protocol):
-    """A receiver of a shared encoder's output."""
+    """A receiver of a shared encoder's output (`SharedEncoder.subscribe`). The camera prepares
+    frames only while `camera.viewers` > 0, which the offer handler counts per peer connection;
+    a sink that is not behind one (an SFU forwarder) counts itself there. Its loss reports go to
+    `SharedEncoder.request_keyframe("pli")`."""
 
     def deliver(self, frame: EncodedFrame) -> None:
-        """Called on the event loop for every encoded frame from the one after subscribing on;
-        must not block (the next sink waits)."""
+        """Called on the event loop for every frame encoded after it subscribed (the first one a
+        keyframe, unless the subscription raced an encode); must not block: the next sink waits."""
 
     def end(self) -> None:
         """The camera stopped: no more frames will come."""
