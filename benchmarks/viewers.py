@@ -10,6 +10,7 @@ are connected and warmed up, over the measured window:
     g2g          glass-to-glass, capture -> decoded at a viewer (the frame stamps), all viewers pooled
     viewer fps   stamped frames decoded per second, median over the viewers
     first frame  a viewer's connection (ICE and DTLS up) -> its first decoded picture, over viewers
+    skips        shared encoder: times a viewer's sender fell behind and skipped to a keyframe
 The processor is a passthrough by default (`--engine none`: frames as the source makes them), so
 the numbers are the video path's; `--engine bicubic|fsr` adds the real pipeline.
 
@@ -35,6 +36,7 @@ from streamer.config import AppConfig, EnhanceConfig, OutputConfig, ServerConfig
 from streamer.server import RunningServer, start_server
 from streamer.server.camera import Processor, default_processor
 from streamer.server.latency import LatencyLog
+from streamer.server.tracks import PacketTrack
 from streamer.stats import format_table
 
 CAMERA = "bench"
@@ -95,6 +97,21 @@ def connected_peers(server: RunningServer) -> int:
     return sum(pc.connectionState == "connected" for pc in server.state.peers)
 
 
+def packet_tracks(server: RunningServer) -> list[PacketTrack]:
+    senders = [s for pc in server.state.peers for s in pc.getSenders()]
+    return [s.track for s in senders if isinstance(s.track, PacketTrack)]
+
+
+async def sample_queues(server: RunningServer, seconds: float) -> list[int]:
+    """Encoded frames waiting in the viewers' senders, every 100 ms (shared encoder only)."""
+    depths: list[int] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        depths += [t.queued for t in packet_tracks(server)]
+        await asyncio.sleep(0.1)
+    return depths
+
+
 async def run_case(args: argparse.Namespace, mode: str, viewers: int) -> dict[str, Any]:
     cfg = bench_cfg(args, viewers, MODES[mode])
     latency_log = LatencyLog(capacity=50_000)
@@ -118,9 +135,11 @@ async def run_case(args: argparse.Namespace, mode: str, viewers: int) -> dict[st
                 raise RuntimeError(f"only {connected_peers(server)} of {viewers} viewers connected")
             await asyncio.sleep(0.1)
         await asyncio.sleep(args.warmup)
+        skips0 = sum(t.overflows for t in packet_tracks(server))
         start, cpu0, seq0 = time.monotonic(), cpu_seconds(), camera.latest.seq if camera.latest else 0
-        await asyncio.sleep(args.seconds)
+        depths = await sample_queues(server, args.seconds)
         elapsed, cpu = time.monotonic() - start, cpu_seconds() - cpu0
+        skips = sum(t.overflows for t in packet_tracks(server)) - skips0
         published = (camera.latest.seq if camera.latest else 0) - seq0
         encoders = {"/".join(k): e.frames for k, e in server.state.tracks[CAMERA].encoders.items()}
         for proc in procs:
@@ -137,7 +156,10 @@ async def run_case(args: argparse.Namespace, mode: str, viewers: int) -> dict[st
                 proc.kill()
                 await proc.wait()
         await server.stop()
-    return summarize(mode, viewers, reports, latency_log, start, elapsed, cpu, published, encoders)
+    row = summarize(mode, viewers, reports, latency_log, start, elapsed, cpu, published, encoders)
+    row["sender_queue"] = {"mean": float(np.mean(depths)) if depths else 0.0, "max": max(depths, default=0)}
+    row["skips"] = skips
+    return row
 
 
 def summarize(
@@ -199,6 +221,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             "1st frame p50 ms": r["first_frame"]["p50_ms"],
             "1st frame p95 ms": r["first_frame"]["p95_ms"],
             "1st frame max ms": r["first_frame"]["max_ms"],
+            "skips": r["skips"],
         }
         for r in rows
     ]

@@ -29,7 +29,7 @@ from streamer.server import RunningServer, start_server
 from streamer.server.camera import CameraRunner
 from streamer.server.encoder import EncodedFrame, KeyframePolicy, SharedEncoder, VideoEncoder, renditions
 from streamer.server.latency import read_stamp_from_frame
-from streamer.server.tracks import MAX_QUEUE, PacketTrack
+from streamer.server.tracks import MAX_LAG_S, PacketTrack
 from streamer.server.viewer import Viewer, ViewerError, connect_viewer
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -296,15 +296,18 @@ def test_a_viewer_that_falls_behind_skips_to_the_next_keyframe() -> None:
     encoder = SharedEncoder(camera, "original", "vp8", renditions(cfg.server)["full"], cfg.server)
     track = PacketTrack(encoder)
     video = VideoEncoder("vp8", 1000)
-    packets = [video.encode(pattern(i), keyframe=i % 20 == 1) for i in range(30)]
+    packets = [video.encode(pattern(i), keyframe=i == 6) for i in range(10)]
     frames = [EncodedFrame(p, bool(p.is_keyframe), i) for i, p in enumerate(packets) if p is not None]
-    for frame in frames[: MAX_QUEUE + 2]:  # the first (a keyframe), then 9 more
+    for frame in frames[:3]:  # a keyframe (the encoder's first frame), then two more
         track.deliver(frame)
+    assert track.queued == 3 and track.overflows == 0
+    time.sleep(MAX_LAG_S + 0.05)  # the sender did not take them in time
+    track.deliver(frames[3])
     assert track.overflows == 1 and encoder.requests["overflow"] == 1
-    assert len(track._queue) == 0, "the backlog is dropped; nothing but a keyframe may follow"
-    for frame in frames[MAX_QUEUE + 2 : 25]:
+    assert track.queued == 0, "the backlog is dropped; nothing but a keyframe may follow"
+    for frame in frames[4:]:
         track.deliver(frame)
-    assert [f.index for f in track._queue] == [21, 22, 23, 24] and track._queue[0].keyframe
+    assert [f.index for _, f in track._queue] == [6, 7, 8, 9] and track._queue[0][1].keyframe
     assert track.overflows == 1
 
 

@@ -28,8 +28,11 @@ from streamer.server.encoder import EncodedFrame, Rendition, SharedEncoder, rend
 from streamer.server.latency import INDEX_MASK, LatencyLog
 
 KINDS = ("enhanced", "original")
-MAX_QUEUE = 8
-"""Encoded frames a viewer's sender may be behind (about 0.3 s at 30 fps) before it skips ahead."""
+MAX_LAG_S = 0.25
+"""How long an encoded frame may wait for a viewer's sender (a starved event loop) before that
+viewer skips ahead to the next keyframe. Per-viewer encoding never queues (its sender takes the
+newest frame), so this path may not queue much either: a bound in frames would be a second and
+more at the frame rates of a loaded machine."""
 
 
 class CameraVideoTrack(MediaStreamTrack):
@@ -74,9 +77,9 @@ class PacketTrack(MediaStreamTrack):
 
     It subscribes when the sender first reads, i.e. once the viewer's transport is up, so the
     keyframe that subscribing forces is not spent while ICE and DTLS are still running. It
-    starts at a keyframe (nothing before one decodes), and if its sender falls `MAX_QUEUE`
-    frames behind (a starved event loop) it drops what it holds and restarts at the next
-    keyframe, asking for one: its delay stays bounded and no other viewer waits for it."""
+    starts at a keyframe (nothing before one decodes), and if its sender falls `MAX_LAG_S`
+    behind it drops what it holds and restarts at the next keyframe, asking for one: its delay
+    stays bounded and no other viewer waits for it."""
 
     kind = "video"
 
@@ -84,14 +87,21 @@ class PacketTrack(MediaStreamTrack):
         super().__init__()
         self.encoder = encoder
         self.overflows = 0
-        self._queue: deque[EncodedFrame] = deque()
+        self._queue: deque[tuple[float, EncodedFrame]] = deque()
+        """(time delivered, frame)"""
         self._wake = asyncio.Event()
         self._subscribed = False
         self._ended = False
         self._need_key = True
 
+    @property
+    def queued(self) -> int:
+        """Encoded frames waiting for the sender."""
+        return len(self._queue)
+
     def deliver(self, frame: EncodedFrame) -> None:
-        if len(self._queue) >= MAX_QUEUE:
+        now = time.monotonic()
+        if self._queue and now - self._queue[0][0] > MAX_LAG_S:
             self._queue.clear()
             self._need_key = True
             self.overflows += 1
@@ -100,7 +110,7 @@ class PacketTrack(MediaStreamTrack):
             if not frame.keyframe:
                 return
             self._need_key = False
-        self._queue.append(frame)
+        self._queue.append((now, frame))
         self._wake.set()
 
     def end(self) -> None:
@@ -120,7 +130,7 @@ class PacketTrack(MediaStreamTrack):
                 raise MediaStreamError
             self._wake.clear()
             await self._wake.wait()
-        return self._queue.popleft().packet
+        return self._queue.popleft()[1].packet
 
     def stop(self) -> None:
         super().stop()
