@@ -28,6 +28,7 @@ BENCHES = {
     "quality": "benchmarks.quality",
     "latency": "benchmarks.latency",
     "detection": "benchmarks.detection",
+    "viewers": "benchmarks.viewers",
 }
 
 

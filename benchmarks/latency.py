@@ -186,7 +186,16 @@ def bench_cfg(
         sources=(source,),
         enhance=EnhanceConfig(engine=engine),
         output=OutputConfig(mode="upscale", upscale=upscale),
-        server=ServerConfig(port=0, codec=args.codec, bitrate_kbps=bitrate, stamp_frames=True, token="bench"),
+        # aiortc's own encoder per viewer, whose settings and feedback the bitrate runs compare
+        # (bench viewers sets it beside the shared encoder).
+        server=ServerConfig(
+            port=0,
+            codec=args.codec,
+            bitrate_kbps=bitrate,
+            stamp_frames=True,
+            token="bench",
+            shared_encoder=False,
+        ),
     )
 
 

@@ -37,10 +37,26 @@ class ViewerError(RuntimeError):
 
 
 class Viewer:
-    def __init__(self, pc: RTCPeerConnection, tasks: list[asyncio.Task[None]], codec: str) -> None:
+    def __init__(
+        self,
+        pc: RTCPeerConnection,
+        tasks: list[asyncio.Task[None]],
+        codec: str,
+        connected: asyncio.Future[float],
+    ) -> None:
         self.pc = pc
         self.codec = codec
         self._tasks = tasks
+        self._connected = connected
+
+    @property
+    def connected_at(self) -> float | None:
+        """time.monotonic() when ICE and DTLS were up: where a viewer's wait for its first
+        picture starts (None before)."""
+        return self._connected.result() if self._connected.done() else None
+
+    async def wait_connected(self, timeout: float) -> float:
+        return await asyncio.wait_for(asyncio.shield(self._connected), timeout)
 
     async def bytes_received(self) -> int:
         """Bytes received on the connection's transport (aiortc's inbound-rtp stats carry no byte
@@ -64,16 +80,26 @@ async def connect_viewer(
     codec: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
     pump_delay: float = 0.0,
+    rendition: str | None = None,
 ) -> Viewer:
     """Connect to `camera` and start delivering frames to `on_frame(kind, frame, t_decoded)`.
     `pump_delay` > 0 makes a deliberately slow viewer that sleeps after every frame."""
     enable_loopback_fallback()
     pc = RTCPeerConnection(rtc_configuration(()))
+    connected: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    @pc.on("connectionstatechange")
+    def on_state() -> None:
+        if pc.connectionState == "connected" and not connected.done():
+            connected.set_result(time.monotonic())
+
     transceivers = [pc.addTransceiver("video", direction="recvonly") for _ in tracks]
     await pc.setLocalDescription(await pc.createOffer())
     body: dict[str, object] = {"sdp": pc.localDescription.sdp, "type": "offer", "tracks": list(tracks)}
     if codec is not None:
         body["codec"] = codec
+    if rendition is not None:
+        body["rendition"] = rendition
     url = f"{base_url}/api/cameras/{camera}/offer"
     try:
         async with (
@@ -100,7 +126,7 @@ async def connect_viewer(
                     await asyncio.sleep(pump_delay)
 
     tasks = [asyncio.ensure_future(pump(kind, t)) for kind, t in zip(tracks, transceivers, strict=True)]
-    return Viewer(pc, tasks, answer.get("codec", codec or ""))
+    return Viewer(pc, tasks, answer.get("codec", codec or ""), connected)
 
 
 async def _watch(
@@ -111,10 +137,12 @@ async def _watch(
     codec: str | None = None,
     tracks: Sequence[str] = ("enhanced", "original"),
     decode_times: bool = False,
+    rendition: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Watch `cameras` for `seconds`; per camera and track: frames, stamps and arrival gaps, and
-    with `decode_times` the time.monotonic() each stamped frame came out of the decoder
-    (CLOCK_MONOTONIC is system-wide on Linux, so the server process can compare)."""
+    with `decode_times` when the connection came up, when the first frame and each stamped frame
+    came out of the decoder, in time.monotonic() (CLOCK_MONOTONIC is system-wide on Linux, so
+    the server process can compare)."""
     from urllib.parse import parse_qs, urlsplit
 
     from streamer.server.latency import read_stamp_from_frame
@@ -140,13 +168,23 @@ async def _watch(
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     viewers = [
-        await connect_viewer(base, token, cam, on_frame(cam), tracks=tracks, codec=codec, pump_delay=slow_s)
+        await connect_viewer(
+            base,
+            token,
+            cam,
+            on_frame(cam),
+            tracks=tracks,
+            codec=codec,
+            pump_delay=slow_s,
+            rendition=rendition,
+        )
         for cam in cameras
     ]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds if seconds > 0 else None)
     watched = time.monotonic() - started
     received = {cam: await v.bytes_received() for cam, v in zip(cameras, viewers, strict=True)}
+    connected_at = {cam: v.connected_at for cam, v in zip(cameras, viewers, strict=True)}
     for v in viewers:
         await v.close()
     report: dict[str, dict[str, Any]] = {}
@@ -164,6 +202,8 @@ async def _watch(
         }
         if decode_times:
             report[key]["decoded_at"] = decoded.get(key, {})
+            report[key]["connected_at"] = connected_at[key.split("/")[0]]
+            report[key]["first_at"] = started + times[0]
     return report
 
 
@@ -185,12 +225,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="how long to watch; 0: until SIGTERM")
     p.add_argument("--slow", type=float, default=0.0, help="sleep this long after each frame (a slow viewer)")
     p.add_argument("--codec", choices=["vp8", "h264"])
+    p.add_argument("--rendition", help="which rendition to ask for (the server lists them; default full)")
     p.add_argument("--decode-times", action="store_true", help="include when each stamped frame was decoded")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     tracks = tuple(args.track or ("enhanced", "original"))
     report = asyncio.run(
-        _watch(args.url, args.camera, args.seconds, args.slow, args.codec, tracks, args.decode_times)
+        _watch(
+            args.url,
+            args.camera,
+            args.seconds,
+            args.slow,
+            args.codec,
+            tracks,
+            args.decode_times,
+            args.rendition,
+        )
     )
     print(json.dumps(report), flush=True)
     return 0

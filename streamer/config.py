@@ -324,6 +324,23 @@ class ServerConfig:
         int, _serve("answered offers not yet connected, held apart from the peer caps (oldest dropped)", ge=1)
     ] = 8
     pending_timeout_s: Annotated[float, _serve("seconds an unconnected offer is held", gt=0)] = 10.0
+    shared_encoder: Annotated[
+        bool,
+        _serve(
+            "encode once per camera track and codec for every viewer; off: aiortc encodes per viewer, "
+            "following each one's bandwidth estimate, at one encode each"
+        ),
+    ] = True
+    keyframe_interval_s: Annotated[
+        float, _serve("shared encoder: longest time between keyframes", ge=0.5, le=60.0)
+    ] = 2.0
+    keyframe_min_gap_s: Annotated[
+        float, _serve("shared encoder: keyframes asked for by viewers (PLI/FIR) at most this often", ge=0.0)
+    ] = 0.5
+    low_bitrate_kbps: Annotated[int, _serve("the low rendition's bitrate", ge=100, le=50_000)] = 1000
+    low_divisor: Annotated[
+        int, _serve("the low rendition's width and height divided by this", ge=1, le=4)
+    ] = 2
 
 
 @dataclass(frozen=True)
@@ -520,6 +537,11 @@ def _check_across(cfg: AppConfig) -> None:
         f"ws_origins entries must be origins like https://cams.example.org, got {list(sv.ws_origins)}",
     )
 
+    _check(
+        sv.keyframe_min_gap_s <= sv.keyframe_interval_s,
+        "keyframe_min_gap_s must be between 0 and keyframe_interval_s",
+    )
+
 
 def _parse(data: dict[str, Any]) -> AppConfig:
     try:
@@ -532,7 +554,8 @@ def _parse(data: dict[str, Any]) -> AppConfig:
 
 def validate(cfg: AppConfig) -> AppConfig:
     """Raise ConfigError naming the first bad setting; return cfg unchanged when all are fine."""
-    return _parse(asdict(cfg))
+    _parse(asdict(cfg))
+    return cfg
 
 
 def apply(cfg: AppConfig, changes: Mapping[str, Any]) -> AppConfig:

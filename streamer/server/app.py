@@ -4,7 +4,7 @@ Routes (all but /healthz need the token, see auth.py):
     GET  /                                  dashboard page
     GET  /static/{file}                     its CSS/JS
     GET  /api/cameras                       cameras, their sizes, controls, backend, status
-    POST /api/cameras/{name}/offer          {sdp, type, tracks?, codec?} -> {sdp, type, tracks}
+    POST /api/cameras/{name}/offer          {sdp, type, tracks?, codec?, rendition?} -> {sdp, type, tracks}
     POST /api/cameras/{name}/controls       {scale?, mode?, detect_interval?, upscale?} -> controls
     GET  /api/ws                            per-frame metadata and face thumbnails (JSON messages)
     GET  /metrics                           Prometheus text format
@@ -44,8 +44,8 @@ from streamer.server.signaling import (
     PeerCaps,
     PeerLimitError,
     PendingOffers,
+    add_senders,
     parse_offer,
-    prefer_codec,
     rtc_configuration,
 )
 from streamer.server.tracks import KINDS, CameraTracks
@@ -96,7 +96,7 @@ class ServerState:
         for source in cfg.sources:
             runner = CameraRunner(cfg, source, self.metrics, processor_factory, latency_log)
             self.cameras[runner.name] = runner
-            self.tracks[runner.name] = CameraTracks(runner, latency_log)
+            self.tracks[runner.name] = CameraTracks(runner, cfg.server, latency_log)
             self._watch(runner)
 
     def _watch(self, runner: CameraRunner) -> None:
@@ -148,6 +148,9 @@ class ServerState:
                 runner.viewers = max(0, runner.viewers - 1)
             self.update_peer_gauges(camera)
         try:
+            for sender in pc.getSenders():
+                if sender.track is not None:  # aiortc leaves them live: unsubscribe from encoder/relay
+                    sender.track.stop()
             await pc.close()
         except Exception:
             log.warning("a peer connection failed to close cleanly", exc_info=True)
@@ -264,8 +267,15 @@ async def cameras(request: web.Request) -> web.Response:
             "codec": state.cfg.server.codec,
             "bitrate_kbps": state.cfg.server.bitrate_kbps,
             "settings": {name: s.describe() for name, s in live_settings().items()},
+            "renditions": _renditions(state),
         }
     )
+
+
+def _renditions(state: ServerState) -> dict[str, int]:
+    """Rendition name -> kbit/s; the same for every camera."""
+    first = next(iter(state.tracks.values()))
+    return {name: r.bitrate_kbps for name, r in first.renditions.items()}
 
 
 # -- controls ----------------------------------------------------------------------------------
@@ -294,7 +304,7 @@ async def offer(request: web.Request) -> web.Response:
     body = await _json_body(request)
     client = request.remote or "unknown"
     try:
-        parsed = parse_offer(body, state.cfg.server.codec, KINDS)
+        parsed = parse_offer(body, state.cfg.server.codec, KINDS, tuple(state.tracks[runner.name].renditions))
     except OfferError as exc:
         state.client_log.info("offer refused (latest from %s): %s", client, exc)
         raise web.HTTPBadRequest(text=f"400: {exc}") from None
@@ -334,9 +344,7 @@ async def offer(request: web.Request) -> web.Response:
     try:
         # Our transceivers exist before the offer is applied: aiortc negotiates codecs inside
         # setRemoteDescription, and binds the offer's video m-lines to them in order.
-        for which in parsed.tracks:
-            transceiver = pc.addTransceiver(state.tracks[runner.name].subscribe(which), direction="sendonly")
-            prefer_codec(transceiver, parsed.codec)
+        add_senders(pc, state.tracks[runner.name], parsed)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
@@ -353,13 +361,21 @@ async def offer(request: web.Request) -> web.Response:
             text="400: cannot use this offer: its codecs, ICE or DTLS parameters could not be applied"
         ) from None
 
-    log.info("viewer %s answered for %s (%s, %s)", client, runner.name, parsed.codec, ",".join(parsed.tracks))
+    log.info(
+        "viewer %s answered for %s (%s %s, %s)",
+        client,
+        runner.name,
+        parsed.codec,
+        parsed.rendition,
+        ",".join(parsed.tracks),
+    )
     return web.json_response(
         {
             "sdp": pc.localDescription.sdp,
             "type": pc.localDescription.type,
             "tracks": list(parsed.tracks),
             "codec": parsed.codec,
+            "rendition": parsed.rendition,
         }
     )
 
@@ -419,6 +435,7 @@ async def _ws_send_loop(ws: web.WebSocketResponse, state: ServerState, runners: 
             "codec": state.cfg.server.codec,
             "bitrate_kbps": state.cfg.server.bitrate_kbps,
             "settings": {name: s.describe() for name, s in live_settings().items()},
+            "renditions": _renditions(state),
         }
     )
     sent_seq = {r.name: 0 for r in runners}

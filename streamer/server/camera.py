@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import av
 import cv2
 import numpy as np
+from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
 
 from streamer.config import AppConfig, SourceConfig
 from streamer.run_loop import Processor, run_source
@@ -128,6 +129,7 @@ class CameraRunner:
         self._dropped = 0
         self._source: FrameSource | None = None
         self._started_at = time.monotonic()
+        self._clock_origin: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -268,6 +270,7 @@ class CameraRunner:
             original = self._video_frame("original", frame.index, frame.image)
             enhanced = self._video_frame("enhanced", frame.index, result.output)
         published = time.monotonic()
+        self._stamp_pts(published, original, enhanced)
         self._times.append(published)
         fps = self.fps
         if self.metrics is not None:
@@ -292,6 +295,18 @@ class CameraRunner:
                 self._loop.call_soon_threadsafe(self._wake)
             except RuntimeError:  # loop closed between the check and the call: shutting down
                 pass
+
+    def _stamp_pts(self, published: float, *frames: av.VideoFrame | None) -> None:
+        """Timestamps on the publish clock, set once here: every encoder that reads the frame
+        (one per viewer, or the shared ones, from several threads) then sees the same pts and
+        none writes to a frame another one is reading; and the receiver's jitter buffer sees
+        the pipeline's true cadence, not a fixed frame rate."""
+        if self._clock_origin is None:
+            self._clock_origin = published
+        pts = round((published - self._clock_origin) * VIDEO_CLOCK_RATE)
+        for frame in frames:
+            if frame is not None:
+                frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
 
     def _video_frame(self, kind: str, index: int, image: np.ndarray) -> av.VideoFrame:
         if self.stamp:

@@ -22,6 +22,10 @@ and some malformed offers leave a peer connection it cannot even close (an m-lin
 kind heading the BUNDLE group). `CandidatePolicy` strips the candidates an offer may not aim the
 server's connectivity checks at. `PendingOffers` holds answered offers that have not connected
 yet, apart from the peer caps, so offers that never connect cannot lock real viewers out.
+
+Per peer, `add_senders` gives each requested track its sender: the shared encoder of the
+negotiated codec and the rendition the offer asked for (`"rendition"`, default full), with the
+sender's PLI/FIR forwarded to that encoder (`forward_keyframe_requests`).
 """
 
 from __future__ import annotations
@@ -36,10 +40,12 @@ from typing import Any
 
 import aioice.ice
 import ifaddr
-from aiortc import RTCConfiguration, RTCIceServer, RTCRtpSender
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender
 from aiortc.codecs import h264, vpx
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import SessionDescription, candidate_from_sdp, parse_attr
+
+from streamer.server.tracks import CameraTracks, PacketTrack
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +121,26 @@ def prefer_codec(transceiver: RTCRtpTransceiver, codec: str) -> None:
     transceiver.setCodecPreferences(codecs)
 
 
+def forward_keyframe_requests(sender: RTCRtpSender, request: Callable[[], None]) -> None:
+    """Call `request` whenever `sender` receives a PLI or FIR. aiortc 1.16 handles those in
+    `RTCRtpSender._handle_rtcp_packet` by calling `self._send_keyframe()`, which only sets a
+    flag read on its own encode path; a sender of pre-encoded packets never reads it. So the
+    instance's `_send_keyframe` is wrapped (aiortc's flag still set, harmlessly)."""
+    stock = sender._send_keyframe
+
+    def send_keyframe() -> None:
+        stock()
+        request()
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
 @dataclass(frozen=True)
 class Offer:
     sdp: str
     tracks: tuple[str, ...]
     codec: str
+    rendition: str = "full"
 
 
 def _shown(value: object, limit: int = 40) -> str:
@@ -128,9 +149,12 @@ def _shown(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def parse_offer(body: Any, default_codec: str, kinds: tuple[str, ...]) -> Offer:
-    """Check an offer body: {"sdp": str, "type": "offer", "tracks"?: [kind, ...], "codec"?: str},
-    and that its SDP has what the tracks need, in a shape aiortc can apply and undo."""
+def parse_offer(
+    body: Any, default_codec: str, kinds: tuple[str, ...], renditions: tuple[str, ...] = ("full",)
+) -> Offer:
+    """Check an offer body: {"sdp": str, "type": "offer", "tracks"?: [kind, ...], "codec"?: str,
+    "rendition"?: one of `renditions`}, and that its SDP has what the tracks need, in a shape
+    aiortc can apply and undo."""
     if not isinstance(body, dict):
         raise OfferError("offer body must be a JSON object with 'sdp' and 'type'")
     sdp, kind = body.get("sdp"), body.get("type")
@@ -151,8 +175,25 @@ def parse_offer(body: Any, default_codec: str, kinds: tuple[str, ...]) -> Offer:
     codec = body.get("codec", default_codec)
     if not isinstance(codec, str) or codec not in CODEC_MIME:
         raise OfferError(f"'codec' must be one of {sorted(CODEC_MIME)}, got {_shown(codec)}")
+    rendition = body.get("rendition", "full")
+    if not isinstance(rendition, str) or rendition not in renditions:
+        raise OfferError(f"'rendition' must be one of {list(renditions)}, got {_shown(rendition)}")
     _check_media(sdp, len(tracks), codec)
-    return Offer(sdp=sdp, tracks=tuple(tracks), codec=codec)
+    return Offer(sdp=sdp, tracks=tuple(tracks), codec=codec, rendition=rendition)
+
+
+def add_senders(pc: RTCPeerConnection, tracks: CameraTracks, offer: Offer) -> list[RTCRtpTransceiver]:
+    """One sendonly transceiver per requested track, restricted to the offer's codec (so the
+    shared encoder of that codec is the right one)."""
+    ours = []
+    for which in offer.tracks:
+        track = tracks.subscribe(which, offer.codec, offer.rendition)
+        transceiver = pc.addTransceiver(track, direction="sendonly")
+        prefer_codec(transceiver, offer.codec)
+        if isinstance(track, PacketTrack):
+            forward_keyframe_requests(transceiver.sender, track.request_keyframe)
+        ours.append(transceiver)
+    return ours
 
 
 def _check_media(sdp: str, n_tracks: int, codec: str) -> None:

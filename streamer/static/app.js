@@ -4,6 +4,8 @@
 
 (() => {
   const token = new URLSearchParams(location.search).get("token") || "";
+  // ?rendition=low asks for the lower-bitrate version of every camera (shared encoder only).
+  const rendition = new URLSearchParams(location.search).get("rendition");
   const authHeaders = { Authorization: `Bearer ${token}` };
   const grid = document.getElementById("grid");
   const summary = document.getElementById("summary");
@@ -169,6 +171,7 @@
       await iceGatheringDone(pc);
       const answer = await postJSON(`/api/cameras/${encodeURIComponent(view.name)}/offer`, {
         sdp: pc.localDescription.sdp, type: "offer", tracks: ["enhanced", "original"],
+        ...(rendition ? { rendition } : {}),
       });
       await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
     } catch (err) {
@@ -321,7 +324,8 @@
     const n = cams.size;
     const live = [...cams.values()].filter((v) => v.node.classList.contains("live")).length;
     summary.textContent = `${n} camera${n === 1 ? "" : "s"} · ${live} streaming · `
-      + `${(serverInfo.codec || "").toUpperCase()} up to ${(serverInfo.bitrate_kbps / 1000).toFixed(1)} Mbit/s`;
+      + `${(serverInfo.codec || "").toUpperCase()} up to ${(serverInfo.bitrate_kbps / 1000).toFixed(1)} Mbit/s`
+      + (rendition ? ` · ${rendition} rendition` : "");
   }
 
   function ensureCameras(list) {
@@ -350,7 +354,11 @@
     ws.addEventListener("message", (e) => {
       const msg = JSON.parse(e.data);
       if (msg.type === "hello") {
-        serverInfo = { codec: msg.codec, bitrate_kbps: msg.bitrate_kbps, settings: msg.settings };
+        serverInfo = {
+          codec: msg.codec,
+          bitrate_kbps: msg.renditions?.[rendition] ?? msg.bitrate_kbps,
+          settings: msg.settings,
+        };
         ensureCameras(msg.cameras);
       } else if (msg.type === "frame") {
         const view = cams.get(msg.camera);
