@@ -192,6 +192,46 @@ async def test_an_unexpected_exception_is_a_logged_generic_500_with_the_headers(
     assert "secret.toml" in str(logged[0].exc_info[1])
 
 
+# -- 5, 6: controls ----------------------------------------------------------------------------
+@module_loop
+async def test_back_to_back_controls_both_apply(server: RunningServer, http: aiohttp.ClientSession) -> None:
+    """{"scale"} then {"mode"} sent before a frame applies: the second builds on the first."""
+    url = server.base_url + "/api/cameras/cam1/controls"
+    camera = server.state.cameras["cam1"]
+    assert await wait_until(lambda: camera.processor is not None, 30)
+    start = camera.processor.controls  # type: ignore[union-attr]
+    scale = 4 if start["scale"] != 4 else 16
+    mode = "gallery" if start["mode"] != "gallery" else "inset"
+    for trial in range(5):
+        async with http.post(url, headers=bearer(TOKEN), json={"scale": scale}) as first:
+            assert first.status == 200
+        async with http.post(url, headers=bearer(TOKEN), json={"mode": mode}) as second:
+            assert second.status == 200
+            pending = (await second.json())["controls"]
+        assert (pending["scale"], pending["mode"]) == (scale, mode), f"trial {trial}: the answer shows both"
+        assert await wait_until(lambda: camera.processor.controls["mode"] == mode, 20)  # type: ignore[union-attr]
+        assert camera.processor.controls["scale"] == scale, f"trial {trial}: the scale change was lost"  # type: ignore[union-attr]
+        scale, mode = start["scale"], start["mode"]
+
+
+@module_loop
+async def test_controls_have_server_side_ranges_and_bounded_logs(
+    server: RunningServer, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = server.base_url + "/api/cameras/cam1/controls"
+    huge = "1" + "0" * 1000
+    for raw in (f'{{"detect_interval": {huge}}}', '{"detect_interval": 31}', '{"detect_interval": 0}'):
+        async with http.post(
+            url, headers={**bearer(TOKEN), "Content-Type": "application/json"}, data=raw
+        ) as r:
+            text = await r.text()
+            assert r.status == 400, raw[:40]
+            assert len(text) < 300 and huge not in text
+    assert all(huge not in r.getMessage() for r in caplog.records), "a 1,001-digit value reached the log"
+    camera = server.state.cameras["cam1"]
+    assert camera.processor is not None and 1 <= int(camera.processor.controls["detect_interval"]) <= 30
+
+
 # -- 7: health that tells the truth ------------------------------------------------------------
 def test_fps_decays_to_zero_once_frames_stop() -> None:
     from streamer.server.camera import recent_fps
