@@ -209,7 +209,7 @@ async def test_back_to_back_controls_both_apply(server: RunningServer, http: aio
             assert second.status == 200
             pending = (await second.json())["controls"]
         assert (pending["scale"], pending["mode"]) == (scale, mode), f"trial {trial}: the answer shows both"
-        assert await wait_until(lambda: camera.processor.controls["mode"] == mode, 20)  # type: ignore[union-attr]
+        assert await wait_until(lambda want=mode: camera.processor.controls["mode"] == want, 20)  # type: ignore[misc,union-attr]
         assert camera.processor.controls["scale"] == scale, f"trial {trial}: the scale change was lost"  # type: ignore[union-attr]
         scale, mode = start["scale"], start["mode"]
 
