@@ -198,12 +198,23 @@ class EnhanceConfig:
     scale: Annotated[
         int,
         setting(
-            "FSR factor: x4 (32->128), x8 (16->128), x16 (8->128)",
+            "FSR factor with fixed entry: x4 (32->128), x8 (16->128), x16 (8->128)",
             choices=STEP1_SCALES,
             live=True,
             flag="--scale",
         ),
     ] = 8
+    entry: Annotated[
+        str,
+        setting(
+            "native: each face enters the engine at its own size (about 8/16/32 px: step 1 at "
+            "x16/x8/x4; about 64 px: step 2 alone; larger: left as it is), so no face is rebuilt "
+            "from fewer pixels than it has; fixed: every face at --scale",
+            choices=("native", "fixed"),
+            live=True,
+            flag="--entry",
+        ),
+    ] = "native"
     variant: Annotated[str, setting("model size", choices=("fast", "quality"), flag="--variant")] = "fast"
     backend: Annotated[str, setting("inference backend", choices=backend_names(), flag="--backend")] = "auto"
     prior_strength: Annotated[

@@ -15,14 +15,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from engines.base import Enhancer
+from engines.base import INPUT_SIZE_FOR_SCALE, Enhancer
 from streamer.align import crop_tracks
 from streamer.composite import Gallery, compose_gallery, compose_inset, compose_upscale
 from streamer.config import AppConfig, ConfigError, apply, live_settings
 from streamer.detection import DetectionStage
 from streamer.detectors import build_detector
-from streamer.detectors.base import FaceDetector
-from streamer.enhancer import build_enhancer
+from streamer.enhancer import build_engines
+from streamer.entry import EntryChooser, native_side
 from streamer.stats import StageStats
 from streamer.track import Tracker
 from streamer.types import EnhancedFace, FaceCrop, Frame, FrameResult, StageTimes, Track
@@ -33,24 +33,19 @@ STAGES = ("detect", "track", "crop", "enhance", "composite")
 
 
 class Pipeline:
-    def __init__(
-        self,
-        cfg: AppConfig,
-        source_name: str = "source",
-        detector: FaceDetector | None = None,
-        enhancer: Enhancer | None = None,
-    ) -> None:
+    def __init__(self, cfg: AppConfig, source_name: str = "source") -> None:
         self.cfg = cfg
         self.source_name = source_name
         self.stats = StageStats()
         self.detection = DetectionStage(
-            detector or build_detector(cfg.detect),
+            build_detector(cfg.detect),
             cfg.detect.interval,
             background=cfg.detect.background and cfg.live,
             stats=self.stats,
         )
         self.tracker = Tracker(cfg.track)
-        self.enhancer = enhancer or build_enhancer(cfg.enhance)
+        self.engines = build_engines(cfg.enhance)
+        self.entries = EntryChooser(self.engines)
         self.gallery = Gallery()
         self._pending: AppConfig | None = None
         self._lock = threading.Lock()
@@ -60,8 +55,15 @@ class Pipeline:
         self._latest: dict[int, tuple[int, np.ndarray]] = {}
 
     @property
+    def enhancer(self) -> Enhancer:
+        """The engine of the configured scale (the one every face takes with fixed entry)."""
+        return self.engines[INPUT_SIZE_FOR_SCALE[self.cfg.enhance.scale]]
+
+    @property
     def backend_name(self) -> str:
-        return self.enhancer.name
+        if self.cfg.enhance.entry == "fixed":
+            return self.enhancer.name
+        return f"{self.enhancer.name} (entry by face size: x2..x16)"
 
     @property
     def controls(self) -> dict[str, object]:
@@ -83,10 +85,11 @@ class Pipeline:
         if new is None:
             return
         if new.enhance != self.cfg.enhance:
-            enhancer = build_enhancer(new.enhance)
-            self.enhancer.close()
-            self.enhancer = enhancer
-            log.info("%s: enhancer now %s", self.source_name, enhancer.name)
+            engines = build_engines(new.enhance)
+            for old in self.engines.values():
+                old.close()
+            self.engines, self.entries = engines, EntryChooser(engines)
+            log.info("%s: enhancer now %s", self.source_name, ", ".join(e.name for e in engines.values()))
         self.detection.interval = new.detect.interval
         self.cfg = new
 
@@ -103,14 +106,16 @@ class Pipeline:
             tracks = self.tracker.update(detections, image)
             dead = self.tracker.pop_dead()
             if dead:
-                self.enhancer.forget(dead)
+                for engine in self.engines.values():
+                    engine.forget(dead)
+                self.entries.forget(dead)
                 self.gallery.forget(dead)
                 for track_id in dead:
                     self._latest.pop(track_id, None)
             chosen = self._choose(tracks)
 
         with self.stats.time("crop", times):
-            crops = crop_tracks(image, chosen, self.enhancer.input_size)
+            crops = self._crop(image, chosen)
 
         with self.stats.time("enhance", times):
             faces = self._enhance(crops)
@@ -122,19 +127,32 @@ class Pipeline:
         self.faces_total += len(faces)
         return FrameResult(frame, output, tracks, faces, StageTimes(times), started)
 
+    def _crop(self, image: np.ndarray, tracks: list[Track]) -> list[FaceCrop]:
+        """Each face cropped at the input side of the engine it enters; a face too large for
+        every entry is left out (it is shown as it is)."""
+        if self.cfg.enhance.entry == "fixed":
+            return crop_tracks(image, tracks, self.enhancer.input_size)
+        groups: dict[int, list[Track]] = {}
+        for t in tracks:
+            side = self.entries.choose(t.track_id, native_side(t.landmarks))
+            if side is not None:
+                groups.setdefault(side, []).append(t)
+        return [c for side, group in groups.items() for c in crop_tracks(image, group, side)]
+
     def _enhance(self, crops: list[FaceCrop]) -> list[EnhancedFace]:
-        """One batched engine call for the faces whose turn it is (all of them unless
-        `enhance.per_frame` is set); the others are shown with their track's newest enhanced face,
-        pasted through this frame's alignment so it still sits on the face."""
+        """One batched engine call per entry for the faces whose turn it is (all of them unless
+        `enhance.per_frame` is set in live mode); the others are shown with their track's newest
+        enhanced face, pasted through this frame's alignment so it still sits on the face."""
         budget = (self.cfg.enhance.per_frame if self.cfg.live else 0) or len(crops)
         size = self.enhancer.output_size
         cached = {tid: img for tid, (_, img) in self._latest.items() if img.shape[0] == size}
         order = sorted(crops, key=lambda c: self._latest[c.track_id][0] if c.track_id in cached else -1)
-        todo = order[:budget]
         enhanced: dict[int, np.ndarray] = dict(cached)
-        if todo:
-            batch = np.stack([c.image for c in todo])
-            out = self.enhancer.enhance(batch, [c.track_id for c in todo])
+        by_entry: dict[int, list[FaceCrop]] = {}
+        for c in order[:budget]:
+            by_entry.setdefault(c.size, []).append(c)
+        for side, todo in by_entry.items():
+            out = self.engines[side].enhance(np.stack([c.image for c in todo]), [c.track_id for c in todo])
             for c, img in zip(todo, out, strict=True):
                 enhanced[c.track_id] = img
                 self._latest[c.track_id] = (self.frames, img)
@@ -163,7 +181,8 @@ class Pipeline:
 
     def close(self) -> None:
         self.detection.close()
-        self.enhancer.close()
+        for engine in self.engines.values():
+            engine.close()
 
 
 def _live_values(cfg: AppConfig) -> dict[str, object]:

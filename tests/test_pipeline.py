@@ -93,7 +93,7 @@ def test_a_frame_with_300_faces_is_capped_not_fatal():
     photo = cv2.imread(str(files("insightface") / "data/images/t1.jpg"))
     tile = cv2.resize(photo, (photo.shape[1] // 3, photo.shape[0] // 3), interpolation=cv2.INTER_AREA)
     big = np.tile(tile, (8, 8, 1))  # 6 faces per tile x 64 tiles = 384 faces
-    cfg = replace(_cfg(), enhance=EnhanceConfig(engine="bicubic", max_faces=16, per_frame=0))
+    cfg = replace(_cfg(), enhance=EnhanceConfig(engine="bicubic", entry="fixed", max_faces=16, per_frame=0))
     cfg = replace(cfg, detect=replace(cfg.detect, input_width=big.shape[1]))
     pipe = Pipeline(cfg, "crowd")
     from streamer.types import Frame
