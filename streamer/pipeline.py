@@ -61,9 +61,9 @@ class Pipeline:
 
     @property
     def backend_name(self) -> str:
-        if self.cfg.enhance.entry == "fixed":
-            return self.enhancer.name
-        return f"{self.enhancer.name} (entry by face size: x2..x16)"
+        """The configured engine's name; which factor each face takes shows in `controls`
+        (`entry`)."""
+        return self.enhancer.name
 
     @property
     def controls(self) -> dict[str, object]:
