@@ -9,6 +9,7 @@ Routes (all but /healthz need the token, see auth.py):
     GET  /api/ws                            per-frame metadata and face thumbnails (JSON messages)
     GET  /metrics                           Prometheus text format
     GET  /healthz                           {"status": "ok" | "degraded"}
+    /faces, /api/faces...                   the face timeline (timeline_api.py)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from streamer.server.signaling import (
     prefer_codec,
     rtc_configuration,
 )
+from streamer.server.timeline_api import add_timeline
 from streamer.server.tracks import KINDS, CameraTracks
 
 log = logging.getLogger(__name__)
@@ -376,4 +378,5 @@ def create_app(
     app.router.add_post("/api/cameras/{name}/offer", offer)
     app.router.add_post("/api/cameras/{name}/controls", controls)
     app.router.add_get("/api/ws", websocket)
+    add_timeline(app, state, STATIC_DIR)
     return app

@@ -1,0 +1,163 @@
+"""The face timeline over HTTP: the browsing page, the paginated list, the images, downloads.
+
+Routes (token required, like every route but /healthz):
+    GET /faces                              the timeline page
+    GET /api/faces?camera=&since=&until=&limit=&cursor=
+                                            tracks newest first, each with its best faces; `next`
+                                            is the cursor of the next page
+    GET /api/faces/{id}/enhanced.png        an enhanced face (PNG text chunks say it is one)
+    GET /api/faces/{id}/original.png        the camera's own pixels of that face
+    GET /api/faces/download?ids=1,2,3       a zip of the chosen faces, both images and metadata.json
+
+Database reads run in a worker thread, so a slow disk delays the page, never the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from streamer.provenance import NOTE
+from streamer.timeline import FaceTimeline, TimelineMetrics
+
+if TYPE_CHECKING:
+    from streamer.server.app import ServerState
+
+TIMELINE = web.AppKey("timeline", FaceTimeline)
+MAX_DOWNLOAD = 500
+KINDS = ("enhanced", "original")
+
+
+def add_timeline(app: web.Application, state: ServerState, static_dir: Path) -> None:
+    """Keep the cameras' best faces when the config names a data folder, and add the routes
+    (which say the timeline is off when it is)."""
+    html = (static_dir / "faces.html").read_text().replace("{{token}}", quote(state.token, safe=""))
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    storage = state.cfg.storage
+    if storage.data_dir:
+        timeline = FaceTimeline(storage, TimelineMetrics(state.metrics.registry))
+        app[TIMELINE] = timeline
+        for runner in state.cameras.values():
+            runner.timeline = timeline
+
+        async def start(app: web.Application) -> None:
+            timeline.start()
+
+        async def close(app: web.Application) -> None:
+            await asyncio.to_thread(timeline.close)
+
+        app.on_startup.append(start)
+        app.on_cleanup.append(close)
+    app.router.add_get("/faces", page)
+    app.router.add_get("/api/faces", list_faces)
+    app.router.add_get("/api/faces/download", download)
+    app.router.add_get(r"/api/faces/{id:\d+}/{kind:enhanced|original}.png", image)
+
+
+def _timeline(request: web.Request) -> FaceTimeline:
+    timeline = request.app.get(TIMELINE)
+    if timeline is None:
+        raise web.HTTPNotFound(text="404: the face timeline is off; start the server with --data-dir DIR")
+    return timeline
+
+
+def _number(request: web.Request, name: str, default: float) -> float:
+    raw = request.query.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"400: {name} must be a number, got {raw[:40]!r}") from None
+    if value < 0 or value != value:
+        raise web.HTTPBadRequest(text=f"400: {name} must be >= 0")
+    return value
+
+
+def _cursor(raw: str) -> tuple[float, int] | None:
+    if not raw:
+        return None
+    seen, _, ident = raw.partition(":")
+    try:
+        return float(seen), int(ident)
+    except ValueError:
+        raise web.HTTPBadRequest(text="400: cursor must be the `next` value of the previous page") from None
+
+
+async def list_faces(request: web.Request) -> web.Response:
+    timeline = _timeline(request)
+    result = await asyncio.to_thread(
+        timeline.query,
+        camera=request.query.get("camera", ""),
+        since=_number(request, "since", 0.0),
+        until=_number(request, "until", 0.0),
+        limit=int(_number(request, "limit", 50)),
+        cursor=_cursor(request.query.get("cursor", "")),
+    )
+    result["healthy"] = timeline.healthy
+    return web.json_response(result)
+
+
+async def image(request: web.Request) -> web.StreamResponse:
+    timeline = _timeline(request)
+    face_id, kind = int(request.match_info["id"]), request.match_info["kind"]
+    path = await asyncio.to_thread(timeline.path_of, face_id, kind)
+    if path is None:
+        raise web.HTTPNotFound(text=f"404: no {kind} image for face {face_id}")
+    return web.FileResponse(path, headers={"Content-Type": "image/png"})
+
+
+def _ids(raw: str) -> list[int]:
+    try:
+        ids = sorted({int(v) for v in raw.split(",") if v.strip()})
+    except ValueError:
+        raise web.HTTPBadRequest(text="400: ids must be comma-separated face ids") from None
+    if not ids:
+        raise web.HTTPBadRequest(text="400: give ids=1,2,3 (face ids from /api/faces)")
+    if len(ids) > MAX_DOWNLOAD:
+        raise web.HTTPRequestEntityTooLarge(MAX_DOWNLOAD, len(ids), text=f"413: at most {MAX_DOWNLOAD} faces")
+    return ids
+
+
+def _zip(timeline: FaceTimeline, ids: list[int]) -> tuple[bytes, int]:
+    records = timeline.faces(ids)
+    buf = io.BytesIO()
+    listed: list[dict[str, Any]] = []
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for rec in records:
+            files = rec.pop("files")
+            names = {}
+            for kind in KINDS:
+                path = timeline.root / files[kind]
+                if path.is_file():
+                    names[kind] = f"{rec['camera']}-track{rec['track_id']}-face{rec['id']}-{kind}.png"
+                    zf.write(path, names[kind])
+            listed.append({**rec, "files": names})
+        meta = {"note": NOTE, "exported_at": time.time(), "faces": listed}
+        zf.writestr("metadata.json", json.dumps(meta, indent=2))
+    return buf.getvalue(), len(records)
+
+
+async def download(request: web.Request) -> web.Response:
+    timeline = _timeline(request)
+    ids = _ids(request.query.get("ids", ""))
+    body, found = await asyncio.to_thread(_zip, timeline, ids)
+    if not found:
+        raise web.HTTPNotFound(text="404: none of these faces is kept (any more)")
+    name = time.strftime("facestream-faces-%Y%m%d-%H%M%S.zip")
+    return web.Response(
+        body=body,
+        content_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
