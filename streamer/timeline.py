@@ -519,7 +519,8 @@ class FaceTimeline:
             return
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5.0)
         try:
-            yield conn
+            ready = conn.execute("SELECT count(*) FROM sqlite_master WHERE name IN ('faces', 'tracks')")
+            yield conn if ready.fetchone()[0] == 2 else None
         finally:
             conn.close()
 

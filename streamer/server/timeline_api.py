@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sqlite3
 import time
 import zipfile
 from pathlib import Path
@@ -26,6 +27,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from streamer.provenance import NOTE
+from streamer.server.auth import Handler
 from streamer.timeline import FaceTimeline, TimelineMetrics
 
 if TYPE_CHECKING:
@@ -60,9 +62,21 @@ def add_timeline(app: web.Application, state: ServerState, static_dir: Path) -> 
         app.on_startup.append(start)
         app.on_cleanup.append(close)
     app.router.add_get("/faces", page)
-    app.router.add_get("/api/faces", list_faces)
-    app.router.add_get("/api/faces/download", download)
-    app.router.add_get(r"/api/faces/{id:\d+}/{kind:enhanced|original}.png", image)
+    app.router.add_get("/api/faces", _guarded(list_faces))
+    app.router.add_get("/api/faces/download", _guarded(download))
+    app.router.add_get(r"/api/faces/{id:\d+}/{kind:enhanced|original}.png", _guarded(image))
+
+
+def _guarded(handler: Handler) -> Handler:
+    """A database being replaced or repaired makes the timeline answer 503 for a moment, not 500."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except sqlite3.DatabaseError as exc:
+            raise web.HTTPServiceUnavailable(text=f"503: the face timeline is unavailable: {exc}") from None
+
+    return guarded
 
 
 def _timeline(request: web.Request) -> FaceTimeline:
