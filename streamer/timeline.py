@@ -51,9 +51,13 @@ write a file per frame."""
 SEEN_FLUSH_S = 2.0
 RETRY_S = 5.0
 PRUNE_EVERY_S = 60.0
-SHARP_HALF = 60.0
-"""Laplacian variance at which the sharpness factor is 0.5 (measured: 16 px crops of the demo's
-faces range about 20-400)."""
+MIN_AGE_S = 0.5
+"""A track is first offered once it has lived this long: shorter ones are mostly false detections,
+and a new track's enhanced face is still converging (temporal smoothing starts from the prior's
+mean face, a blank beige face)."""
+SHARP_HALF = 2000.0
+"""Laplacian variance at which the sharpness factor is 0.5. Measured on the demo camera's 16 px
+crops (x8 engine, 640x360): about 2,400 (motion-blurred) to 9,000."""
 ORIGINAL_MARGIN = 0.25
 MAX_PAGE = 200
 
@@ -215,6 +219,7 @@ class FaceTimeline:
         metrics: TimelineMetrics | None = None,
         run: str | None = None,
         retry_s: float = RETRY_S,
+        min_age_s: float = MIN_AGE_S,
     ) -> None:
         self.cfg = cfg
         self.root = Path(cfg.data_dir).expanduser()
@@ -232,6 +237,7 @@ class FaceTimeline:
         self._last_prune = 0.0
         self._failures: dict[str, int] = {}
         self.retry_s = retry_s
+        self.min_age_s = min_age_s
         self.healthy = True
 
     # -- camera side ------------------------------------------------------------------------
@@ -254,8 +260,10 @@ class FaceTimeline:
                 if state is None:
                     state = self._tracks[key] = _TrackState(wall, wall)
                 state.last_seen = wall
-                if face.image is state.last_image or wall - state.last_offer < MIN_GAP_S:
-                    continue  # the engine reused this track's last face, or it offered just now
+                if wall - state.first_seen < self.min_age_s or wall - state.last_offer < MIN_GAP_S:
+                    continue
+                if face.image is state.last_image:
+                    continue  # the engine reused this track's newest face (its per-frame budget)
                 state.last_image = face.image
                 score, frontal, sharp = face_score(face, track)
                 keep = self.cfg.faces_per_track

@@ -70,7 +70,7 @@ def make(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     def build(root: Path = tmp_path / "data", **cfg: object) -> tuple[FaceTimeline, CollectorRegistry]:
         registry = CollectorRegistry()
         storage = StorageConfig(data_dir=str(root), **{"min_free_mb": 0, **cfg})  # type: ignore[arg-type]
-        timeline = FaceTimeline(storage, TimelineMetrics(registry), run="test", retry_s=0.3)
+        timeline = FaceTimeline(storage, TimelineMetrics(registry), run="test", retry_s=0.3, min_age_s=0)
         timeline.start()
         made.append(timeline)
         return timeline, registry
@@ -136,6 +136,17 @@ def test_a_reused_face_is_not_offered_twice(make) -> None:  # type: ignore[no-un
     for i in range(5):
         timeline.offer("cam", result(i, [(track, f)]), T0 + i, "bicubic")
     assert timeline.drain() and saved(registry) == 1
+
+
+def test_a_track_is_kept_only_once_it_lived_half_a_second(make) -> None:  # type: ignore[no-untyped-def]
+    timeline, registry = make()
+    timeline.min_age_s = 0.5
+    timeline.offer("cam", result(0, [face(1, BOX_A, 0.0, 0, 0)]), T0, "bicubic")
+    timeline.offer("cam", result(1, []), T0 + 0.1, "bicubic")  # a blip: gone after 0.1 s
+    for i in range(4):
+        timeline.offer("cam", result(i, [face(2, BOX_B, 0.0, 0, 10 + i)]), T0 + 0.2 * i, "bicubic")
+    assert timeline.drain() and saved(registry) == 1
+    assert [item["track_id"] for item in timeline.query()["items"]] == [2]
 
 
 def test_pages_filter_by_camera_and_time(make) -> None:  # type: ignore[no-untyped-def]

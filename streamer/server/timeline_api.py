@@ -158,7 +158,13 @@ def _zip(timeline: FaceTimeline, ids: list[int]) -> tuple[bytes, int]:
                     names[kind] = f"{rec['camera']}-track{rec['track_id']}-face{rec['id']}-{kind}.png"
                     zf.write(path, names[kind])
             listed.append({**rec, "files": names})
-        meta = {"note": NOTE, "exported_at": time.time(), "faces": listed}
+        found = {rec["id"] for rec in listed}
+        meta = {
+            "note": NOTE,
+            "exported_at": time.time(),
+            "faces": listed,
+            "missing": [i for i in ids if i not in found],  # replaced or expired since listed
+        }
         zf.writestr("metadata.json", json.dumps(meta, indent=2))
     return buf.getvalue(), len(records)
 

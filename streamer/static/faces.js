@@ -71,6 +71,11 @@
       img.src = withToken(face.enhanced_url);
       img.alt = `enhanced face ${face.id}`;
       img.title = "AI-enhanced: a reconstruction. Click to compare with the original.";
+      // A live track may replace a kept face with a better one between listing and loading.
+      img.addEventListener("error", () => {
+        fig.classList.add("gone");
+        fig.title = "replaced by a better face of this track: press Show to refresh";
+      });
       const box = document.createElement("input");
       box.type = "checkbox";
       box.title = "select for download";
