@@ -328,6 +328,7 @@ class FaceTimeline:
     # -- writer thread ----------------------------------------------------------------------
     def _run(self) -> None:
         while True:
+            item: Candidate | _Seen | object | None
             try:
                 item = self._queue.get(timeout=1.0)
             except queue.Empty:
@@ -543,7 +544,8 @@ class FaceTimeline:
         """Tracks seen in [since, until] (0: open), newest first, each with its kept faces best
         first; `next` is the cursor of the following page (None on the last)."""
         limit = max(1, min(MAX_PAGE, limit))
-        where, args = ["EXISTS (SELECT 1 FROM faces f WHERE f.track = t.id)"], []
+        where = ["EXISTS (SELECT 1 FROM faces f WHERE f.track = t.id)"]
+        args: list[object] = []
         if camera:
             where.append("t.camera = ?")
             args.append(camera)

@@ -226,3 +226,23 @@ async def test_live_video_goes_on_while_the_disk_is_full(tiny_disk: Path) -> Non
             assert page["healthy"] and page["items"], page
     finally:
         await srv.stop()
+
+
+@module_loop
+async def test_grafana_dashboard_queries_only_metrics_the_server_exports(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    import re
+
+    await wait_for_tracks(http, server.base_url, 1)
+    async with http.get(server.base_url + "/metrics") as r:
+        exported = {
+            ln.split("{")[0].split()[0] for ln in (await r.text()).splitlines() if ln and ln[0] != "#"
+        }
+    dashboard = json.loads((Path(__file__).resolve().parents[1] / "docs/grafana/facestream.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs.append(dashboard["templating"]["list"][0]["query"]["query"])
+    used = {name for e in exprs for name in re.findall(r"facestream_[a-z_]+", e)}
+    assert len(used) >= 12 and used <= exported, used - exported
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)) and dashboard["__inputs"][0]["pluginId"] == "prometheus"
