@@ -24,15 +24,20 @@ pytestmark = [
 ]
 
 
-def run(*cmd: str | Path, cwd: Path, timeout: float = 600) -> str:
+def call(*cmd: str | Path, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`cmd` as a user's shell would run it: none of this test run's Python path or venv."""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV")
     }
-    proc = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    return subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run(*cmd: str | Path, cwd: Path, timeout: float = 600) -> str:
+    proc = call(*cmd, cwd=cwd, timeout=timeout)
     assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
 
@@ -42,6 +47,16 @@ def test_pip_install_into_a_clean_venv_gives_a_working_facestream_command(tmp_pa
     run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
     pip = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index"]
     run(*pip, "--find-links", WHEELHOUSE, ROOT, cwd=tmp_path)
+    facestream = venv / "bin" / "facestream"
+    # Before the second step the command says what is missing, in one line.
+    proc = subprocess.run(
+        [facestream, "enhance", "--source", "demo"], capture_output=True, text=True, timeout=120
+    )
+    pins = [ln for ln in (ROOT / "requirements-nodeps.txt").read_text().splitlines() if ln and ln[0] != "#"]
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == f"facestream: also install: pip install --no-deps {' '.join(pins)}"
+    )
     run(*pip, "--find-links", WHEELHOUSE, "--no-deps", "-r", ROOT / "requirements-nodeps.txt", cwd=tmp_path)
 
     listed = {
@@ -61,7 +76,6 @@ def test_pip_install_into_a_clean_venv_gives_a_working_facestream_command(tmp_pa
     assert where[0].startswith(str(venv)), where  # the installed copy, not this checkout
     assert where[1] == "['bench', 'dev', 'train']"
 
-    facestream = venv / "bin" / "facestream"
     assert "serve" in run(facestream, "--help", cwd=tmp_path)
     out = tmp_path / "demo.mp4"
     summary = run(facestream, "enhance", "--source", "demo", "--max-frames", "6", "--out", out, cwd=tmp_path)
