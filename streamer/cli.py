@@ -66,11 +66,8 @@ def build_config(args: argparse.Namespace, command: str) -> AppConfig:
     cfg = merge_flags(cfg, flag_values(args), getattr(args, "source", None))
     live = command == "serve" or any(classify(s.uri) != "file" for s in cfg.sources if s.uri != "demo")
     cfg = replace(cfg, mode="live" if live else "file")
-    data_dir = cfg.storage.data_dir
-    if command == "serve" and data_dir in ("", "off"):
-        cfg = replace(
-            cfg, storage=replace(cfg.storage, data_dir="" if data_dir else default_data_dir(os.environ))
-        )
+    if command == "serve" and not cfg.storage.data_dir:
+        cfg = replace(cfg, storage=replace(cfg.storage, data_dir=default_data_dir(os.environ)))
     return cfg
 
 

@@ -300,8 +300,8 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     """What the server keeps of what it saw: the face timeline (streamer/timeline.py). `data_dir`
-    empty means nothing is kept; `run.py serve` fills in the user's data folder when no folder is
-    given (`--data-dir off` keeps nothing). Oldest faces go first when either limit is passed, and
+    empty or `off` means nothing is kept; `facestream serve` fills in the user's data folder when
+    none is given, so only `off` turns it off there. Oldest faces go first when either limit is passed, and
     nothing is written while the disk has less than `min_free_mb` free."""
 
     __pydantic_config__ = _STRICT
@@ -317,6 +317,10 @@ class StorageConfig:
     max_size_mb: Annotated[int, _serve("keep at most this many MB of faces", ge=1, flag="--keep-mb")] = 2048
     faces_per_track: Annotated[int, _serve("best faces kept per track", ge=1, le=20)] = 3
     min_free_mb: Annotated[int, _serve("write nothing while the disk has less free (MB)", ge=0)] = 200
+
+    @property
+    def keeps_faces(self) -> bool:
+        return self.data_dir not in ("", "off")
 
 
 @dataclass(frozen=True)

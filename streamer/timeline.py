@@ -239,6 +239,7 @@ class FaceTimeline:
         self.retry_s = retry_s
         self.min_age_s = min_age_s
         self.healthy = True
+        self._set_healthy(True)
 
     # -- camera side ------------------------------------------------------------------------
     def offer(self, camera: str, result: FrameResult, wall: float, engine: str) -> None:
@@ -310,7 +311,8 @@ class FaceTimeline:
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop."""
         if self._thread is not None:
-            self._queue.put(None)
+            with contextlib.suppress(queue.Full):
+                self._queue.put(None, timeout=timeout)
             self._thread.join(timeout)
         if self._conn is not None:
             self._conn.close()

@@ -109,11 +109,12 @@ def test_serve_keeps_faces_in_the_user_data_folder_unless_told_otherwise(monkeyp
     given = parser.parse_args(["serve", "--data-dir", "/srv/faces", "--keep-days", "7", "--keep-mb", "500"])
     storage = cli.build_config(given, "serve").storage
     assert (storage.data_dir, storage.max_age_days, storage.max_size_mb) == ("/srv/faces", 7.0, 500)
-    assert cli.build_config(parser.parse_args(["serve", "--data-dir", "off"]), "serve").storage.data_dir == ""
-    assert (
-        cli.build_config(parser.parse_args(["enhance", "--source", "a.mp4"]), "enhance").storage.data_dir
-        == ""
-    )
+    assert not cli.build_config(
+        parser.parse_args(["serve", "--data-dir", "off"]), "serve"
+    ).storage.keeps_faces
+    assert not cli.build_config(
+        parser.parse_args(["enhance", "--source", "a.mp4"]), "enhance"
+    ).storage.keeps_faces
     with pytest.raises(ConfigError, match="storage max_age_days must be > 0"):
         cli.build_config(parser.parse_args(["serve", "--keep-days", "0"]), "serve")
 

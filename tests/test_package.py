@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,13 @@ def test_pip_install_into_a_clean_venv_gives_a_working_facestream_command(tmp_pa
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
     pip = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index"]
-    run(*pip, "--find-links", WHEELHOUSE, ROOT, cwd=tmp_path)
+    # From a copy: setuptools builds in the source folder, and this checkout must stay clean.
+    src = tmp_path / "src"
+    for name in ("streamer", "engines", "benchmarks"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    run(*pip, "--find-links", WHEELHOUSE, src, cwd=tmp_path)
     facestream = venv / "bin" / "facestream"
     # Before the second step the command says what is missing, in one line.
     proc = subprocess.run(

@@ -171,8 +171,10 @@ async def test_enhanced_frames_say_so_and_metrics_count_saved_faces(
 
 
 @module_loop
-async def test_timeline_off_says_so() -> None:
-    srv = await start_server(cfg(""))
+@pytest.mark.parametrize("off", ["", "off"])
+async def test_timeline_off_says_so(off: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    srv = await start_server(cfg(off))
     try:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             async with http.get(srv.base_url + "/api/faces") as r:
@@ -181,6 +183,7 @@ async def test_timeline_off_says_so() -> None:
                 assert r.status == 200  # the page loads and shows that message
     finally:
         await srv.stop()
+    assert not list(tmp_path.iterdir())  # no folder named "off"
 
 
 def frames(text: str) -> float:
@@ -236,9 +239,15 @@ async def test_grafana_dashboard_queries_only_metrics_the_server_exports(
 
     await wait_for_tracks(http, server.base_url, 1)
     async with http.get(server.base_url + "/metrics") as r:
-        exported = {
-            ln.split("{")[0].split()[0] for ln in (await r.text()).splitlines() if ln and ln[0] != "#"
-        }
+        lines = (await r.text()).splitlines()
+    # Declared families (# TYPE), not samples: a labelled counter has none before its first event.
+    declared = [ln.split()[2:4] for ln in lines if ln.startswith("# TYPE ")]
+    exported = {name for name, _ in declared} | {
+        f"{name}{suffix}"
+        for name, kind in declared
+        if kind == "histogram"
+        for suffix in ("_bucket", "_sum", "_count")
+    }
     dashboard = json.loads((Path(__file__).resolve().parents[1] / "docs/grafana/facestream.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     exprs.append(dashboard["templating"]["list"][0]["query"]["query"])

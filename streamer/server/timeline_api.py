@@ -47,7 +47,7 @@ def add_timeline(app: web.Application, state: ServerState, static_dir: Path) -> 
         return web.Response(text=html, content_type="text/html")
 
     storage = state.cfg.storage
-    if storage.data_dir:
+    if storage.keeps_faces:
         timeline = FaceTimeline(storage, TimelineMetrics(state.metrics.registry))
         app[TIMELINE] = timeline
         for runner in state.cameras.values():
