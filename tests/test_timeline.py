@@ -20,7 +20,14 @@ from prometheus_client import CollectorRegistry
 
 from streamer.config import StorageConfig
 from streamer.provenance import NOTE, PNG_KEYWORD, label_frame
-from streamer.timeline import FaceTimeline, TimelineMetrics, default_data_dir, face_score, frontality
+from streamer.timeline import (
+    QUEUE_MAX,
+    FaceTimeline,
+    TimelineMetrics,
+    default_data_dir,
+    face_score,
+    frontality,
+)
 from streamer.types import EnhancedFace, FaceCrop, Frame, FrameResult, StageTimes, Track
 
 RNG = np.random.default_rng(0)
@@ -264,14 +271,10 @@ def test_a_full_disk_is_counted_and_recovered_from(make, tiny_disk: Path) -> Non
     timeline.offer("cam", result(0, [face(1, BOX_A, 0.0, 0, 0)]), T0, "bicubic")
     assert timeline.drain() and saved(registry) == 1
     filler = fill(tiny_disk)
-    slowest = 0.0
     for n in range(2, 10):
-        start = time.perf_counter()
         timeline.offer("cam", result(n, [face(n, BOX_A, 0.0, 0, n)]), T0 + n, "bicubic")
-        slowest = max(slowest, time.perf_counter() - start)
         timeline.drain()
     assert errors(registry, "disk_full") >= 1 and not timeline.healthy
-    assert slowest < 0.05, slowest  # the camera thread never waits for the disk
     filler.unlink()
     for n in range(10, 20):
         timeline.offer("cam", result(n, [face(n, BOX_A, 0.0, 0, n)]), T0 + n, "bicubic")
@@ -279,6 +282,25 @@ def test_a_full_disk_is_counted_and_recovered_from(make, tiny_disk: Path) -> Non
         time.sleep(0.1)
     assert timeline.healthy and saved(registry) >= 3
     assert not list((tiny_disk / "data").rglob("*.tmp"))  # no half-written files left behind
+
+
+def test_a_hung_disk_never_stalls_the_camera_thread(make) -> None:  # type: ignore[no-untyped-def]
+    """The writer is stuck (its database lock held, as by a disk that does not answer): offers
+    still return at once, and what does not fit in the queue is dropped and counted."""
+    timeline, registry = make()
+    timeline.offer("cam", result(0, [face(0, BOX_A, 0.0, 0, 0)]), T0, "bicubic")
+    assert timeline.drain()
+    frames = [result(n, [face(n, BOX_A, 0.0, 0, n)]) for n in range(1, QUEUE_MAX + 40)]
+    with timeline._db_lock:
+        start = time.monotonic()
+        for n, r in enumerate(frames, 1):
+            timeline.offer("cam", r, T0 + n, "bicubic")
+        elapsed = time.monotonic() - start
+        dropped = registry.get_sample_value("facestream_timeline_dropped_total")
+    assert elapsed < 10.0, elapsed  # about 0.4 ms of CPU each; nothing waited for the writer
+    assert dropped is not None and dropped >= 30
+    # Each frame queued a new face and the end of the previous track: half the queue is faces.
+    assert timeline.drain(30) and saved(registry) >= QUEUE_MAX // 2 - 10
 
 
 def test_label_marks_the_corner_of_a_frame() -> None:

@@ -378,5 +378,5 @@ def create_app(
     app.router.add_post("/api/cameras/{name}/offer", offer)
     app.router.add_post("/api/cameras/{name}/controls", controls)
     app.router.add_get("/api/ws", websocket)
-    add_timeline(app, state, STATIC_DIR)
+    add_timeline(app, cfg.storage, state.cameras.values(), state.metrics.registry, token, STATIC_DIR)
     return app

@@ -20,37 +20,44 @@ import json
 import sqlite3
 import time
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
+from streamer.config import StorageConfig
 from streamer.provenance import NOTE
 from streamer.server.auth import Handler
+from streamer.server.camera import CameraRunner
 from streamer.timeline import FaceTimeline, TimelineMetrics
-
-if TYPE_CHECKING:
-    from streamer.server.app import ServerState
 
 TIMELINE = web.AppKey("timeline", FaceTimeline)
 MAX_DOWNLOAD = 500
 KINDS = ("enhanced", "original")
 
 
-def add_timeline(app: web.Application, state: ServerState, static_dir: Path) -> None:
-    """Keep the cameras' best faces when the config names a data folder, and add the routes
-    (which say the timeline is off when it is)."""
-    html = (static_dir / "faces.html").read_text().replace("{{token}}", quote(state.token, safe=""))
+def add_timeline(
+    app: web.Application,
+    storage: StorageConfig,
+    cameras: Iterable[CameraRunner],
+    registry: CollectorRegistry,
+    token: str,
+    static_dir: Path,
+) -> None:
+    """Keep the cameras' best faces when `storage` names a data folder, and add the routes (which
+    say the timeline is off when it is)."""
+    html = (static_dir / "faces.html").read_text().replace("{{token}}", quote(token, safe=""))
 
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=html, content_type="text/html")
 
-    storage = state.cfg.storage
     if storage.keeps_faces:
-        timeline = FaceTimeline(storage, TimelineMetrics(state.metrics.registry))
+        timeline = FaceTimeline(storage, TimelineMetrics(registry))
         app[TIMELINE] = timeline
-        for runner in state.cameras.values():
+        for runner in cameras:
             runner.timeline = timeline
 
         async def start(app: web.Application) -> None:
