@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs facestream into ./.venv, deterministically and without touching the network at run time.
-#   bash scripts/setup.sh         runtime only (what `python run.py` needs)
+#   bash scripts/setup.sh         runtime only (what `facestream` / `python run.py` needs)
 #   bash scripts/setup.sh --dev   plus training, benchmarks and tests (torch CPU, chromium, RTSP server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +27,11 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${PIP[@]}" --no-deps -r requirements-nodeps.txt
 if [[ $DEV == 1 ]]; then
   "${PIP[@]}" -r requirements-dev.txt
+  # The runtime lock as wheels in .whl/, so tests/test_package.py can install the package into a
+  # clean venv without the network (pip skips files already there).
+  DL=(.venv/bin/python -m pip download -q --disable-pip-version-check --only-binary=:all: -d .whl)
+  "${DL[@]}" -r requirements.txt "setuptools>=68"
+  "${DL[@]}" --no-deps -r requirements-nodeps.txt
 fi
 "${PIP[@]}" --no-deps --no-build-isolation -e .
 # Fail here, not at run time, if the OpenCV clash came back.

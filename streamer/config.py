@@ -355,6 +355,32 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """What the server keeps of what it saw: the face timeline (streamer/timeline.py). `data_dir`
+    empty or `off` means nothing is kept; `facestream serve` fills in the user's data folder when
+    none is given, so only `off` turns it off there. Oldest faces go first when either limit is passed, and
+    nothing is written while the disk has less than `min_free_mb` free."""
+
+    __pydantic_config__ = _STRICT
+
+    data_dir: Annotated[
+        str,
+        _serve(
+            "folder for the face timeline (serve default: $XDG_DATA_HOME/facestream; off: keep nothing)",
+            flag="--data-dir",
+        ),
+    ] = ""
+    max_age_days: Annotated[float, _serve("keep faces this many days", gt=0, flag="--keep-days")] = 30.0
+    max_size_mb: Annotated[int, _serve("keep at most this many MB of faces", ge=1, flag="--keep-mb")] = 2048
+    faces_per_track: Annotated[int, _serve("best faces kept per track", ge=1, le=20)] = 3
+    min_free_mb: Annotated[int, _serve("write nothing while the disk has less free (MB)", ge=0)] = 200
+
+    @property
+    def keeps_faces(self) -> bool:
+        return self.data_dir not in ("", "off")
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole configuration. `mode` is `live` (a camera re-streamed: sources paced at their
     frame rate, newest frame wins, background detection, a per-frame engine budget) or `file`
@@ -368,6 +394,7 @@ class AppConfig:
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     mode: Literal["live", "file"] = "live"
 
     @property
@@ -381,6 +408,7 @@ SECTIONS: dict[str, type] = {
     "enhance": EnhanceConfig,
     "output": OutputConfig,
     "server": ServerConfig,
+    "storage": StorageConfig,
 }
 
 _ADAPTER = TypeAdapter(AppConfig)

@@ -23,6 +23,7 @@ from streamer.detection import DetectionStage
 from streamer.detectors import build_detector
 from streamer.enhancer import build_engines
 from streamer.entry import EntryChooser, native_side
+from streamer.provenance import label_frame
 from streamer.stats import StageStats
 from streamer.track import Tracker
 from streamer.types import EnhancedFace, FaceCrop, Frame, FrameResult, StageTimes, Track
@@ -122,6 +123,8 @@ class Pipeline:
 
         with self.stats.time("composite", times):
             output = self._compose(image, faces)
+            if faces:
+                label_frame(output)
 
         self.frames += 1
         self.faces_total += len(faces)

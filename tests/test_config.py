@@ -62,10 +62,10 @@ def test_missing_config_file(tmp_path):
 
 # -- the one schema, and what is generated from it -----------------------------------------------
 def test_every_declared_flag_is_on_the_command_line_and_reaches_the_config() -> None:
-    import run
+    from streamer import cli
     from streamer.config import SETTINGS
 
-    parser = run.make_parser()
+    parser = cli.make_parser()
     for command in ("serve", "enhance"):
         declared = [s for s in SETTINGS if s.flag and command in s.commands]
         assert declared
@@ -73,29 +73,50 @@ def test_every_declared_flag_is_on_the_command_line_and_reaches_the_config() -> 
         flags = {opt for action in sub._actions for opt in action.option_strings}
         assert {s.flag for s in declared} <= flags
     args = parser.parse_args(["enhance", "--source", "clip.mp4", "--detect-interval", "2", "--crf", "30"])
-    cfg = run.build_config(args, "enhance")
+    cfg = cli.build_config(args, "enhance")
     assert cfg.detect.interval == 2 and cfg.output.crf == 30 and cfg.sources[0].uri == "clip.mp4"
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "--scale", "5"])
 
 
 def test_flag_values_are_checked_by_the_same_schema() -> None:
-    import run
+    from streamer import cli
 
-    args = run.make_parser().parse_args(["serve", "--detect-interval", "31"])
+    args = cli.make_parser().parse_args(["serve", "--detect-interval", "31"])
     with pytest.raises(ConfigError, match="detect interval must be <= 30, got 31"):
-        run.build_config(args, "serve")
+        cli.build_config(args, "serve")
 
 
 def test_mode_is_decided_once_at_the_edge() -> None:
-    import run
+    from streamer import cli
 
-    parser = run.make_parser()
-    assert run.build_config(parser.parse_args(["serve"]), "serve").mode == "live"
-    assert run.build_config(parser.parse_args(["enhance", "--source", "a.mp4"]), "enhance").mode == "file"
-    assert run.build_config(parser.parse_args(["enhance", "--source", "demo"]), "enhance").mode == "file"
+    parser = cli.make_parser()
+    assert cli.build_config(parser.parse_args(["serve"]), "serve").mode == "live"
+    assert cli.build_config(parser.parse_args(["enhance", "--source", "a.mp4"]), "enhance").mode == "file"
+    assert cli.build_config(parser.parse_args(["enhance", "--source", "demo"]), "enhance").mode == "file"
     stream = parser.parse_args(["enhance", "--source", "rtsp://127.0.0.1:1/x"])
-    assert run.build_config(stream, "enhance").mode == "live"
+    assert cli.build_config(stream, "enhance").mode == "live"
+
+
+def test_serve_keeps_faces_in_the_user_data_folder_unless_told_otherwise(monkeypatch, tmp_path) -> None:
+    from streamer import cli
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    parser = cli.make_parser()
+    assert (
+        cli.build_config(parser.parse_args(["serve"]), "serve").storage.data_dir == f"{tmp_path}/facestream"
+    )
+    given = parser.parse_args(["serve", "--data-dir", "/srv/faces", "--keep-days", "7", "--keep-mb", "500"])
+    storage = cli.build_config(given, "serve").storage
+    assert (storage.data_dir, storage.max_age_days, storage.max_size_mb) == ("/srv/faces", 7.0, 500)
+    assert not cli.build_config(
+        parser.parse_args(["serve", "--data-dir", "off"]), "serve"
+    ).storage.keeps_faces
+    assert not cli.build_config(
+        parser.parse_args(["enhance", "--source", "a.mp4"]), "enhance"
+    ).storage.keeps_faces
+    with pytest.raises(ConfigError, match="storage max_age_days must be > 0"):
+        cli.build_config(parser.parse_args(["serve", "--keep-days", "0"]), "serve")
 
 
 def test_apply_changes_live_settings_only_and_validates_them() -> None:

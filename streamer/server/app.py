@@ -10,6 +10,7 @@ Routes (all but /healthz need the token, see auth.py):
     GET  /metrics                           Prometheus text format
     GET  /healthz                           {"status": "ok" | "degraded"}; with the token also
                                             {"down": [cameras not live, with state and last error]}
+    /faces, /api/faces...                   the face timeline (timeline_api.py)
 
 Every error a client can cause ends as a 4xx whose text is ours, never an exception's: the
 handlers check what they are sent before anything deeper sees it, and auth.py's middleware turns
@@ -48,6 +49,7 @@ from streamer.server.signaling import (
     parse_offer,
     rtc_configuration,
 )
+from streamer.server.timeline_api import add_timeline
 from streamer.server.tracks import KINDS, CameraTracks
 
 log = logging.getLogger(__name__)
@@ -500,4 +502,5 @@ def create_app(
     app.router.add_post("/api/cameras/{name}/offer", offer)
     app.router.add_post("/api/cameras/{name}/controls", controls)
     app.router.add_get("/api/ws", websocket)
+    add_timeline(app, cfg.storage, state.cameras.values(), state.metrics.registry, token, STATIC_DIR)
     return app

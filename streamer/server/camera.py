@@ -30,10 +30,12 @@ import numpy as np
 from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
 
 from streamer.config import AppConfig, SourceConfig
+from streamer.provenance import NOTE
 from streamer.run_loop import Processor, run_source
 from streamer.server.latency import INDEX_MASK, LatencyLog, draw_stamp
 from streamer.server.metrics import Metrics
 from streamer.sources.base import FrameSource
+from streamer.timeline import FaceTimeline
 from streamer.types import Frame, FrameResult
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,7 @@ class CameraRunner:
         self.latency_log = latency_log
         self.stamp = cfg.server.stamp_frames
         self.processor: Processor | None = None
+        self.timeline: FaceTimeline | None = None
         self.error: str | None = None
         self.viewers = 0
         self.ws_clients = 0
@@ -284,6 +287,10 @@ class CameraRunner:
             }
             marks.update({f"stage_{k}": v for k, v in result.times.seconds.items()})
             self.latency_log.mark(frame.index & INDEX_MASK, marks)
+        if self.timeline is not None:
+            processor = self.processor
+            engine = processor.backend_name if processor is not None else ""
+            self.timeline.offer(self.name, result, time.time() - (published - frame.capture_time), engine)
         if self.ws_clients > 0 and published - self._last_thumbs >= THUMB_INTERVAL_S:
             self._update_thumbs(result, published)
         self._seq += 1
@@ -337,6 +344,7 @@ class CameraRunner:
                 "frame_size": [w, h],
                 "output_size": [ow, oh],
                 "faces": len(result.faces),
+                "enhanced": bool(result.faces),
                 "tracks": [
                     {"id": int(t.track_id), "box": [round(float(v), 1) for v in t.box]} for t in result.tracks
                 ],
@@ -362,7 +370,8 @@ class CameraRunner:
             {
                 "type": "faces",
                 "camera": self.name,
-                "faces": [{"id": tid, "jpeg": b64} for tid, (_, b64) in newest],
+                "faces": [{"id": tid, "jpeg": b64, "enhanced": True} for tid, (_, b64) in newest],
+                "note": NOTE,
             }
         )
         self._thumbs_seq += 1

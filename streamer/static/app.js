@@ -304,10 +304,12 @@
         fig.className = "face";
         fig.dataset.track = String(f.id);
         const img = document.createElement("img");
-        img.alt = `track ${f.id}`;
+        img.alt = `track ${f.id}, AI-enhanced`;
+        img.title = "AI-enhanced: a reconstruction, not a photograph; the original is in the video";
+        const ai = Object.assign(document.createElement("span"), { className: "ai", textContent: "AI" });
         const cap = document.createElement("figcaption");
         cap.textContent = `#${f.id}`;
-        fig.append(img, cap);
+        fig.append(img, ai, cap);
         view.faces.set(f.id, fig);
       }
       fig.querySelector("img").src = `data:image/jpeg;base64,${f.jpeg}`;
