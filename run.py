@@ -4,7 +4,8 @@
     python run.py                      serve the built-in demo camera; open the printed URL
     python run.py serve --source rtsp://cam/stream --source video.mp4
     python run.py enhance --source in.mp4 --out out.mp4 [--json stats.json]
-    python run.py bench pipeline|engines|quality|latency|detection
+    python run.py serve --ray auto     cameras as Ray actors, one batched engine (pip install .[cluster])
+    python run.py bench pipeline|engines|quality|latency|detection|viewers|cluster
     python run.py train ...            train or adapt the FSR engines (needs the dev install)
 
 Every setting can also come from a TOML file (`--config facestream.toml`); flags override it.
@@ -29,6 +30,7 @@ BENCHES = {
     "latency": "benchmarks.latency",
     "detection": "benchmarks.detection",
     "viewers": "benchmarks.viewers",
+    "cluster": "benchmarks.cluster",
 }
 
 
@@ -59,7 +61,12 @@ def build_config(args: argparse.Namespace, command: str) -> AppConfig:
 def cmd_serve(args: argparse.Namespace) -> int:
     from streamer.server import serve
 
-    return serve(build_config(args, "serve"))
+    cfg = build_config(args, "serve")
+    if not cfg.cluster.ray:
+        return serve(cfg)
+    from streamer.cluster.connect import start
+
+    return serve(cfg, start(cfg))
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from engines.base import Enhancer
 from streamer.align import crop_tracks
 from streamer.composite import Gallery, compose_gallery, compose_inset, compose_upscale
-from streamer.config import AppConfig, ConfigError, apply, live_settings
+from streamer.config import AppConfig, ConfigError, EnhanceConfig, apply, live_settings
 from streamer.detection import DetectionStage
 from streamer.detectors import build_detector
 from streamer.detectors.base import FaceDetector
@@ -39,8 +39,10 @@ class Pipeline:
         source_name: str = "source",
         detector: FaceDetector | None = None,
         enhancer: Enhancer | None = None,
+        enhancer_factory: Callable[[EnhanceConfig], Enhancer] = build_enhancer,
     ) -> None:
         self.cfg = cfg
+        self.enhancer_factory = enhancer_factory
         self.source_name = source_name
         self.stats = StageStats()
         self.detection = DetectionStage(
@@ -50,7 +52,7 @@ class Pipeline:
             stats=self.stats,
         )
         self.tracker = Tracker(cfg.track)
-        self.enhancer = enhancer or build_enhancer(cfg.enhance)
+        self.enhancer = enhancer or enhancer_factory(cfg.enhance)
         self.gallery = Gallery()
         self._pending: AppConfig | None = None
         self._lock = threading.Lock()
@@ -83,7 +85,7 @@ class Pipeline:
         if new is None:
             return
         if new.enhance != self.cfg.enhance:
-            enhancer = build_enhancer(new.enhance)
+            enhancer = self.enhancer_factory(new.enhance)
             self.enhancer.close()
             self.enhancer = enhancer
             log.info("%s: enhancer now %s", self.source_name, enhancer.name)
@@ -126,11 +128,8 @@ class Pipeline:
         """One batched engine call for the faces whose turn it is (all of them unless
         `enhance.per_frame` is set); the others are shown with their track's newest enhanced face,
         pasted through this frame's alignment so it still sits on the face."""
-        budget = (self.cfg.enhance.per_frame if self.cfg.live else 0) or len(crops)
-        size = self.enhancer.output_size
-        cached = {tid: img for tid, (_, img) in self._latest.items() if img.shape[0] == size}
-        order = sorted(crops, key=lambda c: self._latest[c.track_id][0] if c.track_id in cached else -1)
-        todo = order[:budget]
+        cached = self._cached()
+        todo = self._turns(crops, cached)
         enhanced: dict[int, np.ndarray] = dict(cached)
         if todo:
             batch = np.stack([c.image for c in todo])
@@ -140,6 +139,18 @@ class Pipeline:
                 self._latest[c.track_id] = (self.frames, img)
             self.faces_enhanced += len(todo)
         return [EnhancedFace(c.track_id, enhanced[c.track_id], c) for c in crops if c.track_id in enhanced]
+
+    def _cached(self) -> dict[int, np.ndarray]:
+        """Each track's newest enhanced face, where it has the engine's current size."""
+        size = self.enhancer.output_size
+        return {tid: img for tid, (_, img) in self._latest.items() if img.shape[0] == size}
+
+    def _turns(self, crops: list[FaceCrop], cached: Mapping[int, np.ndarray]) -> list[FaceCrop]:
+        """The crops to enhance now: within the live budget, faces never enhanced first, then
+        the ones enhanced longest ago."""
+        budget = (self.cfg.enhance.per_frame if self.cfg.live else 0) or len(crops)
+        order = sorted(crops, key=lambda c: self._latest[c.track_id][0] if c.track_id in cached else -1)
+        return order[:budget]
 
     def _choose(self, tracks: list[Track]) -> list[Track]:
         """The largest faces first when there are more than the engine budget allows."""
