@@ -86,11 +86,11 @@ async def snapshot(actors: list[Any]) -> list[dict[str, Any]]:
 
 
 async def run_case(args: argparse.Namespace, mode: str, n: int, engine: Any) -> dict[str, Any]:
+    import ray
+
     from streamer.cluster.camera_actor import EngineRoute
     from streamer.cluster.connect import APP, DEPLOYMENT
     from streamer.cluster.head import place_camera
-
-    import ray
 
     per_camera = mode == "per-camera"
     cfg = config(args, n, per_camera)
@@ -98,7 +98,9 @@ async def run_case(args: argparse.Namespace, mode: str, n: int, engine: Any) -> 
     actors = [place_camera(cfg, s, route) for s in cfg.sources]
     stop = asyncio.Event()
     try:
-        errors = await asyncio.wait_for(asyncio.gather(*(a.ready.remote(READY_TIMEOUT_S) for a in actors)), READY_TIMEOUT_S)
+        errors = await asyncio.wait_for(
+            asyncio.gather(*(a.ready.remote(READY_TIMEOUT_S) for a in actors)), READY_TIMEOUT_S
+        )
         if any(errors):
             raise SystemExit(f"run.py bench cluster: a camera could not start: {errors}")
         drains = [asyncio.ensure_future(drain(a, stop)) for a in actors]
@@ -116,7 +118,10 @@ async def run_case(args: argparse.Namespace, mode: str, n: int, engine: Any) -> 
             ray.kill(a, no_restart=True)
     span = t1 - t0
     fps = [(b1["seq"] - b0["seq"]) / span for b0, b1 in zip(before, after, strict=True)]
-    faces = sum(b1.get("faces_enhanced", 0) - b0.get("faces_enhanced", 0) for b0, b1 in zip(before, after, strict=True))
+    faces = sum(
+        b1.get("faces_enhanced", 0) - b0.get("faces_enhanced", 0)
+        for b0, b1 in zip(before, after, strict=True)
+    )
     row: dict[str, Any] = {
         "mode": mode,
         "cameras": n,
@@ -171,7 +176,16 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-COLUMNS = ["mode", "cameras", "faces/s", "cam fps min", "cam fps med", "batch mean", "batch max", "faces/call"]
+COLUMNS = [
+    "mode",
+    "cameras",
+    "faces/s",
+    "cam fps min",
+    "cam fps med",
+    "batch mean",
+    "batch max",
+    "faces/call",
+]
 
 
 def report(results: dict[str, Any]) -> str:
@@ -182,7 +196,9 @@ def report(results: dict[str, Any]) -> str:
         "per-camera: an engine in each camera's actor"
     )
     sizes = [
-        f"  {r['cameras']} camera(s): frames per call {r['batch sizes']}" for r in results["rows"] if "batch sizes" in r
+        f"  {r['cameras']} camera(s): frames per call {r['batch sizes']}"
+        for r in results["rows"]
+        if "batch sizes" in r
     ]
     return "\n".join([head, "", format_table(results["rows"], COLUMNS), "", "batch sizes formed:", *sizes])
 

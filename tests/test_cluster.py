@@ -29,7 +29,9 @@ from streamer.server import RunningServer, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 HAVE_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed: pip install -r requirements-cluster.txt")
+needs_ray = pytest.mark.skipif(
+    not HAVE_RAY, reason="Ray is not installed: pip install -r requirements-cluster.txt"
+)
 module_loop = pytest.mark.asyncio(loop_scope="module")
 pytestmark = pytest.mark.cluster
 CAMERAS = ("door", "hall")
@@ -173,7 +175,9 @@ async def test_faces_are_enhanced_by_the_batched_engine(server: RunningServer) -
 @module_loop
 async def test_a_camera_that_cannot_start_is_down_and_retried_with_backoff(server: RunningServer) -> None:
     broken = camera(server, "broken")
-    await until(lambda: broken.status.state == "down" and broken.status.attempt >= 2, 90, "broken camera down")
+    await until(
+        lambda: broken.status.state == "down" and broken.status.attempt >= 2, 90, "broken camera down"
+    )
     cams = await api_cameras(server)
     assert cams["broken"]["status"] == "down" and "broken.mp4" in (cams["broken"]["last_error"] or "")
     attempt, t0 = broken.status.attempt, time.monotonic()
@@ -234,7 +238,11 @@ async def test_killing_the_worker_node_brings_its_camera_back_on_the_other(
         before = len(got.frames["enhanced"])
         seq = camera(server, name).latest.seq
         await until(lambda: camera(server, name).latest.seq > seq + 5, 30, "frames from the restarted actor")
-        await until(lambda: len(got.frames["enhanced"]) > before + 5, 30 - (time.monotonic() - killed), "the viewer decodes again")
+        await until(
+            lambda: len(got.frames["enhanced"]) > before + 5,
+            30 - (time.monotonic() - killed),
+            "the viewer decodes again",
+        )
         assert time.monotonic() - killed < 30
         assert node_of(server, name) != worker
     finally:

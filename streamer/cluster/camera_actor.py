@@ -22,12 +22,12 @@ from typing import Any
 
 import ray
 
+from streamer.cluster.overlap import OverlappedEngine, OverlappedPipeline
 from streamer.config import AppConfig, ConfigError, SourceConfig
 from streamer.enhancer import build_enhancer
+from streamer.run_loop import Processor
 from streamer.server.camera import CameraRunner
 from streamer.server.encoder import EncodedFrame, SharedEncoder, renditions
-from streamer.cluster.overlap import OverlappedEngine, OverlappedPipeline
-from streamer.run_loop import Processor
 
 OUTLET_FRAMES = 30
 """Encoded frames an outlet keeps for a head that polls late (a second at 30 fps)."""
@@ -67,7 +67,9 @@ class Outlet:
             except TimeoutError:
                 return []
         return [
-            (s, bytes(f.packet), int(f.packet.pts or 0), f.keyframe, f.index) for s, f in self.frames if s > seq
+            (s, bytes(f.packet), int(f.packet.pts or 0), f.keyframe, f.index)
+            for s, f in self.frames
+            if s > seq
         ]
 
 
@@ -137,7 +139,9 @@ class CameraActor:
     async def node(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    async def poll(self, key: tuple[str, str, str], epoch: str, after: int, keyframe: str, timeout: float) -> tuple[str, list[Packet]]:
+    async def poll(
+        self, key: tuple[str, str, str], epoch: str, after: int, keyframe: str, timeout: float
+    ) -> tuple[str, list[Packet]]:
         """The encoded frames of `key` (track, codec, rendition) after `after`; `keyframe` is a
         reason the head's viewers asked for one (subscribe, pli, overflow) or empty."""
         self._start()

@@ -16,7 +16,7 @@ APP = "facestream"
 DEPLOYMENT = "FaceEngine"
 INSTALL_HINT = "pip install -r requirements-cluster.txt (or pip install '.[cluster]')"
 START_HINT = (
-    "start one with `ray start --head --resources '{\"facestream_camera\": 4, \"facestream_engine\": 1}'`"
+    'start one with `ray start --head --resources \'{"facestream_camera": 4, "facestream_engine": 1}\'`'
     " or use --ray auto for a local one"
 )
 
@@ -35,7 +35,9 @@ def _reachable(address: str, timeout_s: float = 3.0) -> bool:
     before it gives up on an address that is not there)."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigError(f"--ray takes host:port (the head's GCS address, port 6379 by default) or auto, got {address!r}")
+        raise ConfigError(
+            f"--ray takes host:port (the head's GCS address, port 6379 by default) or auto, got {address!r}"
+        )
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             return True
@@ -47,7 +49,11 @@ def connect(cfg: ClusterConfig, cameras: int) -> Any:
     """Join (or with `auto` start) the cluster and check it can place facestream's actors."""
     ray = import_ray()
     if cfg.ray == "auto":
-        ray.init(resources={CAMERA: cameras, ENGINE: cfg.engine_replicas}, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            resources={CAMERA: cameras, ENGINE: cfg.engine_replicas},
+            include_dashboard=False,
+            log_to_driver=False,
+        )
     else:
         if not _reachable(cfg.ray):
             raise ConfigError(f"no Ray cluster at {cfg.ray}: {START_HINT}")
@@ -60,7 +66,7 @@ def connect(cfg: ClusterConfig, cameras: int) -> Any:
         if offered.get(name, 0) < needed:
             raise ConfigError(
                 f"the Ray cluster offers no {name!r} resource: start its nodes with "
-                f"`ray start --resources '{{\"{CAMERA}\": 4, \"{ENGINE}\": 1}}'`"
+                f'`ray start --resources \'{{"{CAMERA}": 4, "{ENGINE}": 1}}\'`'
             )
     return ray
 
@@ -72,7 +78,7 @@ def deploy_engine(cfg: AppConfig) -> None:
     from streamer.cluster.engine_service import FaceEngine
 
     c = cfg.cluster
-    serve.start(http_options={"location": "NoServer"})
+    serve.start(proxy_location="Disabled")
     deployment = serve.deployment(FaceEngine, name=DEPLOYMENT).options(
         num_replicas=c.engine_replicas,
         max_ongoing_requests=64,

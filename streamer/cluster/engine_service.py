@@ -76,7 +76,9 @@ class FaceEngine:
         out: dict[int, np.ndarray] = {}
         for scale, group in _by_scale(requests):
             engine = self._engine(scale)
-            gone = [self.keys.pop((r.camera, t)) for r in group for t in r.forget if (r.camera, t) in self.keys]
+            gone = [
+                self.keys.pop((r.camera, t)) for _, r in group for t in r.forget if (r.camera, t) in self.keys
+            ]
             if gone:
                 engine.forget(gone)
             live = [(i, r) for i, r in group if r.track_ids]

@@ -135,7 +135,9 @@ class RemoteCamera(CameraRunner):
                 delay = min(RETRY_MAX_S, RETRY_INITIAL_S * 2 ** (attempt - 1))
                 reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                 self._down = CameraStatus("down", attempt, reason)
-                log.error("camera %s: down (attempt %d), retrying in %.0f s: %s", self.name, attempt, delay, reason)
+                log.error(
+                    "camera %s: down (attempt %d), retrying in %.0f s: %s", self.name, attempt, delay, reason
+                )
                 self._ready.set()
                 self._stop.wait(delay)
         if self._loop is not None and not self._loop.is_closed():
@@ -186,8 +188,13 @@ class RemoteCamera(CameraRunner):
         w, h = meta["frame_size"]
         ow, oh = meta["output_size"]
         frame = Frame(shape_only(h, w), int(meta["index"]), 0.0, now - state["age_s"])
-        tracks = [Track(t["id"], np.asarray(t["box"], np.float32), np.zeros((5, 2), np.float32), 1.0) for t in meta["tracks"]]
-        result = FrameResult(frame, shape_only(oh, ow), tracks, [], StageTimes(state["times"]), now - state["started_s"])
+        tracks = [
+            Track(t["id"], np.asarray(t["box"], np.float32), np.zeros((5, 2), np.float32), 1.0)
+            for t in meta["tracks"]
+        ]
+        result = FrameResult(
+            frame, shape_only(oh, ow), tracks, [], StageTimes(state["times"]), now - state["started_s"]
+        )
         meta["viewers"] = self.viewers
         self._times.append(now)
         meta["fps"] = round(self.fps, 2)
@@ -207,7 +214,9 @@ class RemoteEncoder(SharedEncoder):
 
     camera: RemoteCamera
 
-    def __init__(self, camera: RemoteCamera, kind: str, codec: str, rendition: Rendition, server: ServerConfig) -> None:
+    def __init__(
+        self, camera: RemoteCamera, kind: str, codec: str, rendition: Rendition, server: ServerConfig
+    ) -> None:
         super().__init__(camera, kind, codec, rendition, server)
         self._ask = ""
 
@@ -262,7 +271,9 @@ class RemoteTracks(CameraTracks):
     def encoder(self, which: str, codec: str, rendition: str) -> SharedEncoder:
         key = (which, codec, rendition)
         if key not in self.encoders:
-            self.encoders[key] = RemoteEncoder(self.camera, which, codec, self.renditions[rendition], self.server)
+            self.encoders[key] = RemoteEncoder(
+                self.camera, which, codec, self.renditions[rendition], self.server
+            )
         return self.encoders[key]
 
 
