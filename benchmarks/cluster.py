@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=360)
     p.add_argument("--fps", type=float, default=15.0, help="demo source frame rate")
     p.add_argument("--engine", choices=["bicubic", "fsr"], default="fsr")
+    p.add_argument(
+        "--per-frame", type=int, default=0, help="faces sent to the engine per camera frame (0: all in view)"
+    )
     p.add_argument("--max-batch", type=int, default=8, help="camera frames per engine call at most")
     p.add_argument("--batch-wait-ms", type=float, default=10.0)
     p.add_argument("--ray", default="auto", help="auto (a local Ray instance) or a cluster's host:port")
@@ -61,7 +64,7 @@ def config(args: argparse.Namespace, n: int, per_camera: bool) -> AppConfig:
     return AppConfig(
         sources=sources,
         detect=DetectConfig(input_width=args.width),
-        enhance=EnhanceConfig(engine=args.engine),
+        enhance=EnhanceConfig(engine=args.engine, per_frame=args.per_frame),
         server=ServerConfig(port=0),
         cluster=ClusterConfig(
             ray=args.ray,
@@ -82,7 +85,7 @@ async def drain(actor: Any, stop: asyncio.Event) -> None:
 
 
 async def snapshot(actors: list[Any]) -> list[dict[str, Any]]:
-    return list(await asyncio.gather(*(a.state.remote("", 0, 0.0) for a in actors)))
+    return list(await asyncio.gather(*(a.state.remote("", 0, 0, 0, 0.0) for a in actors)))
 
 
 async def run_case(args: argparse.Namespace, mode: str, n: int, engine: Any) -> dict[str, Any]:
@@ -160,6 +163,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         "conditions": {
             "source": f"demo {args.width}x{args.height} @ {args.fps:g} fps",
             "engine": args.engine,
+            "per_frame": args.per_frame,
             "replicas": 1,
             "max_batch": args.max_batch,
             "batch_wait_ms": args.batch_wait_ms,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs facestream into ./.venv, deterministically and without touching the network at run time.
 #   bash scripts/setup.sh         runtime only (what `python run.py` needs)
-#   bash scripts/setup.sh --dev   plus training, benchmarks and tests (torch CPU, chromium, RTSP server)
+#   bash scripts/setup.sh --dev   plus training, benchmarks and tests (torch CPU, chromium, RTSP server, Ray)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV=0
@@ -27,6 +27,8 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${PIP[@]}" --no-deps -r requirements-nodeps.txt
 if [[ $DEV == 1 ]]; then
   "${PIP[@]}" -r requirements-dev.txt
+  # Ray, for the cluster tests (optional at run time: `run.py serve --ray`); ~1 min more.
+  "${PIP[@]}" -r requirements-cluster.txt
 fi
 "${PIP[@]}" --no-deps --no-build-isolation -e .
 # Fail here, not at run time, if the OpenCV clash came back.

@@ -17,16 +17,18 @@ import json
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import ray
 
 from streamer.cluster.overlap import OverlappedEngine, OverlappedPipeline
-from streamer.config import AppConfig, ConfigError, SourceConfig
+from streamer.config import AppConfig, ConfigError, EnhanceConfig, SourceConfig
 from streamer.enhancer import build_enhancer
 from streamer.run_loop import Processor
-from streamer.server.camera import CameraRunner
+from streamer.server.camera import CameraRunner, ProcessorFactory
 from streamer.server.encoder import EncodedFrame, SharedEncoder, renditions
 
 OUTLET_FRAMES = 30
@@ -82,19 +84,19 @@ class EngineRoute:
     deployment: str = ""
 
 
-def _processor_factory(route: EngineRoute) -> Any:
+def _processor_factory(route: EngineRoute) -> ProcessorFactory:
     def make(cfg: AppConfig, name: str) -> Processor:
         return OverlappedPipeline(cfg, name, enhancer_factory=lambda e: _engine(route, name, e))
 
     return make
 
 
-def _engine(route: EngineRoute, camera: str, cfg: Any) -> OverlappedEngine:
+def _engine(route: EngineRoute, camera: str, cfg: EnhanceConfig) -> OverlappedEngine:
     scale = cfg.scale
     if not route.app:
         local = build_enhancer(cfg)
 
-        def call_local(crops: Any, ids: Any, forget: Any) -> Any:
+        def call_local(crops: np.ndarray, ids: Sequence[int], forget: Sequence[int]) -> np.ndarray:
             if forget:
                 local.forget(forget)
             return local.enhance(crops, ids)
@@ -107,7 +109,7 @@ def _engine(route: EngineRoute, camera: str, cfg: Any) -> OverlappedEngine:
 
     handle = serve.get_deployment_handle(route.deployment, app_name=route.app)
 
-    def call_serve(crops: Any, ids: Any, forget: Any) -> Any:
+    def call_serve(crops: np.ndarray, ids: Sequence[int], forget: Sequence[int]) -> np.ndarray:
         request = EngineRequest(camera, scale, crops, tuple(ids), tuple(forget))
         return handle.enhance.remote(request).result(timeout_s=ENGINE_TIMEOUT_S)
 
@@ -122,12 +124,13 @@ class CameraActor:
         self.cfg = cfg
         self.epoch = uuid.uuid4().hex
         self.runner = CameraRunner(cfg, source, processor_factory=_processor_factory(route))
-        self.runner.ws_clients = 1  # face thumbnails are made here, for the head's dashboards
         self.outlets: dict[tuple[str, str, str], Outlet] = {}
         self.offered = renditions(cfg.server)
+        self._started = False
 
     def _start(self) -> None:
-        if self.runner._loop is None:
+        if not self._started:
+            self._started = True
             self.runner.start(asyncio.get_running_loop())
 
     async def ready(self, timeout: float) -> str:
@@ -151,11 +154,17 @@ class CameraActor:
         self._close_idle()
         return self.epoch, await outlet.after(after if epoch == self.epoch else 0, timeout)
 
-    async def state(self, epoch: str, after: int, timeout: float) -> dict[str, Any]:
+    async def state(
+        self, epoch: str, after: int, thumbs_after: int, dashboards: int, timeout: float
+    ) -> dict[str, Any]:
         """What the head shows of this camera: the newest frame's metadata once there is one after
-        `after`, and the camera's status, at the latest after `timeout`."""
+        `after`, and the camera's status, at the latest after `timeout`; the face thumbnails when
+        newer than `thumbs_after`, made only while the head has `dashboards` open."""
         self._start()
         runner = self.runner
+        runner.ws_clients = dashboards
+        if epoch != self.epoch:
+            thumbs_after = 0
         published = await runner.wait_newer(after if epoch == self.epoch else 0, timeout)
         status = runner.status
         out: dict[str, Any] = {
@@ -168,7 +177,9 @@ class CameraActor:
         if processor is not None:
             out["backend"], out["controls"] = processor.backend_name, processor.controls
             out["faces_enhanced"] = getattr(processor, "faces_enhanced", 0)
-        out["thumbs"] = runner.thumbs
+        thumbs_seq, thumbs_json = runner.thumbs
+        if thumbs_seq > thumbs_after:
+            out["thumbs"] = [thumbs_seq, thumbs_json]
         if published is not None:
             result = published.result
             out.update(

@@ -79,11 +79,12 @@ def deploy_engine(cfg: AppConfig) -> None:
 
     c = cfg.cluster
     serve.start(proxy_location="Disabled")
-    deployment = serve.deployment(FaceEngine, name=DEPLOYMENT).options(
+    deployment = serve.deployment(
+        name=DEPLOYMENT,
         num_replicas=c.engine_replicas,
         max_ongoing_requests=64,
         ray_actor_options={"num_cpus": 0, "resources": {ENGINE: 1}},
-    )
+    )(FaceEngine)
     serve.run(deployment.bind(cfg.enhance, c.max_batch, c.batch_wait_ms / 1000), name=APP, route_prefix=None)
     log.info("engine deployed: %d replica(s), batches of up to %d frames", c.engine_replicas, c.max_batch)
 

@@ -16,6 +16,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from ray import serve
@@ -56,8 +57,9 @@ class FaceEngine:
         self.keys: dict[tuple[str, int], int] = {}
         self._next_key = itertools.count(1)
         self.stats = BatchStats()
-        self.enhance.set_max_batch_size(max_batch)
-        self.enhance.set_batch_wait_timeout_s(batch_wait_s)
+        batched: Any = self.enhance  # serve.batch's setters, which its type hints do not show
+        batched.set_max_batch_size(max_batch)
+        batched.set_batch_wait_timeout_s(batch_wait_s)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def enhance(self, requests: list[EngineRequest]) -> list[np.ndarray]:

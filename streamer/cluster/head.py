@@ -99,8 +99,6 @@ class RemoteCamera(CameraRunner):
         self.actor: Any = None
         self.remote: dict[str, Any] = {}
         """The actor's newest state answer."""
-        self.restarts = 0
-        """Actors the head had to recreate (Ray's own restarts on a dead node not counted)."""
         self._down: CameraStatus | None = CameraStatus("starting")
         self._actor_lock = threading.Lock()
 
@@ -158,16 +156,16 @@ class RemoteCamera(CameraRunner):
         with self._actor_lock:
             actor, self.actor = self.actor, None
         if actor is not None:
-            self.restarts += 1
             ray.kill(actor, no_restart=True)
 
     def _follow(self) -> None:
         """Until the actor is gone for good: publish each state answer it gives. While Ray
         restarts it (its node died), calls fail or wait; the camera shows stalled meanwhile."""
-        epoch, seq = "", 0
+        epoch, seq, thumbs = "", 0, 0
         while not self._stop.is_set():
+            call = self.actor.state.remote(epoch, seq, thumbs, self.ws_clients, POLL_S)
             try:
-                state = ray.get(self.actor.state.remote(epoch, seq, POLL_S), timeout=POLL_S + 10)
+                state = ray.get(call, timeout=POLL_S + 10)
             except ray.exceptions.ActorDiedError:
                 raise
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
@@ -176,11 +174,13 @@ class RemoteCamera(CameraRunner):
                 continue
             self.remote = state
             if state["epoch"] != epoch:
-                epoch, seq = state["epoch"], 0
+                epoch, seq, thumbs = state["epoch"], 0, 0
             if state["seq"] > seq:
                 seq = state["seq"]
                 self._publish_remote(state)
-            self._thumbs_seq, self._thumbs_json = state["thumbs"]
+            if "thumbs" in state:  # counted here: an actor's own count restarts with it
+                thumbs, self._thumbs_json = state["thumbs"]
+                self._thumbs_seq += 1
 
     def _publish_remote(self, state: dict[str, Any]) -> None:
         meta = state["meta"]

@@ -40,6 +40,8 @@ class OverlappedEngine:
         self._forget: list[int] = []
         self._pending: Future[np.ndarray] | None = None
         self._pending_ids: list[int] = []
+        self._gone: set[int] = set()
+        """Tracks that ended while a call for them was in flight: their faces are not kept."""
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{name}")
 
     @property
@@ -52,6 +54,7 @@ class OverlappedEngine:
 
     def submit(self, crops: np.ndarray, track_ids: Sequence[int]) -> None:
         forget, self._forget = self._forget, []
+        self._gone.clear()
         self._pending_ids = list(track_ids)
         self._pending = self._executor.submit(self.call, crops, self._pending_ids, forget)
 
@@ -68,7 +71,7 @@ class OverlappedEngine:
             if self.failures in (1, 10) or self.failures % 100 == 0:
                 log.warning("engine %s: call failed (%d so far): %s", self.name, self.failures, exc)
             return []
-        return list(zip(self._pending_ids, faces, strict=True))
+        return [(t, face) for t, face in zip(self._pending_ids, faces, strict=True) if t not in self._gone]
 
     def enhance(self, crops: np.ndarray, track_ids: Sequence[int] | None = None) -> np.ndarray:
         """A blocking call, for callers outside the camera loop."""
@@ -76,6 +79,7 @@ class OverlappedEngine:
 
     def forget(self, track_ids: Sequence[int]) -> None:
         self._forget.extend(track_ids)
+        self._gone.update(track_ids)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
