@@ -173,6 +173,21 @@ async def test_faces_are_enhanced_by_the_batched_engine(server: RunningServer) -
 
 @needs_ray
 @module_loop
+async def test_live_controls_reach_the_camera_actor(server: RunningServer) -> None:
+    url = f"{server.base_url}/api/cameras/door/controls"
+    headers = {"Authorization": f"Bearer {server.token}"}
+    async with aiohttp.ClientSession(headers=headers) as s:
+        async with s.post(url, json={"detect_interval": 2}) as r:
+            assert r.status == 200 and (await r.json())["controls"]["detect_interval"] == 2
+        async with s.post(url, json={"detect_interval": 99}) as r:
+            assert r.status == 400 and "<= 30" in await r.text()
+    await until(
+        lambda: camera(server, "door").processor.controls["detect_interval"] == 2, 10, "controls shown"
+    )
+
+
+@needs_ray
+@module_loop
 async def test_a_camera_that_cannot_start_is_down_and_retried_with_backoff(server: RunningServer) -> None:
     broken = camera(server, "broken")
     await until(

@@ -68,6 +68,7 @@ class RemoteProcessor:
         return dict(self.camera.remote.get("controls", {}))
 
     def apply(self, changes: dict[str, object]) -> dict[str, object]:
+        """Validated and applied in the actor; the handler waits one actor round trip (a few ms)."""
         actor = self.camera.actor
         if actor is None:
             raise ConfigError("camera is down; retry once it is back")
@@ -119,14 +120,16 @@ class RemoteCamera(CameraRunner):
                 self.actor = None
 
     def _run(self) -> None:
-        attempt = 0
+        attempt, started = 0, time.monotonic()
         while not self._stop.is_set():
             try:
+                started = time.monotonic()
                 self._start_actor()
-                attempt = 0
                 self._follow()
             except Exception as exc:  # the camera is down; the others go on
-                attempt += 1
+                # Backoff starts over only after an actor that lasted: one that dies again and
+                # again right after starting keeps doubling the wait.
+                attempt = 1 if time.monotonic() - started > RETRY_MAX_S else attempt + 1
                 self._discard_actor()
                 if self._stop.is_set():
                     break
