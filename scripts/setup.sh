@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs facestream into ./.venv, deterministically and without touching the network at run time.
 #   bash scripts/setup.sh         runtime only (what `facestream` / `python run.py` needs)
-#   bash scripts/setup.sh --dev   plus training, benchmarks and tests (torch CPU, chromium, RTSP server)
+#   bash scripts/setup.sh --dev   plus training, benchmarks and tests (torch CPU, chromium, RTSP server, Ray)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV=0
@@ -32,6 +32,8 @@ if [[ $DEV == 1 ]]; then
   DL=(.venv/bin/python -m pip download -q --disable-pip-version-check --only-binary=:all: -d .whl)
   "${DL[@]}" -r requirements.txt "setuptools>=68"
   "${DL[@]}" --no-deps -r requirements-nodeps.txt
+  # Ray, for the cluster tests (optional at run time: `run.py serve --ray`); ~1 min more.
+  "${PIP[@]}" -r requirements-cluster.txt
 fi
 "${PIP[@]}" --no-deps --no-build-isolation -e .
 # Fail here, not at run time, if the OpenCV clash came back.

@@ -3,7 +3,8 @@
     facestream                      serve the built-in demo camera; open the printed URL
     facestream serve --source rtsp://cam/stream --source video.mp4
     facestream enhance --source in.mp4 --out out.mp4 [--json stats.json]
-    facestream bench pipeline|engines|quality|latency|detection
+    facestream serve --ray auto     cameras as Ray actors, one batched engine (requirements-cluster.txt)
+    facestream bench pipeline|engines|quality|latency|detection|viewers|cluster
     facestream train ...            train or adapt the FSR engines (needs the dev install)
 
 `python run.py ...` in a checkout is the same command. Every setting can also come from a TOML
@@ -32,6 +33,7 @@ BENCHES = {
     "latency": "benchmarks.latency",
     "detection": "benchmarks.detection",
     "viewers": "benchmarks.viewers",
+    "cluster": "benchmarks.cluster",
 }
 
 
@@ -75,7 +77,12 @@ def build_config(args: argparse.Namespace, command: str) -> AppConfig:
 def cmd_serve(args: argparse.Namespace) -> int:
     from streamer.server import serve
 
-    return serve(build_config(args, "serve"))
+    cfg = build_config(args, "serve")
+    if not cfg.cluster.ray:
+        return serve(cfg)
+    from streamer.cluster.connect import start
+
+    return serve(cfg, start(cfg))
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:

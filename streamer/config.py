@@ -381,6 +381,37 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Running the cameras on a Ray cluster (streamer/cluster/): `ray` empty keeps everything in
+    this process and never imports Ray. Actors and engine replicas ask for the custom resources
+    `facestream_camera` and `facestream_engine` (one each), never for fractional CPUs: a node
+    offers as many of each as its `ray start --resources` says it can run."""
+
+    __pydantic_config__ = _STRICT
+
+    ray: Annotated[
+        str,
+        _serve(
+            "run cameras on the Ray cluster at ADDRESS (host:port), or auto to start a local one",
+            flag="--ray",
+        ),
+    ] = ""
+    engine_replicas: Annotated[
+        int, _serve("Ray: FSR engine replicas, each batching face crops across cameras", ge=1)
+    ] = 1
+    max_batch: Annotated[int, _serve("Ray: most camera frames whose crops one engine call takes", ge=1)] = 8
+    batch_wait_ms: Annotated[
+        float, _serve("Ray: how long an engine replica waits for more cameras' crops", ge=0, le=1000)
+    ] = 50.0
+    engine_per_camera: Annotated[
+        bool, _serve("Ray: each camera actor runs an engine of its own instead of the shared deployment")
+    ] = False
+    actor_restarts: Annotated[
+        int, _serve("Ray: restarts of a camera actor (its node died) before the head recreates it", ge=0)
+    ] = 5
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole configuration. `mode` is `live` (a camera re-streamed: sources paced at their
     frame rate, newest frame wins, background detection, a per-frame engine budget) or `file`
@@ -395,6 +426,7 @@ class AppConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     mode: Literal["live", "file"] = "live"
 
     @property
@@ -409,6 +441,7 @@ SECTIONS: dict[str, type] = {
     "output": OutputConfig,
     "server": ServerConfig,
     "storage": StorageConfig,
+    "cluster": ClusterConfig,
 }
 
 _ADAPTER = TypeAdapter(AppConfig)
@@ -576,6 +609,10 @@ def _check_across(cfg: AppConfig) -> None:
         f"ws_origins entries must be origins like https://cams.example.org, got {list(sv.ws_origins)}",
     )
 
+    _check(
+        not cfg.cluster.ray or sv.shared_encoder,
+        "--ray needs server.shared_encoder: the pictures stay on the cluster, only packets reach the head",
+    )
     _check(
         sv.keyframe_min_gap_s <= sv.keyframe_interval_s,
         "keyframe_min_gap_s must be between 0 and keyframe_interval_s",

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from engines.base import INPUT_SIZE_FOR_SCALE, Enhancer
 from streamer.align import crop_tracks
 from streamer.composite import Gallery, compose_gallery, compose_inset, compose_upscale
-from streamer.config import AppConfig, ConfigError, apply, live_settings
+from streamer.config import AppConfig, ConfigError, EnhanceConfig, apply, live_settings
 from streamer.detection import DetectionStage
 from streamer.detectors import build_detector
 from streamer.enhancer import build_engines
@@ -34,7 +34,14 @@ STAGES = ("detect", "track", "crop", "enhance", "composite")
 
 
 class Pipeline:
-    def __init__(self, cfg: AppConfig, source_name: str = "source") -> None:
+    def __init__(
+        self,
+        cfg: AppConfig,
+        source_name: str = "source",
+        engines_factory: Callable[[EnhanceConfig], dict[int, Enhancer]] = build_engines,
+    ) -> None:
+        """`engines_factory` builds the engines by input side (streamer.enhancer.build_engines;
+        the cluster passes remote ones)."""
         self.cfg = cfg
         self.source_name = source_name
         self.stats = StageStats()
@@ -45,7 +52,8 @@ class Pipeline:
             stats=self.stats,
         )
         self.tracker = Tracker(cfg.track)
-        self.engines = build_engines(cfg.enhance)
+        self.engines_factory = engines_factory
+        self.engines = engines_factory(cfg.enhance)
         self.entries = EntryChooser(self.engines)
         self.gallery = Gallery()
         self._pending: AppConfig | None = None
@@ -86,7 +94,7 @@ class Pipeline:
         if new is None:
             return
         if new.enhance != self.cfg.enhance:
-            engines = build_engines(new.enhance)
+            engines = self.engines_factory(new.enhance)
             for old in self.engines.values():
                 old.close()
             self.engines, self.entries = engines, EntryChooser(engines)
@@ -146,13 +154,10 @@ class Pipeline:
         """One batched engine call per entry for the faces whose turn it is (all of them unless
         `enhance.per_frame` is set in live mode); the others are shown with their track's newest
         enhanced face, pasted through this frame's alignment so it still sits on the face."""
-        budget = (self.cfg.enhance.per_frame if self.cfg.live else 0) or len(crops)
-        size = self.enhancer.output_size
-        cached = {tid: img for tid, (_, img) in self._latest.items() if img.shape[0] == size}
-        order = sorted(crops, key=lambda c: self._latest[c.track_id][0] if c.track_id in cached else -1)
+        cached = self._cached()
         enhanced: dict[int, np.ndarray] = dict(cached)
         by_entry: dict[int, list[FaceCrop]] = {}
-        for c in order[:budget]:
+        for c in self._turns(crops, cached):
             by_entry.setdefault(c.size, []).append(c)
         for side, todo in by_entry.items():
             out = self.engines[side].enhance(np.stack([c.image for c in todo]), [c.track_id for c in todo])
@@ -161,6 +166,18 @@ class Pipeline:
                 self._latest[c.track_id] = (self.frames, img)
             self.faces_enhanced += len(todo)
         return [EnhancedFace(c.track_id, enhanced[c.track_id], c) for c in crops if c.track_id in enhanced]
+
+    def _cached(self) -> dict[int, np.ndarray]:
+        """Each track's newest enhanced face, where it has the engine's current size."""
+        size = self.enhancer.output_size
+        return {tid: img for tid, (_, img) in self._latest.items() if img.shape[0] == size}
+
+    def _turns(self, crops: list[FaceCrop], cached: Mapping[int, np.ndarray]) -> list[FaceCrop]:
+        """The crops to enhance now: within the live budget, faces never enhanced first, then
+        the ones enhanced longest ago."""
+        budget = (self.cfg.enhance.per_frame if self.cfg.live else 0) or len(crops)
+        order = sorted(crops, key=lambda c: self._latest[c.track_id][0] if c.track_id in cached else -1)
+        return order[:budget]
 
     def _choose(self, tracks: list[Track]) -> list[Track]:
         """The largest faces first when there are more than the engine budget allows."""

@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -33,7 +33,7 @@ import aioice.ice
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from streamer.config import AppConfig, ConfigError, live_settings
+from streamer.config import AppConfig, ConfigError, SourceConfig, live_settings
 from streamer.server.auth import Origins, hardening_middleware, request_token, token_matches, token_middleware
 from streamer.server.camera import CameraRunner, ProcessorFactory
 from streamer.server.latency import LatencyLog
@@ -51,6 +51,10 @@ from streamer.server.signaling import (
 )
 from streamer.server.timeline_api import add_timeline
 from streamer.server.tracks import KINDS, CameraTracks
+
+CameraFactory = Callable[[AppConfig, SourceConfig, Metrics], tuple[CameraRunner, CameraTracks]]
+"""Builds a camera and what its viewers subscribe to, where they are not the local ones (the
+Ray cluster's remote cameras, streamer/cluster/head.py)."""
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,7 @@ class ServerState:
         token: str,
         processor_factory: ProcessorFactory | None,
         latency_log: LatencyLog | None,
+        camera_factory: CameraFactory | None = None,
     ) -> None:
         sv = cfg.server
         self.cfg = cfg
@@ -96,9 +101,13 @@ class ServerState:
         self.ws_event = asyncio.Event()
         self.sockets: set[web.WebSocketResponse] = set()
         for source in cfg.sources:
-            runner = CameraRunner(cfg, source, self.metrics, processor_factory, latency_log)
+            if camera_factory is None:
+                runner = CameraRunner(cfg, source, self.metrics, processor_factory, latency_log)
+                tracks = CameraTracks(runner, cfg.server, latency_log)
+            else:
+                runner, tracks = camera_factory(cfg, source, self.metrics)
             self.cameras[runner.name] = runner
-            self.tracks[runner.name] = CameraTracks(runner, cfg.server, latency_log)
+            self.tracks[runner.name] = tracks
             self._watch(runner)
 
     def _watch(self, runner: CameraRunner) -> None:
@@ -475,8 +484,9 @@ def create_app(
     token: str,
     processor_factory: ProcessorFactory | None = None,
     latency_log: LatencyLog | None = None,
+    camera_factory: CameraFactory | None = None,
 ) -> web.Application:
-    state = ServerState(cfg, token, processor_factory, latency_log)
+    state = ServerState(cfg, token, processor_factory, latency_log, camera_factory)
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[

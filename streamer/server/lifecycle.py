@@ -13,7 +13,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from streamer.config import AppConfig, ConfigError, validate
-from streamer.server.app import STATE, ServerState, create_app
+from streamer.server.app import STATE, CameraFactory, ServerState, create_app
 from streamer.server.auth import make_token
 from streamer.server.camera import ProcessorFactory
 from streamer.server.latency import LatencyLog
@@ -70,6 +70,7 @@ async def start_server(
     cfg: AppConfig,
     processor_factory: ProcessorFactory | None = None,
     latency_log: LatencyLog | None = None,
+    camera_factory: CameraFactory | None = None,
 ) -> RunningServer:
     """Start the app on cfg.server.host:port (port 0 picks a free one) and return at once;
     cameras warm up in their threads."""
@@ -80,7 +81,7 @@ async def start_server(
     enable_loopback_fallback()
     limit_malloc_arenas()
     token = make_token(sv.token)
-    app = create_app(cfg, token, processor_factory, latency_log)
+    app = create_app(cfg, token, processor_factory, latency_log, camera_factory)
     state = app[STATE]
     # aiohttp's keep-alive timer also runs from the moment a connection opens until a whole request
     # head has arrived, so it is the header timeout as well as the idle one. Its request handler
@@ -111,8 +112,8 @@ async def start_server(
     return RunningServer(runner, f"{scheme}://{host}:{port}", token, state)
 
 
-async def _serve_forever(cfg: AppConfig) -> None:
-    server = await start_server(cfg)
+async def _serve_forever(cfg: AppConfig, camera_factory: CameraFactory | None) -> None:
+    server = await start_server(cfg, camera_factory=camera_factory)
     print(f"facestream: open {server.url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -125,10 +126,11 @@ async def _serve_forever(cfg: AppConfig) -> None:
         await server.stop()
 
 
-def serve(cfg: AppConfig) -> int:
-    """Run until Ctrl-C / SIGTERM. Prints exactly one line: the URL to open (token included)."""
+def serve(cfg: AppConfig, camera_factory: CameraFactory | None = None) -> int:
+    """Run until Ctrl-C / SIGTERM. Prints exactly one line: the URL to open (token included).
+    `camera_factory` puts the cameras elsewhere (the Ray cluster); the default runs them here."""
     for name in NOISY_LOGGERS:
         if logging.getLogger(name).level == logging.NOTSET:
             logging.getLogger(name).setLevel(logging.WARNING)
-    asyncio.run(_serve_forever(cfg))
+    asyncio.run(_serve_forever(cfg, camera_factory))
     return 0
