@@ -47,7 +47,8 @@ def run_py(*args: str, block_ray: bool = False) -> subprocess.CompletedProcess[s
 
 def test_without_ray_nothing_of_it_is_imported() -> None:
     code = (
-        "import sys; from streamer import cli; from streamer.server import start_server; import streamer.server.app; "
+        "import sys; from streamer import cli; from streamer.server import start_server; "
+        "import streamer.server.app; "
         "cli.build_config(cli.make_parser().parse_args(['serve']), 'serve'); print('ray' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
