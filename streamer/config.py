@@ -341,6 +341,16 @@ class ServerConfig:
     low_divisor: Annotated[
         int, _serve("the low rendition's width and height divided by this", ge=1, le=4)
     ] = 2
+    rtsp_out: Annotated[
+        int,
+        _serve(
+            "also serve each camera's enhanced stream as RTSP H.264 on this port, at "
+            "rtsp://facestream:TOKEN@HOST:PORT/CAMERA (0: off)",
+            ge=0,
+            le=65535,
+            flag="--rtsp-out",
+        ),
+    ] = 0
 
 
 @dataclass(frozen=True)

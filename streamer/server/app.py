@@ -47,6 +47,7 @@ from streamer.server.camera import CameraRunner, ProcessorFactory
 from streamer.server.latency import LatencyLog
 from streamer.server.log_throttle import ThrottledLog
 from streamer.server.metrics import Metrics
+from streamer.server.rtsp_out import RtspOut
 from streamer.server.signaling import (
     CandidatePolicy,
     Offer,
@@ -109,6 +110,7 @@ class ServerState:
             self.cameras[runner.name] = runner
             self.tracks[runner.name] = CameraTracks(runner, cfg.server, latency_log)
             self._watch(runner)
+        self.rtsp = RtspOut(sv, token, self.tracks) if sv.rtsp_out else None
 
     def _watch(self, runner: CameraRunner) -> None:
         self.metrics.add_camera(
@@ -118,11 +120,13 @@ class ServerState:
             frame_age=lambda: runner.last_frame_age,
         )
 
-    def start(self) -> None:
+    async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for runner in self.cameras.values():
             runner.add_listener(self._wake_ws)
             runner.start(loop)
+        if self.rtsp is not None:
+            await self.rtsp.start()
 
     def _wake_ws(self) -> None:
         event, self.ws_event = self.ws_event, asyncio.Event()
@@ -249,6 +253,8 @@ class ServerState:
             return_exceptions=True,
         )
         await asyncio.gather(*(self.close_peer(pc) for pc in list(self.peers)), return_exceptions=True)
+        if self.rtsp is not None:
+            await self.rtsp.stop()
         for tracks in self.tracks.values():
             tracks.stop()
         await asyncio.gather(*(asyncio.to_thread(r.stop) for r in self.cameras.values()))
@@ -497,7 +503,7 @@ def create_app(
     app[STATE] = state
 
     async def on_startup(app: web.Application) -> None:
-        state.start()
+        await state.start()
 
     async def on_shutdown(app: web.Application) -> None:
         await state.stop()
