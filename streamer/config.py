@@ -354,6 +354,26 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class RecordConfig:
+    """Continuous recording of each camera's enhanced stream (streamer/server/recording.py), in
+    mp4 segments remuxed from the shared H.264 encoder. `dir` empty: no recording. The oldest
+    segments go first when either limit is passed."""
+
+    __pydantic_config__ = _STRICT
+
+    dir: Annotated[
+        str, _serve("record each camera's enhanced stream into this folder (empty: off)", flag="--record-dir")
+    ] = ""
+    segment_s: Annotated[float, _serve("length of one mp4 segment (s)", ge=1.0, le=3600.0)] = 60.0
+    max_age_days: Annotated[
+        float, _serve("keep recordings this many days", gt=0, flag="--record-keep-days")
+    ] = 7.0
+    max_size_mb: Annotated[
+        int, _serve("keep at most this many MB of recordings", ge=1, flag="--record-keep-mb")
+    ] = 20_000
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole configuration. `mode` is `live` (a camera re-streamed: sources paced at their
     frame rate, newest frame wins, background detection, a per-frame engine budget) or `file`
@@ -367,6 +387,7 @@ class AppConfig:
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
     mode: Literal["live", "file"] = "live"
 
     @property
@@ -380,6 +401,7 @@ SECTIONS: dict[str, type] = {
     "enhance": EnhanceConfig,
     "output": OutputConfig,
     "server": ServerConfig,
+    "record": RecordConfig,
 }
 
 _ADAPTER = TypeAdapter(AppConfig)

@@ -47,6 +47,7 @@ from streamer.server.camera import CameraRunner, ProcessorFactory
 from streamer.server.latency import LatencyLog
 from streamer.server.log_throttle import ThrottledLog
 from streamer.server.metrics import Metrics
+from streamer.server.recording import Recordings
 from streamer.server.rtsp_out import RtspOut
 from streamer.server.signaling import (
     CandidatePolicy,
@@ -111,6 +112,9 @@ class ServerState:
             self.tracks[runner.name] = CameraTracks(runner, cfg.server, latency_log)
             self._watch(runner)
         self.rtsp = RtspOut(sv, token, self.tracks) if sv.rtsp_out else None
+        self.recordings = (
+            Recordings(cfg.record, self.tracks, self.metrics.registry) if cfg.record.dir else None
+        )
 
     def _watch(self, runner: CameraRunner) -> None:
         self.metrics.add_camera(
@@ -125,6 +129,8 @@ class ServerState:
         for runner in self.cameras.values():
             runner.add_listener(self._wake_ws)
             runner.start(loop)
+        if self.recordings is not None:
+            self.recordings.start()
         if self.rtsp is not None:
             await self.rtsp.start()
 
@@ -255,6 +261,8 @@ class ServerState:
         await asyncio.gather(*(self.close_peer(pc) for pc in list(self.peers)), return_exceptions=True)
         if self.rtsp is not None:
             await self.rtsp.stop()
+        if self.recordings is not None:
+            await self.recordings.stop()
         for tracks in self.tracks.values():
             tracks.stop()
         await asyncio.gather(*(asyncio.to_thread(r.stop) for r in self.cameras.values()))
