@@ -17,6 +17,7 @@ import av
 import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
+from test_fanout import pattern
 from test_webrtc import Received
 
 from devtools.viewer import connect_viewer
@@ -29,7 +30,17 @@ from streamer.config import (
     SourceConfig,
 )
 from streamer.server import RunningServer, start_server
-from streamer.server.recording import RETRY_S, Recordings, find_recording, segment_name, segment_start
+from streamer.server.camera import CameraRunner
+from streamer.server.encoder import EncodedFrame, VideoEncoder
+from streamer.server.recording import (
+    QUEUE_FRAMES,
+    RETRY_S,
+    Recordings,
+    find_recording,
+    segment_name,
+    segment_start,
+)
+from streamer.server.tracks import CameraTracks
 
 SEGMENT_S = 2.0
 
@@ -185,3 +196,29 @@ async def test_deleted_folder_and_full_disk_never_stop_live_video(tmp_path: Path
             await viewer.close()
             await srv.stop()
     assert {(w, h) for w, h, _ in got.frames["enhanced"]} == {(1280, 720)}
+
+
+def test_a_disk_that_falls_behind_drops_frames_up_to_a_keyframe(tmp_path: Path) -> None:
+    cfg = record_cfg(tmp_path / "rec")
+    tracks = CameraTracks(CameraRunner(cfg, cfg.sources[0]), cfg.server)
+    recordings = Recordings(cfg.record, {"door": tracks}, CollectorRegistry())
+    recorder = recordings.recorders["door"]  # not started: its writer never takes a frame
+    video = VideoEncoder("h264", 1000)
+    packets = [video.encode(pattern(i), keyframe=i % 50 == 0) for i in range(QUEUE_FRAMES + 60)]
+    frames = [EncodedFrame(p, bool(p.is_keyframe), i) for i, p in enumerate(packets) if p is not None]
+    for frame in frames[:QUEUE_FRAMES]:
+        recorder.deliver(frame)
+    recorder.deliver(frames[QUEUE_FRAMES])
+    assert recorder.encoder.requests["overflow"] == 1
+    assert recordings.metrics.dropped.labels("door")._value.get() == 1
+    while not recorder._queue.empty():  # the disk catches up
+        recorder._queue.get()
+    for frame in frames[QUEUE_FRAMES + 1 :]:
+        recorder.deliver(frame)
+    queued = []
+    while not recorder._queue.empty():
+        item = recorder._queue.get()
+        assert item is not None
+        queued.append(item[0].index)
+    assert queued and frames[queued[0]].keyframe, "after a drop the recording resumes at a keyframe"
+    assert queued == list(range(queued[0], frames[-1].index + 1))

@@ -155,8 +155,8 @@ class Recorder:
         self.owner = owner
         self.folder = camera_dir(Path(cfg.dir).expanduser(), self.camera.name)
         self.segment: Segment | None = None
-        self.failures = 0
-        self._queue: queue.Queue[tuple[EncodedFrame, float] | None] = queue.Queue(QUEUE_FRAMES)
+        self._queue: queue.SimpleQueue[tuple[EncodedFrame, float] | None] = queue.SimpleQueue()
+        """Bounded by `deliver` to QUEUE_FRAMES frames; the end marker always gets in."""
         self._skip_to_key = False
         self._retry_at = 0.0
         self._asked = False
@@ -175,14 +175,14 @@ class Recorder:
     def deliver(self, frame: EncodedFrame) -> None:
         if self._skip_to_key and not frame.keyframe:
             return
-        try:
-            self._queue.put_nowait((frame, time.time()))
-            self._skip_to_key = False
-        except queue.Full:
+        if self._queue.qsize() >= QUEUE_FRAMES:
             self.owner.metrics.dropped.labels(self.camera.name).inc()
             if not self._skip_to_key:
                 self.encoder.request_keyframe("overflow")
             self._skip_to_key = True
+            return
+        self._queue.put((frame, time.time()))
+        self._skip_to_key = False
 
     def end(self) -> None:
         self._queue.put(None)
@@ -272,7 +272,6 @@ class Recorder:
 
     def _failed(self, exc: BaseException) -> None:
         reason = failure_reason(exc)
-        self.failures += 1
         self.owner.metrics.errors.labels(self.camera.name, reason).inc()
         self.owner.error_log.warning(
             "camera %s: recording failed (%s: %s); live video goes on, retrying in %.0f s",
