@@ -101,17 +101,21 @@ async def test_segments_play_back_and_a_moment_is_found_in_them(
     closed = segments(folder)[:2]
     starts = [segment_start(p) for p in closed]
     assert all(s is not None for s in starts)
+    lengths = []
     for path in closed:
         sizes, length = await asyncio.to_thread(decoded, path)
-        assert len(sizes) >= 3 and set(sizes) == {(1280, 720)}
-        assert SEGMENT_S * 0.7 <= length <= SEGMENT_S + 2.0, length
+        assert len(sizes) >= 2 and set(sizes) == {(1280, 720)}
+        lengths.append(length)
     first_start, second_start = starts[0], starts[1]
     assert first_start is not None and second_start is not None
-    _, first_length = await asyncio.to_thread(decoded, closed[0])
+    # A segment rolls on the first keyframe at or past segment_s (asked for when due), and the
+    # next one starts there: its name is that keyframe's time, the file ends one frame before.
     gap = second_start - first_start
-    assert first_length - 0.05 <= gap <= first_length + 1.0, "back to back, one frame between ends and starts"
-    found = await asyncio.to_thread(find_recording, tmp_path / "rec", "door", first_start + 1.0)
-    assert found is not None and found[0] == closed[0] and found[1] == pytest.approx(1.0)
+    assert SEGMENT_S - 0.01 <= gap <= SEGMENT_S + 2.0, gap
+    assert gap - 2.0 <= lengths[0] <= gap + 0.05, (lengths[0], gap)
+    moment = min(1.0, lengths[0] / 2)
+    found = await asyncio.to_thread(find_recording, tmp_path / "rec", "door", first_start + moment)
+    assert found is not None and found[0] == closed[0] and found[1] == pytest.approx(moment)
     assert await asyncio.to_thread(find_recording, tmp_path / "rec", "door", first_start - 5) is None
     assert await asyncio.to_thread(find_recording, tmp_path / "rec", "hall", first_start + 1) is None
     text = await metrics(recording)

@@ -20,7 +20,8 @@ from streamer.server.latency import read_stamp_from_frame
 from streamer.server.signaling import MAX_SDP_CHARS, enable_loopback_fallback, rtc_configuration
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
-PENDING_S = 3.0
+PENDING_S = 8.0
+"""Long enough for ICE and DTLS on a busy 2-core machine, short enough to wait for in a test."""
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
