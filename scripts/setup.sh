@@ -8,9 +8,10 @@ DEV=0
 [[ "${1:-}" == "--dev" ]] && DEV=1
 
 if [[ $DEV == 1 ]]; then
-  # System packages for the tests: a real browser and a real RTSP server (GStreamer).
+  # System packages for the tests: a real browser and a real RTSP server (GStreamer; h264parse,
+  # which RTSP out needs, is in plugins-bad).
   APT_PKGS=(chromium chromium-driver gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
-            gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools)
+            gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-tools)
   missing=()
   for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if (( ${#missing[@]} )); then

@@ -352,6 +352,36 @@ class ServerConfig:
     low_divisor: Annotated[
         int, _serve("the low rendition's width and height divided by this", ge=1, le=4)
     ] = 2
+    rtsp_out: Annotated[
+        int,
+        _serve(
+            "also serve each camera's enhanced stream as RTSP H.264 on this port, at "
+            "rtsp://facestream:TOKEN@HOST:PORT/CAMERA (0: off)",
+            ge=0,
+            le=65535,
+            flag="--rtsp-out",
+        ),
+    ] = 0
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """Continuous recording of each camera's enhanced stream (streamer/server/recording.py), in
+    mp4 segments remuxed from the shared H.264 encoder. `dir` empty: no recording. The oldest
+    segments go first when either limit is passed."""
+
+    __pydantic_config__ = _STRICT
+
+    dir: Annotated[
+        str, _serve("record each camera's enhanced stream into this folder (empty: off)", flag="--record-dir")
+    ] = ""
+    segment_s: Annotated[float, _serve("length of one mp4 segment (s)", ge=1.0, le=3600.0)] = 60.0
+    max_age_days: Annotated[
+        float, _serve("keep recordings this many days", gt=0, flag="--record-keep-days")
+    ] = 7.0
+    max_size_mb: Annotated[
+        int, _serve("keep at most this many MB of recordings", ge=1, flag="--record-keep-mb")
+    ] = 20_000
 
 
 @dataclass(frozen=True)
@@ -427,6 +457,7 @@ class AppConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
     mode: Literal["live", "file"] = "live"
 
     @property
@@ -442,6 +473,7 @@ SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "storage": StorageConfig,
     "cluster": ClusterConfig,
+    "record": RecordConfig,
 }
 
 _ADAPTER = TypeAdapter(AppConfig)

@@ -7,6 +7,8 @@ Routes (all but /healthz need the token, see auth.py):
     POST /api/cameras/{name}/offer          {sdp, type, tracks?, codec?, rendition?} -> {sdp, type, tracks}
     POST /api/cameras/{name}/controls       {scale?, mode?, detect_interval?, upscale?} -> controls
     GET  /api/ws                            per-frame metadata and face thumbnails (JSON messages)
+    POST /whep/{camera}/{track}             WHEP: SDP offer -> 201, SDP answer, Location (whep.py)
+    DELETE /whep/{camera}/{track}/{session} ends that WHEP session
     GET  /metrics                           Prometheus text format
     GET  /healthz                           {"status": "ok" | "degraded"}; with the token also
                                             {"down": [cameras not live, with state and last error]}
@@ -34,13 +36,23 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from streamer.config import AppConfig, ConfigError, SourceConfig, live_settings
-from streamer.server.auth import Origins, hardening_middleware, request_token, token_matches, token_middleware
+from streamer.server.auth import (
+    Origins,
+    hardening_middleware,
+    read_body,
+    request_token,
+    token_matches,
+    token_middleware,
+)
 from streamer.server.camera import CameraRunner, ProcessorFactory
 from streamer.server.latency import LatencyLog
 from streamer.server.log_throttle import ThrottledLog
 from streamer.server.metrics import Metrics
+from streamer.server.recording import Recordings
+from streamer.server.rtsp_out import RtspOut
 from streamer.server.signaling import (
     CandidatePolicy,
+    Offer,
     OfferError,
     PeerCaps,
     PeerLimitError,
@@ -51,6 +63,7 @@ from streamer.server.signaling import (
 )
 from streamer.server.timeline_api import add_timeline
 from streamer.server.tracks import KINDS, CameraTracks
+from streamer.server.whep import Whep
 
 CameraFactory = Callable[[AppConfig, SourceConfig, Metrics], tuple[CameraRunner, CameraTracks]]
 """Builds a camera and what its viewers subscribe to, where they are not the local ones (the
@@ -109,6 +122,10 @@ class ServerState:
             self.cameras[runner.name] = runner
             self.tracks[runner.name] = tracks
             self._watch(runner)
+        self.rtsp = RtspOut(sv, token, self.tracks) if sv.rtsp_out else None
+        self.recordings = (
+            Recordings(cfg.record, self.tracks, self.metrics.registry) if cfg.record.dir else None
+        )
 
     def _watch(self, runner: CameraRunner) -> None:
         self.metrics.add_camera(
@@ -118,11 +135,15 @@ class ServerState:
             frame_age=lambda: runner.last_frame_age,
         )
 
-    def start(self) -> None:
+    async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for runner in self.cameras.values():
             runner.add_listener(self._wake_ws)
             runner.start(loop)
+        if self.recordings is not None:
+            self.recordings.start()
+        if self.rtsp is not None:
+            await self.rtsp.start()
 
     def _wake_ws(self) -> None:
         event, self.ws_event = self.ws_event, asyncio.Event()
@@ -144,6 +165,71 @@ class ServerState:
         runner.viewers += 1
         self.update_peer_gauges(camera)
         return True
+
+    async def open_peer(self, runner: CameraRunner, parsed: Offer, client: str) -> RTCPeerConnection:
+        """A peer connection that answered `parsed` (its local description is the answer), held
+        as pending until it connects: what the JSON offer route and WHEP share. Raises the HTTP
+        error the client gets: the peer caps (429/503), an offer aiortc cannot apply (400)."""
+        sdp, refused = self.candidates.filter_sdp(parsed.sdp)
+        if refused:
+            self.client_log.info(
+                "offer from %s: ICE candidates outside the policy dropped: %s", client, refused[:8]
+            )
+        try:
+            self.caps.check(client, self.pending.count(client))
+        except PeerLimitError as exc:
+            self.metrics.rejected.labels("per_client" if exc.status == 429 else "total").inc()
+            raise _limit_response(exc) from None
+
+        pc = RTCPeerConnection(rtc_configuration(self.cfg.server.stun_servers))
+        self.peers[pc] = (client, runner.name)
+        evicted = self.pending.add(pc, client)
+        if isinstance(evicted, RTCPeerConnection):
+            self.metrics.rejected.labels("pending_evicted").inc()
+            self.close_soon(evicted)
+        self.update_peer_gauges(runner.name)
+        # Whatever happens next (bad SDP, a client that never completes ICE, a dropped request),
+        # the pending hold ends within pending_timeout_s.
+        timeout = self.cfg.server.pending_timeout_s
+        asyncio.get_running_loop().call_later(timeout, _drop_if_unconnected, self, pc, timeout)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState == "connected" and not self.promote(pc):
+                log.info(
+                    "viewer %s connected to %s after the peer caps filled up; closing it", client, runner.name
+                )
+                await self.close_peer(pc)
+            elif pc.connectionState in ("failed", "closed"):
+                await self.close_peer(pc)
+
+        try:
+            # Our transceivers exist before the offer is applied: aiortc negotiates codecs inside
+            # setRemoteDescription, and binds the offer's video m-lines to them in order.
+            add_senders(pc, self.tracks[runner.name], parsed)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:  # an offer the checks let through that aiortc still cannot use
+            await self.close_peer(pc)
+            self.client_log.info(
+                "offer for %s refused by aiortc (latest from %s): %s: %s",
+                runner.name,
+                client,
+                type(exc).__name__,
+                exc,
+            )
+            raise web.HTTPBadRequest(
+                text="400: cannot use this offer: its codecs, ICE or DTLS parameters could not be applied"
+            ) from None
+        log.info(
+            "viewer %s answered for %s (%s %s, %s)",
+            client,
+            runner.name,
+            parsed.codec,
+            parsed.rendition,
+            ",".join(parsed.tracks),
+        )
+        return pc
 
     async def close_peer(self, pc: RTCPeerConnection) -> None:
         """Free the peer's slot and close it; never raises (a half-built peer connection can
@@ -184,6 +270,10 @@ class ServerState:
             return_exceptions=True,
         )
         await asyncio.gather(*(self.close_peer(pc) for pc in list(self.peers)), return_exceptions=True)
+        if self.rtsp is not None:
+            await self.rtsp.stop()
+        if self.recordings is not None:
+            await self.recordings.stop()
         for tracks in self.tracks.values():
             tracks.stop()
         await asyncio.gather(*(asyncio.to_thread(r.stop) for r in self.cameras.values()))
@@ -207,11 +297,7 @@ def _camera(request: web.Request) -> CameraRunner:
 async def _json_body(request: web.Request) -> Any:
     """The parsed body; oversized -> 413 (aiohttp's client_max_size), too slow -> 408, not JSON
     (or nested past what the parser can recurse into) -> 400."""
-    try:
-        async with asyncio.timeout(_state(request).cfg.server.body_timeout_s):
-            raw = await request.read()
-    except TimeoutError:
-        raise web.HTTPRequestTimeout(text="408: the request body did not arrive in time") from None
+    raw = await read_body(request, _state(request).cfg.server.body_timeout_s)
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -319,67 +405,7 @@ async def offer(request: web.Request) -> web.Response:
     except OfferError as exc:
         state.client_log.info("offer refused (latest from %s): %s", client, exc)
         raise web.HTTPBadRequest(text=f"400: {exc}") from None
-    sdp, refused = state.candidates.filter_sdp(parsed.sdp)
-    if refused:
-        state.client_log.info(
-            "offer from %s: ICE candidates outside the policy dropped: %s", client, refused[:8]
-        )
-    try:
-        state.caps.check(client, state.pending.count(client))
-    except PeerLimitError as exc:
-        state.metrics.rejected.labels("per_client" if exc.status == 429 else "total").inc()
-        raise _limit_response(exc) from None
-
-    pc = RTCPeerConnection(rtc_configuration(state.cfg.server.stun_servers))
-    state.peers[pc] = (client, runner.name)
-    evicted = state.pending.add(pc, client)
-    if isinstance(evicted, RTCPeerConnection):
-        state.metrics.rejected.labels("pending_evicted").inc()
-        state.close_soon(evicted)
-    state.update_peer_gauges(runner.name)
-    # Whatever happens next (bad SDP, a client that never completes ICE, a dropped request),
-    # the pending hold ends within pending_timeout_s.
-    timeout = state.cfg.server.pending_timeout_s
-    asyncio.get_running_loop().call_later(timeout, _drop_if_unconnected, state, pc, timeout)
-
-    @pc.on("connectionstatechange")
-    async def on_state() -> None:
-        if pc.connectionState == "connected" and not state.promote(pc):
-            log.info(
-                "viewer %s connected to %s after the peer caps filled up; closing it", client, runner.name
-            )
-            await state.close_peer(pc)
-        elif pc.connectionState in ("failed", "closed"):
-            await state.close_peer(pc)
-
-    try:
-        # Our transceivers exist before the offer is applied: aiortc negotiates codecs inside
-        # setRemoteDescription, and binds the offer's video m-lines to them in order.
-        add_senders(pc, state.tracks[runner.name], parsed)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
-    except Exception as exc:  # an offer parse_offer let through that aiortc still cannot use
-        await state.close_peer(pc)
-        state.client_log.info(
-            "offer for %s refused by aiortc (latest from %s): %s: %s",
-            runner.name,
-            client,
-            type(exc).__name__,
-            exc,
-        )
-        raise web.HTTPBadRequest(
-            text="400: cannot use this offer: its codecs, ICE or DTLS parameters could not be applied"
-        ) from None
-
-    log.info(
-        "viewer %s answered for %s (%s %s, %s)",
-        client,
-        runner.name,
-        parsed.codec,
-        parsed.rendition,
-        ",".join(parsed.tracks),
-    )
+    pc = await state.open_peer(runner, parsed, client)
     return web.json_response(
         {
             "sdp": pc.localDescription.sdp,
@@ -497,7 +523,7 @@ def create_app(
     app[STATE] = state
 
     async def on_startup(app: web.Application) -> None:
-        state.start()
+        await state.start()
 
     async def on_shutdown(app: web.Application) -> None:
         await state.stop()
@@ -513,4 +539,5 @@ def create_app(
     app.router.add_post("/api/cameras/{name}/controls", controls)
     app.router.add_get("/api/ws", websocket)
     add_timeline(app, cfg.storage, state.cameras.values(), state.metrics.registry, token, STATIC_DIR)
+    app.router.add_routes(Whep(state).routes())
     return app

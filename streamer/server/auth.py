@@ -14,6 +14,7 @@ origins, built from the configured host: the request's `Host` header is the clie
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import secrets
@@ -72,6 +73,16 @@ def token_middleware(token: str, client_log: ThrottledLog) -> Middleware:
         return await handler(request)
 
     return check_token
+
+
+async def read_body(request: web.Request, timeout_s: float) -> bytes:
+    """The whole body, or 408 when it does not arrive within `timeout_s` (a client trickling a
+    body would otherwise hold a handler forever); oversized -> 413 (aiohttp's client_max_size)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="408: the request body did not arrive in time") from None
 
 
 def _origin_key(origin: str) -> OriginKey | None:

@@ -94,7 +94,11 @@ async def start_server(
         keepalive_timeout=sv.idle_timeout_s,
         logger=state.client_log,
     )
-    await runner.setup()
+    try:
+        await runner.setup()  # app startup: cameras, and the RTSP server if asked for
+    except ConfigError:
+        await runner.cleanup()
+        raise
     site = web.TCPSite(runner, sv.host, sv.port, ssl_context=context)
     try:
         await site.start()

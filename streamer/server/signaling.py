@@ -196,11 +196,33 @@ def add_senders(pc: RTCPeerConnection, tracks: CameraTracks, offer: Offer) -> li
     return ours
 
 
-def _check_media(sdp: str, n_tracks: int, codec: str) -> None:
+def parse_sdp_offer(sdp: str, track: str, default_codec: str) -> Offer:
+    """Check a bare SDP offer (WHEP) for one `track`: the codec is the server's own if the first
+    video m-line offers it, else the other one it offers; the same checks as `parse_offer` after."""
+    if not sdp.startswith("v=0"):
+        raise OfferError("the body must be an SDP offer starting with v=0")
+    description = _parsed(sdp)
+    video = next((m for m in description.media if m.kind == "video"), None)
+    offered = {c.mimeType.lower() for c in video.rtp.codecs} if video is not None else set()
+    usable = [c for c in (default_codec, *CODEC_MIME) if CODEC_MIME[c].lower() in offered]
+    if not usable:
+        raise OfferError(f"the offer's first video m-line must offer one of {sorted(CODEC_MIME)}")
+    _check_description(description, 1, usable[0])
+    return Offer(sdp=sdp, tracks=(track,), codec=usable[0])
+
+
+def _parsed(sdp: str) -> SessionDescription:
     try:
-        description = SessionDescription.parse(sdp)
+        return SessionDescription.parse(sdp)
     except Exception:  # aiortc's parser asserts and indexes freely: any failure means malformed SDP
         raise OfferError("'sdp' is not SDP that can be parsed") from None
+
+
+def _check_media(sdp: str, n_tracks: int, codec: str) -> None:
+    _check_description(_parsed(sdp), n_tracks, codec)
+
+
+def _check_description(description: SessionDescription, n_tracks: int, codec: str) -> None:
     mids = [m.rtp.muxId for m in description.media]
     if any(m.kind not in MEDIA_KINDS for m in description.media):
         raise OfferError(f"every m-line must be one of {list(MEDIA_KINDS)} (lower case)")
