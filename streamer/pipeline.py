@@ -140,8 +140,9 @@ class Pipeline:
 
     def _crop(self, image: np.ndarray, tracks: list[Track]) -> list[FaceCrop]:
         """Each face cropped at the input side of the engine it enters; a face too large for
-        every entry is left out (it is shown as it is)."""
-        if self.cfg.enhance.entry == "fixed":
+        every entry is left out (it is shown as it is). With a single engine (fixed entry, or a
+        cluster's remote engine) every face enters that one."""
+        if self.cfg.enhance.entry == "fixed" or len(self.engines) == 1:
             return crop_tracks(image, tracks, self.enhancer.input_size)
         groups: dict[int, list[Track]] = {}
         for t in tracks:

@@ -662,3 +662,18 @@ async def test_a_killed_rtsp_camera_goes_down_and_comes_back(
     finally:
         await srv.stop()
         rtsp.kill()
+
+
+@module_loop
+async def test_an_offer_without_dtls_fingerprint_or_ice_credentials_is_a_400(
+    server: RunningServer, http: aiohttp.ClientSession, offer_sdp: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiortc answers such an offer, then fails inside its own connect task (an exception no one
+    collects): refused before aiortc sees it."""
+    url = server.base_url + "/api/cameras/cam1/offer"
+    for drop in ("a=fingerprint:", "a=ice-pwd:"):
+        sdp = "\r\n".join(line for line in offer_sdp.splitlines() if not line.startswith(drop)) + "\r\n"
+        async with http.post(url, headers=bearer(TOKEN), json={"sdp": sdp, "type": "offer"}) as resp:
+            assert resp.status == 400, drop
+            assert drop.removeprefix("a=").rstrip(":") in await resp.text()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]

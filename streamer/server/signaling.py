@@ -226,6 +226,12 @@ def _check_description(description: SessionDescription, n_tracks: int, codec: st
     mids = [m.rtp.muxId for m in description.media]
     if any(m.kind not in MEDIA_KINDS for m in description.media):
         raise OfferError(f"every m-line must be one of {list(MEDIA_KINDS)} (lower case)")
+    # Without these aiortc still answers, then its connect task fails inside (an exception no
+    # one collects) and the peer holds a pending place until its timeout.
+    if any(m.dtls is None or not m.dtls.fingerprints for m in description.media):
+        raise OfferError("every m-line needs a DTLS a=fingerprint (at session or media level)")
+    if any(m.ice is None or not m.ice.usernameFragment or not m.ice.password for m in description.media):
+        raise OfferError("every m-line needs a=ice-ufrag and a=ice-pwd")
     if len(set(mids)) != len(mids):
         raise OfferError("the offer's m-lines must have distinct a=mid values")
     for group in description.group:
