@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,13 @@ import numpy as np
 from engines.backends import Backend, BackendOptions, BackendUnavailable, ModelSpec, backend_class, resolve
 from engines.base import check_batch
 from engines.factory import INPUT_SIZE_FOR_SCALE
-from engines.latent import TemporalLatent, toward_mean
+from engines.latent import TemporalLatent, interpolate_code
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MR_SIZE = 64
+"""Side of step 1's output and step 2's input (engines/train/configs.py: MR_SIZE)."""
 
 
 class WeightsNotFound(FileNotFoundError):
@@ -127,7 +129,9 @@ class TwoStepEnhancer:
     """`engines.base.Enhancer` over three backends (step 1, step 2 encoder, step 2 decoder).
 
     prior_strength pulls each latent toward the prior's mean (0 = off); temporal is the
-    exponential smoothing factor of each track's latent across frames (0 = off).
+    exponential smoothing factor of each track's latent across frames (0 = off). Both act on
+    the code channels the mean covers; a residual prior's MR channels pass through
+    (engines/latent.py `interpolate_code`).
     """
 
     def __init__(
@@ -176,14 +180,26 @@ class TwoStepEnhancer:
 
     def enhance(self, crops: np.ndarray, track_ids: Sequence[int] | None = None) -> np.ndarray:
         check_batch(crops, self.input_size)
+        return self._prior(crops, track_ids, lambda x: self._run(self.step1, x))
+
+    def enhance_mr(self, crops: np.ndarray, track_ids: Sequence[int] | None = None) -> np.ndarray:
+        """Step 2 alone, for faces that are natively about MR size (64 px) in the frame: rebuilding
+        them from an s px crop would throw away their own pixels. Same prior interpolation and the
+        same per-track state as `enhance` (the codes live in one space), so a track may move
+        between the two entry points. (N, 64, 64, 3) -> (N, output_size, output_size, 3)."""
+        check_batch(crops, MR_SIZE)
+        return self._prior(crops, track_ids, lambda x: x)
+
+    def _prior(
+        self, crops: np.ndarray, track_ids: Sequence[int] | None, to_mr: Callable[[np.ndarray], np.ndarray]
+    ) -> np.ndarray:
         n = len(crops)
         if track_ids is not None and len(track_ids) != n:
             raise ValueError(f"got {len(track_ids)} track ids for {n} crops")
         if n == 0:
             return np.empty((0, self.output_size, self.output_size, 3), np.uint8)
-        z = toward_mean(self.latents(crops), self.latent_mean, self.prior_strength)
-        if self.temporal is not None and track_ids is not None:
-            z = self.temporal.update_batch(track_ids, z)
+        latents = self._run(self.encoder, to_mr(to_model_input(crops)))
+        z = interpolate_code(latents, self.latent_mean, self.prior_strength, self.temporal, track_ids)
         hr = self._run(self.decoder, z)
         if hr.shape[1:] != (3, self.output_size, self.output_size):
             raise RuntimeError(

@@ -85,9 +85,10 @@ def zero_conv(cin: int, cout: int) -> nn.Conv2d:
 
 class ResidualUpscaler(nn.Module):
     """LR face -> larger face as a residual over its `base` upscale (bilinear or bicubic; the
-    residual's last conv starts at zero), so an untrained or uncertain net is that interpolation. Most layers run at the LR size (cheap); each x2
-    stage narrows the channels so cost stays flat as resolution grows. Step 1 and the one-step
-    ablation differ only in what a stage holds (`stage(cin, cout)`) and the narrowest width.
+    residual's last conv starts at zero), so an untrained or uncertain net is that
+    interpolation. Most layers run at the LR size (cheap); each x2 stage narrows the channels
+    so cost stays flat as resolution grows. Step 1 and the one-step ablation differ only in
+    what a stage holds (`stage(cin, cout)`) and the narrowest width.
 
     Shapes: (N, 3, scale_in, scale_in) in [0, 1] -> (N, 3, scale_out, scale_out) in [0, 1].
     """

@@ -51,7 +51,9 @@ class ResidualDecoder(nn.Module):
     -> resblock -> x2 -> plus MR features at 64 px -> conv -> bilinear x2 + zero-init conv = the
     residual over bicubic(MR). All upsampling is resize-then-conv (no checkerboard)."""
 
-    def __init__(self, code_ch: int = 16, channels: int = 32, mid: int = 24, fine: int = 16, blocks: int = 1) -> None:
+    def __init__(
+        self, code_ch: int = 16, channels: int = 32, mid: int = 24, fine: int = 16, blocks: int = 1
+    ) -> None:
         super().__init__()
         self.code_ch = code_ch
         self.unpack = nn.PixelShuffle(PACK)
@@ -75,7 +77,9 @@ class ResidualDecoder(nn.Module):
         x = self.fuse32(torch.cat([self.code(code), self.f32(f64)], dim=1))
         x = self.fuse64(self.up64(x) + f64)
         out = 2 * MR_SIZE
-        return unit_range(upsample(mr, out, "bicubic") + self.tail(upsample(x, out, "bilinear")), self.training)
+        return unit_range(
+            upsample(mr, out, "bicubic") + self.tail(upsample(x, out, "bilinear")), self.training
+        )
 
 
 class ResidualPrior(nn.Module):

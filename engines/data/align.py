@@ -3,10 +3,11 @@ that frames every face crop the FSR models see, at training and at inference.
 
 The template is InsightFace's ArcFace five points (left eye, right eye, nose tip, left and right
 mouth corner, in image order) as `insightface.utils.face_align.estimate_norm` places them in a
-128 px image (shifted 8 px right), shrunk inside the crop by `PAD` of the box on each side, so the crop holds the
-whole head outline plus context. The similarity is Umeyama's least-squares estimate, the one
-scikit-image's `SimilarityTransform.estimate` (and so InsightFace) computes; kept here in numpy
-so that the engines need neither streamer/ nor InsightFace to align their training data.
+128 px image (shifted 8 px right), shrunk inside the crop by `PAD` of the box on each side, so
+the crop holds the whole head outline plus context. The similarity is Umeyama's least-squares
+estimate, the one scikit-image's `SimilarityTransform.estimate` (and so InsightFace) computes;
+kept here in numpy so that the engines need neither streamer/ nor InsightFace to align their
+training data.
 """
 
 from __future__ import annotations

@@ -61,7 +61,9 @@ def ensure_splits(data_dir: Path | None = None, seed: int = 0) -> None:
         write_splits(make_splits(folder(data_dir) / "images", seed=seed), DATASET)
 
 
-def align_split(split: str, data_dir: Path | None = None, size: int = HR_SIZE) -> tuple[list[str], np.ndarray]:
+def align_split(
+    split: str, data_dir: Path | None = None, size: int = HR_SIZE
+) -> tuple[list[str], np.ndarray]:
     """Names and aligned RGB uint8 crops (N, size, size, 3) of one split."""
     root = folder(data_dir)
     points = read_keypoints(root / "keypoints49.tsv")

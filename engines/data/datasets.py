@@ -19,7 +19,11 @@ def names(datasets: str) -> list[str]:
 
 
 def load_hr(
-    split: str, cache_dir: Path, data_dir: Path | None = None, datasets: str = "celeba", limit: int | None = None
+    split: str,
+    cache_dir: Path,
+    data_dir: Path | None = None,
+    datasets: str = "celeba",
+    limit: int | None = None,
 ) -> np.ndarray:
     """uint8 RGB (N, 128, 128, 3) of every named dataset's split, concatenated in order; `limit`
     caps each dataset (smoke runs). All-Age-Faces is aligned from its own landmarks, the others

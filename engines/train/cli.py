@@ -154,7 +154,9 @@ def main(args: argparse.Namespace) -> int:
             learned=not args.no_learned,
         )
     elif args.what == "onestep":
-        train_restorer("onestep", args.scale, args.variant, options(args, "onestep"), learned=not args.no_learned)
+        train_restorer(
+            "onestep", args.scale, args.variant, options(args, "onestep"), learned=not args.no_learned
+        )
     else:
         train_step2(args.variant, options(args, "step2"))
         for scale in sorted(C.SCALES):

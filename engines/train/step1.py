@@ -210,7 +210,11 @@ def train_restorer(
         "split": split_note(opts.dataset),
         "degradation": " + ".join(
             ["synthetic (blur, noise, H.264/JPEG)"]
-            + (["video coding of mosaic frames (engines/data/video_degrade.py, cached pool)"] if video else [])
+            + (
+                ["video coding of mosaic frames (engines/data/video_degrade.py, cached pool)"]
+                if video
+                else []
+            )
             + (["learned generator vs real tiny faces (after a synthetic bootstrap)"] if learned else [])
         ),
         "codec": "real H.264 (PyAV libx264) and JPEG"

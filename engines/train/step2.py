@@ -158,8 +158,9 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
         "final_losses": loop.losses,
         "trained": True,
         "start": start,
-        "data": f"{len(hr_all)} aligned {opts.dataset} training faces at 128 px; MR input = area downscale to 64 px, "
-        f"softened (Gaussian blur sigma <= {MR_BLUR}) and noisy (sigma <= {MR_NOISE})",
+        "data": f"{len(hr_all)} aligned {opts.dataset} training faces at 128 px; "
+        f"MR input = area downscale to 64 px, softened (Gaussian blur sigma <= {MR_BLUR}) "
+        f"and noisy (sigma <= {MR_NOISE})",
         "split": split_note(opts.dataset),
         "summary": f"Step 2 of the two-step FSR, variant `{variant}`: 64 px MR face -> latent "
         f"{list(prior.latent_shape)} -> 128 px HR face. latent_mean.npy is the mean code "
