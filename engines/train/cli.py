@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="step1/onestep: no learned degradation (synthetic + video-coded pairs; ~2.5x faster steps)",
     )
     parser.add_argument(
+        "--cascade",
+        action="store_true",
+        help="step2: half of each batch's MR faces made by step 1 (its training checkpoints in --ckpt-dir)",
+    )
+    parser.add_argument(
         "--ablations", action="store_true", help="all: also the synthetic-only and one-step models"
     )
     parser.add_argument(
@@ -142,7 +147,7 @@ def main(args: argparse.Namespace) -> int:
         export_random(args.out or REPO / "engines" / "weights", variants=(args.variant,), seed=args.seed)
         return 0
     if args.what == "step2":
-        train_step2(args.variant, options(args, "step2"))
+        train_step2(args.variant, options(args, "step2"), cascade=args.cascade)
     elif args.what == "step1":
         train_restorer(
             "step1",

@@ -19,6 +19,7 @@ around every training code as well.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from engines.arch import build
 from engines.arch.disc_arch import PatchDiscriminator
 from engines.data.datasets import load_hr, split_note
+from engines.data.degrade import degrade
 from engines.train import configs as C
 from engines.train.card import write_card
 from engines.train.common import (
@@ -52,6 +54,7 @@ W_FFT, W_ADV, W_CODE = 0.1, 0.02, 1e-4
 CODE_NOISE = 0.1
 ADV_START = 0.3
 MR_BLUR, MR_NOISE = 1.0, 0.02
+CASCADE_REFRESH = 100
 
 
 @torch.no_grad()
@@ -69,7 +72,39 @@ def latent_mean(
     return (total / len(faces)).float().cpu().numpy()
 
 
-def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
+class Cascade:
+    """Step 1 restorers (one per scale, frozen), read from their training checkpoints and
+    re-read as those runs save newer ones: step 2 then learns on the MR faces step 1 really
+    makes, not only on softened downscales. Runs that have no checkpoint yet are skipped."""
+
+    def __init__(self, ckpt_dir: Path, variant: str, device: torch.device) -> None:
+        self.ckpt_dir, self.variant, self.device = ckpt_dir, variant, device
+        self.nets: dict[int, torch.nn.Module] = {}
+        self.stamps: dict[int, float] = {}
+
+    def refresh(self) -> None:
+        for scale in sorted(C.SCALES):
+            path = Checkpoint(self.ckpt_dir, C.name("step1", scale, self.variant)).path
+            if not path.exists() or self.stamps.get(scale) == path.stat().st_mtime:
+                continue
+            state = torch.load(path, map_location=self.device, weights_only=False)
+            net = build(C.STEP1_ARCH, C.step1_kwargs(scale, self.variant)).to(self.device)
+            net.load_state_dict(state["modules"]["net"])
+            self.nets[scale] = net.eval().requires_grad_(False)
+            self.stamps[scale] = path.stat().st_mtime
+
+    @torch.no_grad()
+    def mr(self, hr_np: np.ndarray, rng: np.random.Generator) -> torch.Tensor | None:
+        """Step 1's MR faces for a batch of HR faces (one random scale), or None if none loaded."""
+        if not self.nets:
+            return None
+        scale = list(self.nets)[int(rng.integers(len(self.nets)))]
+        lr = to_tensor(degrade(hr_np, C.SCALES[scale], rng), self.device)
+        return self.nets[scale](lr)
+
+
+def train_step2(variant: str, opts: TrainOptions, cascade: bool = False) -> dict[str, Any]:
+    """`cascade`: half of every batch's MR inputs come from step 1 (see `Cascade`)."""
     C.check_choice(8, variant)
     device = setup_torch(opts)
     rng = np.random.default_rng(opts.seed)
@@ -98,15 +133,24 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
         ckpt.save(done, modules, rng, timer.elapsed, {"zmean": zmean.cpu(), "gen": gen.get_state()})
 
     loop = StepLoop(opts, name, start, timer, save)
-    for _step, t in loop:
+    step1 = Cascade(opts.ckpt_dir, variant, device) if cascade else None
+    for step, t in loop:
         set_lr(opt, opts.lr, t)
         prior.train()
-        hr = to_tensor(_flip(hr_all[rng.integers(0, len(hr_all), opts.batch)], rng), device)
+        hr_np = _flip(hr_all[rng.integers(0, len(hr_all), opts.batch)], rng)
+        hr = to_tensor(hr_np, device)
         mr = area(hr, C.MR_SIZE)
         sigma = torch.rand(opts.batch, 1, 1, 1, generator=gen, device=device) * MR_NOISE
         mr_in = (
             random_blur(mr, gen, MR_BLUR) + sigma * torch.randn(mr.shape, generator=gen, device=device)
         ).clamp(0, 1)
+        if step1 is not None:
+            if step % CASCADE_REFRESH == 0 or step == start:
+                step1.refresh()
+            half = opts.batch // 2
+            from_step1 = step1.mr(hr_np[half:], rng)
+            if from_step1 is not None:
+                mr_in = torch.cat([mr_in[:half], from_step1])
         latent = prior.encode(mr_in)
         z, skip = latent[:, :code_ch], latent[:, code_ch:]
         zmean.mul_(0.99).add_(0.01 * z.detach().mean(0))
@@ -160,7 +204,13 @@ def train_step2(variant: str, opts: TrainOptions) -> dict[str, Any]:
         "start": start,
         "data": f"{len(hr_all)} aligned {opts.dataset} training faces at 128 px; "
         f"MR input = area downscale to 64 px, softened (Gaussian blur sigma <= {MR_BLUR}) "
-        f"and noisy (sigma <= {MR_NOISE})",
+        f"and noisy (sigma <= {MR_NOISE})"
+        + (
+            "; from --cascade on, half of each batch is step 1's output (x4/x8/x16 training "
+            "checkpoints, frozen, re-read every 100 steps) on synthetically degraded LR faces"
+            if cascade
+            else ""
+        ),
         "split": split_note(opts.dataset),
         "summary": f"Step 2 of the two-step FSR, variant `{variant}`: 64 px MR face -> latent "
         f"{list(prior.latent_shape)} -> 128 px HR face. latent_mean.npy is the mean code "
