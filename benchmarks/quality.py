@@ -1,4 +1,6 @@
-"""Face super-resolution quality on the held-out test split (engines/splits/celeba_test.txt).
+"""Face super-resolution quality on the held-out test splits (engines/splits/celeba_test.txt and
+allage_test.txt, each reported on its own: CelebA's 128 px targets are 1.5x upscales, All-Age-Faces'
+are true downscales).
 
 Each HR test face (128 px, aligned with the project's template) is degraded realistically to
 s px (Gaussian blur, sensor noise, real H.264 through PyAV: engines.data.degrade.REALISTIC, fixed
@@ -19,6 +21,9 @@ H.264 per frame; the mean absolute frame-to-frame change of the 128 px output (0
 without track-level latent interpolation (engines/latent.py). The HR row is the change the
 jitter itself causes (the floor a perfect, stable method would show).
 
+Step 2 alone: the same faces degraded to 64 px (what a face that is natively ~64 px in the frame
+gives the pipeline), brought to 128 px by bicubic and by step 2 alone.
+
 All models run through ONNX Runtime from engines/weights (ablations from engines/weights/ablations).
 
     python run.py bench quality [--quick] [--limit N] [--json F] [--plot F] [--cards]
@@ -38,7 +43,7 @@ import cv2
 import numpy as np
 
 from engines.data.degrade import REALISTIC, degrade
-from engines.latent import TemporalLatent, toward_mean
+from engines.latent import TemporalLatent, interpolate_code
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,8 @@ METHODS = ("bicubic", "step1 + bicubic", "two-step (synthetic s1)", "one-step", 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="16 faces, 2 sequences: a smoke run (seconds)")
-    p.add_argument("--limit", type=int, default=200, help="test faces to use (the split has 500)")
+    p.add_argument("--limit", type=int, default=200, help="test faces per set (the splits have 500 / 399)")
+    p.add_argument("--sets", default="celeba,allage", help="comma list of test sets (datasets)")
     p.add_argument("--variant", choices=("fast", "quality"), default="fast")
     p.add_argument("--scales", default="4,8,16", help="comma list of factors")
     p.add_argument("--prior-strength", type=float, default=0.15, help="toward-mean interpolation, 0..1")
@@ -62,11 +68,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=16, help="frames per temporal sequence")
     p.add_argument("--weights", type=Path, default=WEIGHTS)
     p.add_argument("--cache", type=Path, default=ROOT / "cache" / "data")
-    p.add_argument("--data", type=Path, help="folder holding celeba/ (default ../shared/data/faces)")
+    p.add_argument("--data", type=Path, help="folder holding the sets (default ../shared/data/faces)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=ROOT / "out" / "bench" / "quality.json")
-    p.add_argument("--plot", type=Path, default=ROOT / "out" / "bench" / "quality.png")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=ROOT / "out" / "bench" / "quality.png",
+        help="figure path; one figure per set, named <stem>_<set><suffix>",
+    )
     p.add_argument("--cards", action="store_true", help="write the results into the models' MODEL_CARD.md")
 
 
@@ -128,9 +139,7 @@ class Models:
     def prior(
         self, mr: np.ndarray, strength: float, temporal: TemporalLatent | None = None, track: int = 0
     ) -> np.ndarray:
-        z = toward_mean(self.encoder(mr), self.mean, strength)
-        if temporal is not None:
-            z = temporal.update_batch([track], z)
+        z = interpolate_code(self.encoder(mr), self.mean, strength, temporal, [track] if temporal else None)
         return self.decoder(z)
 
 
@@ -271,7 +280,7 @@ def temporal(
     }
 
 
-def figure(path: Path, samples: dict[int, dict[str, Any]], results: dict[str, Any]) -> None:
+def figure(path: Path, samples: dict[int, dict[str, Any]], results: dict[str, Any], title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -301,7 +310,7 @@ def figure(path: Path, samples: dict[int, dict[str, Any]], results: dict[str, An
     ax.imshow(np.concatenate(tiles, 0))
     ax.set_xticks([64 + 128 * i for i in range(len(cols))], cols, fontsize=8)
     ax.set_yticks([64 + 128 * n * j + 64 * (n - 1) for j in range(len(scales))], [f"x{sc}" for sc in scales])
-    ax.set_title("held-out test faces, realistic degradation (blur + noise + H.264)", fontsize=9)
+    ax.set_title(f"held-out {title} test faces, realistic degradation (blur + noise + H.264)", fontsize=9)
     ax2 = fig.add_subplot(gs[1])
     for m in METHODS:
         xs = [sc for sc in scales if results["scales"][str(sc)].get(m)]
@@ -320,66 +329,125 @@ def figure(path: Path, samples: dict[int, dict[str, Any]], results: dict[str, An
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [
-        f"quality on {results['faces']} held-out faces, {results['variant']} models: PSNR dB / SSIM / "
-        f"identity cosine / same-person rate (dlib distance < {SAME_PERSON})",
-        f"{'method':<26}" + "".join(f"{'x' + s:>31}" for s in results["scales"]),
-    ]
-    for m in METHODS:
-        cells = []
-        for s in results["scales"]:
-            r = results["scales"][s].get(m)
-            cells.append(
-                f"{r['psnr']:6.2f} / {r['ssim']:.3f} / {r['identity']:.3f} / {r['same_person']:.2f}"
-                if r
-                else "n/a"
-            )
-        lines.append(f"{m:<26}" + "".join(f"{c:>31}" for c in cells))
-    lines.append(f"(identity cosine between different test people: {results['impostor_cosine']:.3f})")
-    lines.append("")
-    lines.append(
-        f"temporal stability, {results['sequences']} faces x {results['frames']} frames, jitter "
-        f"<= {JITTER} LR px: mean |frame - previous| / flicker = mean |d(output) - d(HR)| (0-255)"
-    )
-    lines.append(f"{'output':<28}" + "".join(f"{'x' + s:>16}" for s in results["temporal"]))
-    keys = list(next(iter(results["temporal"].values())).keys()) if results["temporal"] else []
-    for k in keys:
-        cells = []
-        for s in results["temporal"]:
-            r = results["temporal"][s].get(k)
-            cells.append(f"{r['change']:.2f} / {r['flicker']:.2f}" if r else "n/a")
-        lines.append(f"{k:<28}" + "".join(f"{c:>16}" for c in cells))
+    lines = []
+    for name, res in results["sets"].items():
+        lines += _set_table(name, res, results["variant"]) + [""]
     return "\n".join(lines)
 
 
-def card_text(results: dict[str, Any], scale: str | None) -> str:
-    head = (
-        f"`python run.py bench quality` on {results['faces']} held-out test faces "
-        f"(engines/splits/celeba_test.txt), degradation blur + noise + real H.264, {results['date']}. "
-        "PSNR dB / SSIM / identity cosine / same-person rate (dlib).\n\n| method | "
-        + " | ".join(f"x{s}" for s in results["scales"])
-        + " |\n|---|"
-        + "---|" * len(results["scales"])
-    )
-    rows = []
+def _cell(r: dict[str, float] | None) -> str:
+    return f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['identity']:.3f} / {r['same_person']:.2f}" if r else "n/a"
+
+
+def _set_table(name: str, res: dict[str, Any], variant: str) -> list[str]:
+    lines = [
+        f"{name}: quality on {res['faces']} held-out faces, {variant} models: PSNR dB / SSIM / "
+        f"identity cosine / same-person rate (dlib distance < {SAME_PERSON})",
+        f"{'method':<26}" + "".join(f"{'x' + s:>31}" for s in res["scales"]),
+    ]
     for m in METHODS:
-        cells = [
-            (
-                lambda r: (
-                    f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['identity']:.3f} / {r['same_person']:.2f}"
-                    if r
-                    else "n/a"
-                )
-            )(results["scales"][s].get(m))
-            for s in results["scales"]
+        lines.append(f"{m:<26}" + "".join(f"{_cell(res['scales'][s].get(m)):>31}" for s in res["scales"]))
+    lines.append(f"(identity cosine between different test people: {res['impostor_cosine']:.3f})")
+    if res.get("step2_alone"):
+        lines.append(
+            "64 px input (native-size faces) -> 128 px: "
+            + "; ".join(f"{k} {_cell(v)}" for k, v in res["step2_alone"].items())
+        )
+    lines.append(
+        f"temporal stability, {res['sequences']} faces x {res['frames']} frames, jitter "
+        f"<= {JITTER} LR px: mean |frame - previous| / flicker = mean |d(output) - d(HR)| (0-255)"
+    )
+    lines.append(f"{'output':<28}" + "".join(f"{'x' + s:>16}" for s in res["temporal"]))
+    keys = list(next(iter(res["temporal"].values())).keys()) if res["temporal"] else []
+    for k in keys:
+        cells = []
+        for s in res["temporal"]:
+            r = res["temporal"][s].get(k)
+            cells.append(f"{r['change']:.2f} / {r['flicker']:.2f}" if r else "n/a")
+        lines.append(f"{k:<28}" + "".join(f"{c:>16}" for c in cells))
+    return lines
+
+
+def card_text(results: dict[str, Any], scale: str | None) -> str:
+    parts = [
+        f"`python run.py bench quality`, degradation blur + noise + real H.264, {results['date']}. "
+        "PSNR dB / SSIM / identity cosine / same-person rate (dlib)."
+    ]
+    for name, res in results["sets"].items():
+        scales = list(res["scales"])
+        rows = [
+            f"| {m} | " + " | ".join(_cell(res["scales"][s].get(m)) for s in scales) + " |" for m in METHODS
         ]
-        rows.append(f"| {m} | " + " | ".join(cells) + " |")
+        parts.append(
+            f"{res['faces']} held-out {name} test faces (engines/splits/{name}_test.txt):\n\n| method | "
+            + " | ".join(f"x{s}" for s in scales)
+            + " |\n|---|"
+            + "---|" * len(scales)
+            + "\n"
+            + "\n".join(rows)
+        )
+        if res.get("step2_alone"):
+            parts.append(
+                "64 px input -> 128 px: "
+                + "; ".join(f"{k} {_cell(v)}" for k, v in res["step2_alone"].items())
+            )
     note = f"\n\nThis model's rows: x{scale}." if scale else ""
-    return head + "\n" + "\n".join(rows) + note
+    return "\n\n".join(parts) + note
+
+
+def step2_alone(models: Models, hr: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """128 px outputs from 64 px degraded faces: bicubic and step 2 alone (a 64 px native face)."""
+    rng = np.random.default_rng(seed + 2)
+    mr = np.concatenate([degrade(hr[i : i + 32], 64, rng, REALISTIC) for i in range(0, len(hr), 32)])
+    return {"bicubic": bicubic(mr, 128), "step 2 alone": to_nhwc(models.decoder(models.encoder(to_nchw(mr))))}
+
+
+def run_set(
+    name: str, hr: np.ndarray, models: Models, ident: Identity, args: argparse.Namespace, scales: list[int]
+) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """Every method and scale on one test set: (results, the figure's samples)."""
+    n_seq, n_frames = (2, 6) if args.quick else (args.sequences, args.frames)
+    shapes = [ident.landmarks(h) for h in hr]
+    hr_emb = [ident.embed(h, sh) for h, sh in zip(hr, shapes, strict=False)]
+    res: dict[str, Any] = {
+        "faces": len(hr),
+        "scales": {},
+        "temporal": {},
+        "sequences": n_seq,
+        "frames": n_frames,
+        "impostor_cosine": impostor_cosine(hr_emb),
+    }
+    samples: dict[int, dict[str, Any]] = {}
+    for sc in scales:
+        rng = np.random.default_rng(args.seed + sc)
+        lr = np.concatenate(
+            [degrade(hr[i : i + 32], SCALES[sc], rng, REALISTIC) for i in range(0, len(hr), 32)]
+        )
+        outs = run_methods(models, sc, lr, args.prior_strength)
+        res["scales"][str(sc)] = {
+            m: (metrics(hr, o, ident, shapes, hr_emb) if o is not None else None) for m, o in outs.items()
+        }
+        samples[sc] = {
+            "lr": lr[:4],
+            "hr": hr[:4],
+            "out": {m: (o[:4] if o is not None else None) for m, o in outs.items()},
+        }
+        res["temporal"][str(sc)] = temporal(
+            models, sc, hr[:n_seq], n_frames, args.prior_strength, np.random.default_rng(args.seed + 100 + sc)
+        )
+        log.info("%s x%d done", name, sc)
+    res["step2_alone"] = {
+        k: metrics(hr, o, ident, shapes, hr_emb) for k, o in step2_alone(models, hr, args.seed).items()
+    }
+    return res, samples
+
+
+def set_plot(path: Path, name: str) -> Path:
+    return path.with_name(f"{path.stem}_{name}{path.suffix}")
 
 
 def main(args: argparse.Namespace) -> int:
-    from engines.data.faces import load_faces
+    from engines.data.datasets import load_hr, names
     from streamer.detectors import face_finder
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -390,50 +458,26 @@ def main(args: argparse.Namespace) -> int:
     if bad:
         raise ValueError(f"--scales must be among {sorted(SCALES)}, got {bad}")
     limit = 16 if args.quick else args.limit
-    n_seq, n_frames = (2, 6) if args.quick else (args.sequences, args.frames)
-    hr = load_faces("test", args.cache, args.data, limit=limit, finder=face_finder)
     models = Models(args.weights, args.variant, args.threads)
     ident = Identity()
     t0 = time.monotonic()
-    shapes = [ident.landmarks(h) for h in hr]
-    hr_emb = [ident.embed(h, sh) for h, sh in zip(hr, shapes, strict=False)]
     results: dict[str, Any] = {
-        "faces": len(hr),
         "variant": args.variant,
         "prior_strength": args.prior_strength,
         "degradation": asdict(REALISTIC),
-        "scales": {},
-        "temporal": {},
-        "sequences": n_seq,
-        "frames": n_frames,
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        "impostor_cosine": impostor_cosine(hr_emb),
+        "sets": {},
     }
-    samples: dict[int, dict[str, Any]] = {}
-    for sc in scales:
-        rng = np.random.default_rng(args.seed + sc)
-        lr = np.concatenate(
-            [degrade(hr[i : i + 32], SCALES[sc], rng, REALISTIC) for i in range(0, len(hr), 32)]
-        )
-        outs = run_methods(models, sc, lr, args.prior_strength)
-        results["scales"][str(sc)] = {
-            m: (metrics(hr, o, ident, shapes, hr_emb) if o is not None else None) for m, o in outs.items()
-        }
-        samples[sc] = {
-            "lr": lr[:4],
-            "hr": hr[:4],
-            "out": {m: (o[:4] if o is not None else None) for m, o in outs.items()},
-        }
-        results["temporal"][str(sc)] = temporal(
-            models, sc, hr[:n_seq], n_frames, args.prior_strength, np.random.default_rng(args.seed + 100 + sc)
-        )
-        log.info("x%d done (%.0f s)", sc, time.monotonic() - t0)
+    for name in names(args.sets):
+        hr = load_hr("test", args.cache, args.data, datasets=name, limit=limit, finder=face_finder)
+        res, samples = run_set(name, hr, models, ident, args, scales)
+        results["sets"][name] = res
+        figure(set_plot(args.plot, name), samples, res, name)
     results["seconds"] = round(time.monotonic() - t0, 1)
     print(table(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
-    figure(args.plot, samples, results)
-    print(f"\nJSON: {args.json}\nfigure: {args.plot}")
+    print(f"\nJSON: {args.json}\nfigures: " + ", ".join(str(set_plot(args.plot, n)) for n in results["sets"]))
     if args.cards:
         from engines.train.card import set_benchmark
 

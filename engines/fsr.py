@@ -20,7 +20,7 @@ import numpy as np
 
 from engines.backends import Backend, BackendOptions, ModelSpec, open_backends
 from engines.base import INPUT_SIZE_FOR_SCALE, STEP1_SCALES, check_batch
-from engines.latent import TemporalLatent, toward_mean
+from engines.latent import TemporalLatent, interpolate_code
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,9 @@ class TwoStepEnhancer:
     over step 2 alone (`step1` None: the input already is a 64 px mid-resolution face).
 
     prior_strength pulls each latent toward the prior's mean (0 = off); temporal is the
-    exponential smoothing factor of each track's latent across frames (0 = off).
+    exponential smoothing factor of each track's latent across frames (0 = off). Both act on
+    the code channels the mean covers; a residual prior's MR channels pass through
+    (engines/latent.py `interpolate_code`).
     """
 
     def __init__(
@@ -170,11 +172,14 @@ class TwoStepEnhancer:
     def _run(self, backend: Backend, x: np.ndarray) -> np.ndarray:
         return backend.run({backend.input_spec.name: x})[backend.output_spec.name]
 
+    def _mr(self, x: np.ndarray) -> np.ndarray:
+        """The mid-resolution face: step 1's output, or the input itself for step 2 alone."""
+        return x if self.step1 is None else self._run(self.step1, x)
+
     def latents(self, crops: np.ndarray) -> np.ndarray:
         """Step 1 and the encoder only: the raw latent codes of a batch (for tests and analysis)."""
         check_batch(crops, self.input_size)
-        x = to_model_input(crops)
-        return self._run(self.encoder, x if self.step1 is None else self._run(self.step1, x))
+        return self._run(self.encoder, self._mr(to_model_input(crops)))
 
     def enhance(self, crops: np.ndarray, track_ids: Sequence[int] | None = None) -> np.ndarray:
         check_batch(crops, self.input_size)
@@ -183,9 +188,8 @@ class TwoStepEnhancer:
             raise ValueError(f"got {len(track_ids)} track ids for {n} crops")
         if n == 0:
             return np.empty((0, self.output_size, self.output_size, 3), np.uint8)
-        z = toward_mean(self.latents(crops), self.latent_mean, self.prior_strength)
-        if self.temporal is not None and track_ids is not None:
-            z = self.temporal.update_batch(track_ids, z)
+        latents = self._run(self.encoder, self._mr(to_model_input(crops)))
+        z = interpolate_code(latents, self.latent_mean, self.prior_strength, self.temporal, track_ids)
         hr = self._run(self.decoder, z)
         if hr.shape[1:] != (3, self.output_size, self.output_size):
             raise RuntimeError(

@@ -9,6 +9,11 @@ Two interpolations happen on the prior's latent codes (see ../shared/docs/METHOD
 
 The step 2 decoder is trained with latent noise and mixing (engines/train/step2.py), so both
 straight-line interpolations stay on plausible faces.
+
+A residual prior's latent also carries the MR face itself after its code channels (see
+engines/arch/residual_prior_arch.py); the prior's mean covers the code channels only, and
+`interpolate_code` interpolates those alone: the MR pixels are the face's own evidence, not
+something to pull toward an average face or to smear across frames.
 """
 
 from __future__ import annotations
@@ -115,3 +120,24 @@ class TemporalLatent:
     def _evict(self, table: OrderedDict) -> None:
         while len(table) > self.max_tracks:
             table.popitem(last=False)
+
+
+def interpolate_code(
+    z: np.ndarray,
+    mean: np.ndarray,
+    strength: float,
+    temporal: TemporalLatent | None = None,
+    track_ids: Iterable[Hashable] | None = None,
+) -> np.ndarray:
+    """`toward_mean`, then `temporal`'s per-track smoothing (when given with `track_ids`), on the
+    leading channels of a batch of latents (N, C, H, W) that `mean` (c, H, W) covers; channels
+    c..C pass through unchanged. With c == C this is the plain interpolation of older priors."""
+    z = np.asarray(z, dtype=np.float32)
+    mean = np.asarray(mean, dtype=np.float32)
+    c = mean.shape[0]
+    if z.ndim != 4 or mean.ndim != 3 or z.shape[2:] != mean.shape[1:] or c > z.shape[1]:
+        raise ValueError(f"latents {z.shape} do not start with the mean's shape {mean.shape}")
+    code = toward_mean(z[:, :c], mean, strength)
+    if temporal is not None and track_ids is not None:
+        code = temporal.update_batch(track_ids, code)
+    return code if c == z.shape[1] else np.concatenate([code, z[:, c:]], axis=1)

@@ -8,8 +8,9 @@ from torch import nn
 
 from engines.arch import build, count_macs
 from engines.arch.onestep_arch import OneStep
+from engines.arch.residual_prior_arch import ResidualPrior
 from engines.arch.step1_arch import DegradationGenerator, Step1Restorer
-from engines.arch.step2_arch import Step2Decoder, Step2Prior
+from engines.arch.step2_arch import Step2Decoder
 from engines.train import configs as C
 
 
@@ -32,11 +33,35 @@ def test_step1_and_onestep_shapes(scale: int, variant: str) -> None:
 
 @pytest.mark.parametrize("variant", C.VARIANTS)
 def test_step2_latent_and_output_shapes(variant: str) -> None:
-    prior = build(C.STEP2_ARCH, C.step2_kwargs(variant)).eval()
+    prior = build(C.step2_arch(variant), C.step2_kwargs(variant)).eval()
     z = prior.encode(torch.rand(3, 3, 64, 64))
     assert tuple(z.shape) == (3, *prior.latent_shape)
-    assert prior.latent_shape[1:] == (16, 16)
+    assert prior.latent_shape[1:] == prior.prior_shape[1:] == (16, 16)
+    assert prior.prior_shape[0] <= prior.latent_shape[0]
     assert prior.decode(z).shape == (3, 3, 128, 128)
+
+
+def test_untrained_residual_nets_are_exactly_their_interpolation() -> None:
+    """Zero-init residual branches: before training, step 1 is bicubic to 64 px and step 2 is
+    bicubic to 128 px, so training starts at bicubic and can only add."""
+    mr = torch.rand(2, 3, 64, 64)
+    lr = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        hr = ResidualPrior().eval()(mr)
+        mid = build(C.STEP1_ARCH, C.step1_kwargs(8, "fast")).eval()(lr)
+    bic = torch.nn.functional.interpolate
+    torch.testing.assert_close(hr, bic(mr, size=(128, 128), mode="bicubic", align_corners=False).clamp(0, 1))
+    torch.testing.assert_close(mid, bic(lr, size=(64, 64), mode="bicubic", align_corners=False).clamp(0, 1))
+
+
+def test_residual_prior_latent_packs_the_mr_face_losslessly() -> None:
+    """The code comes first; the MR face follows, space-to-depth, so the decoder sees its pixels."""
+    prior = ResidualPrior().eval()
+    mr = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        z = prior.encode(mr)
+    code_ch = prior.prior_shape[0]
+    torch.testing.assert_close(torch.nn.functional.pixel_shuffle(z[:, code_ch:], 4), mr)
 
 
 def test_higher_factors_are_a_configuration() -> None:
@@ -59,16 +84,18 @@ def test_count_macs_counts_convolutions_exactly() -> None:
 
 def test_default_model_fits_the_cpu_budget() -> None:
     step1 = C.gmac(C.STEP1_ARCH, C.step1_kwargs(8, "fast"))
-    step2 = C.gmac(C.STEP2_ARCH, C.step2_kwargs("fast"))
+    step2 = C.gmac(C.step2_arch("fast"), C.step2_kwargs("fast"))
     assert step1 + step2 <= C.FAST_BUDGET_GMAC
     assert step2 > 0.03 and step1 > 0.02  # both steps do real work
     # quality is the larger variant
-    assert C.gmac(C.STEP2_ARCH, C.step2_kwargs("quality")) > 2 * step2
+    assert C.gmac(C.step2_arch("quality"), C.step2_kwargs("quality")) > 2 * step2
 
 
 @pytest.mark.parametrize("scale", sorted(C.SCALES))
 def test_onestep_ablation_costs_no_more_than_two_steps(scale: int) -> None:
-    two = C.gmac(C.STEP1_ARCH, C.step1_kwargs(scale, "fast")) + C.gmac(C.STEP2_ARCH, C.step2_kwargs("fast"))
+    two = C.gmac(C.STEP1_ARCH, C.step1_kwargs(scale, "fast")) + C.gmac(
+        C.step2_arch("fast"), C.step2_kwargs("fast")
+    )
     one = C.gmac(C.ONESTEP_ARCH, C.onestep_kwargs(scale, "fast"))
     assert 0.75 * two <= one <= two
 
@@ -78,7 +105,7 @@ def test_build_rejects_foreign_classes() -> None:
         build("os.system", {})
     with pytest.raises(ValueError, match="no class"):
         build("engines.arch.step1_arch.Nope", {})
-    assert isinstance(build(C.STEP2_ARCH, C.step2_kwargs("fast")), Step2Prior)
+    assert isinstance(build(C.step2_arch("fast"), C.step2_kwargs("fast")), ResidualPrior)
 
 
 def test_saturated_outputs_still_get_gradients_in_training_only() -> None:

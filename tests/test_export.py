@@ -36,7 +36,9 @@ def _torch_model(weights: Path, name: str) -> torch.nn.Module:
 def test_step1_export_matches_torch_with_dynamic_batch(tmp_path: Path) -> None:
     torch.manual_seed(0)
     kw = C.step1_kwargs(8, "fast")
-    export_restorer("step1", build(C.STEP1_ARCH, kw), C.STEP1_ARCH, kw, tmp_path, "step1_x8_fast")
+    net = build(C.STEP1_ARCH, kw)
+    torch.nn.init.normal_(net.tail.weight, std=0.05)  # untrained, the residual is zero
+    export_restorer("step1", net, C.STEP1_ARCH, kw, tmp_path, "step1_x8_fast")
     path = tmp_path / "step1_x8_fast/model.onnx"
     model = onnx.load(str(path))
     assert model.opset_import[0].version == 17
@@ -53,24 +55,28 @@ def test_step1_export_matches_torch_with_dynamic_batch(tmp_path: Path) -> None:
 def test_step2_export_contract_and_parity(tmp_path: Path) -> None:
     torch.manual_seed(1)
     kw = C.step2_kwargs("fast")
-    prior = build(C.STEP2_ARCH, kw)
-    mean = np.random.default_rng(0).standard_normal(prior.latent_shape).astype(np.float32)
-    export_step2(prior, C.STEP2_ARCH, kw, mean, tmp_path, "step2_fast")
+    arch = C.step2_arch("fast")
+    prior = build(arch, kw)
+    for p in prior.parameters():  # untrained, the residual is zero: make the parity check see it
+        torch.nn.init.normal_(p, std=0.05)
+    mean = np.random.default_rng(0).standard_normal(prior.prior_shape).astype(np.float32)
+    export_step2(prior, arch, kw, mean, tmp_path, "step2_fast")
     entry = json.loads((tmp_path / "manifest.json").read_text())["models"]["step2_fast"]
-    assert entry["kind"] == "step2" and entry["latent_shape"] == [16, 16, 16]
-    assert entry["gmac"] > 0 and entry["arch"] == C.STEP2_ARCH
+    assert entry["kind"] == "step2" and entry["latent_shape"] == [64, 16, 16]
+    assert entry["prior_shape"] == [16, 16, 16]
+    assert entry["gmac"] > 0 and entry["arch"] == arch
     d = tmp_path / "step2_fast"
     np.testing.assert_array_equal(np.load(d / "latent_mean.npy"), mean)
     x = np.random.default_rng(2).random((3, 3, 64, 64), dtype=np.float32)
     z = _run(d / "encoder.onnx", x)
     hr = _run(d / "decoder.onnx", z)
-    assert z.shape == (3, 16, 16, 16) and hr.shape == (3, 3, 128, 128)
+    assert z.shape == (3, 64, 16, 16) and hr.shape == (3, 3, 128, 128)
     net = _torch_model(tmp_path, "step2_fast")
     with torch.no_grad():
         np.testing.assert_allclose(z, net.encode(torch.from_numpy(x)).numpy(), atol=TOL)
         np.testing.assert_allclose(hr, net.decode(torch.from_numpy(z)).numpy(), atol=TOL)
     with pytest.raises(ValueError, match="latent_mean"):
-        export_step2(prior, C.STEP2_ARCH, kw, np.zeros((4, 4), np.float32), tmp_path, "bad")
+        export_step2(prior, arch, kw, np.zeros((4, 4), np.float32), tmp_path, "bad")
 
 
 def test_random_layout_is_complete(tmp_path: Path) -> None:

@@ -182,3 +182,51 @@ def test_step2_alone_enhances_64_px_faces(weights: Path) -> None:
         assert out.shape == (3, 128, 128, 3) and out.dtype == np.uint8
     finally:
         enh.close()
+
+
+@pytest.fixture(scope="module")
+def residual_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real fast architectures (residual step 1, residual prior), exported by the real
+    exporter; the zero-init residual tails are given small random weights so they do something."""
+    import torch
+
+    from engines.arch import build
+    from engines.train import configs as C
+    from engines.train.export import export_restorer, export_step2
+
+    root = tmp_path_factory.mktemp("residual_weights")
+    torch.manual_seed(0)
+    kw1 = C.step1_kwargs(8, "fast")
+    step1 = build(C.STEP1_ARCH, kw1)
+    torch.nn.init.normal_(step1.tail.weight, std=0.02)
+    export_restorer("step1", step1, C.STEP1_ARCH, kw1, root, "step1_x8_fast")
+    kw2, arch2 = C.step2_kwargs("fast"), C.step2_arch("fast")
+    prior = build(arch2, kw2)
+    torch.nn.init.normal_(prior.decoder.tail.weight, std=0.02)
+    mean = np.random.default_rng(0).standard_normal(prior.prior_shape).astype(np.float32)
+    export_step2(prior, arch2, kw2, mean, root, "step2_fast")
+    return root
+
+
+def test_residual_prior_keeps_each_face_at_full_prior_strength(residual_weights: Path) -> None:
+    """With the old prior, strength 1 decoded the mean face for everyone; the residual prior's MR
+    channels are not interpolated, so each face stays itself, and the code still matters."""
+    x = faces(2, seed=3)
+    strong = ort(residual_weights, prior_strength=1.0, temporal=0.0).enhance(x)
+    plain = ort(residual_weights, prior_strength=0.0, temporal=0.0).enhance(x)
+    assert mean_change(strong[0], strong[1]) > 20
+    assert 0.05 < mean_change(strong, plain) < 10
+
+
+def test_step2_alone_takes_native_64px_faces(residual_weights: Path) -> None:
+    import cv2
+
+    enh = load_two_step(2, "fast", "onnxruntime", weights_dir=residual_weights, temporal=0.5)
+    mr = np.random.default_rng(4).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    mr = np.stack([cv2.resize(m, (64, 64), interpolation=cv2.INTER_CUBIC) for m in mr])  # smooth faces
+    out = enh.enhance(mr, [1, 2, 3])
+    assert out.shape == (3, 128, 128, 3) and out.dtype == np.uint8
+    bic = np.stack([cv2.resize(m, (128, 128), interpolation=cv2.INTER_CUBIC) for m in mr])
+    assert mean_change(out[:, 8:-8, 8:-8], bic[:, 8:-8, 8:-8]) < 6  # a residual over bicubic
+    with pytest.raises(ValueError, match="64, 64"):
+        enh.enhance(faces(1))

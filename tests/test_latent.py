@@ -76,3 +76,25 @@ def test_batch_update_bounds_and_errors() -> None:
         TemporalLatent("median")
     with pytest.raises(ValueError, match="alpha"):
         TemporalLatent(alpha=1.0)
+
+
+def test_interpolate_code_leaves_the_mr_channels_alone() -> None:
+    """A residual prior's latent is [code | MR pixels]: only the code moves toward the mean and
+    is smoothed across a track's frames."""
+    from engines.latent import interpolate_code
+
+    rng = np.random.default_rng(0)
+    mean = rng.standard_normal((4, 8, 8)).astype(np.float32)
+    z1, z2 = rng.standard_normal((2, 1, 12, 8, 8)).astype(np.float32)
+    out = interpolate_code(z1, mean, 0.5)
+    np.testing.assert_allclose(out[:, :4], 0.5 * z1[:, :4] + 0.5 * mean, atol=1e-6)
+    np.testing.assert_array_equal(out[:, 4:], z1[:, 4:])
+    tl = TemporalLatent("exponential", alpha=0.5)
+    interpolate_code(z1, mean, 0.0, tl, [7])
+    second = interpolate_code(z2, mean, 0.0, tl, [7])
+    np.testing.assert_allclose(second[:, :4], 0.5 * z1[:, :4] + 0.5 * z2[:, :4], atol=1e-6)
+    np.testing.assert_array_equal(second[:, 4:], z2[:, 4:])
+    full = interpolate_code(z1[:, :4], mean, 1.0)  # an older prior: the mean covers everything
+    np.testing.assert_allclose(full, mean[None], atol=1e-6)
+    with pytest.raises(ValueError, match="mean"):
+        interpolate_code(z1, np.zeros((4, 4, 4), np.float32), 0.5)

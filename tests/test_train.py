@@ -102,6 +102,26 @@ def test_step2_trains_and_exports_the_latent_contract(tmp_path: Path, cache: Pat
     assert "non-commercial" in card and "run.py train" in card and "| seed | 3 |" in card
 
 
+def test_step2_cascade_learns_on_step1_outputs(tmp_path: Path, cache: Path) -> None:
+    """With --cascade, step 2 reads step 1's training checkpoint and half of each batch is its
+    output; the run differs from a plain one from the same seed, and the card says so."""
+    from engines.train.step2 import Cascade
+
+    opts = _opts(tmp_path, cache, "cas", steps=2)
+    train_restorer("step1", 8, "fast", opts, learned=False)  # also exercises the video pool
+    cas = Cascade(opts.ckpt_dir, "fast", torch.device("cpu"))
+    cas.refresh()
+    assert list(cas.nets) == [8]
+    mr = cas.mr(np.zeros((2, 128, 128, 3), np.uint8), np.random.default_rng(0))
+    assert mr is not None and mr.shape == (2, 3, 64, 64)
+    info = train_step2("fast", opts, cascade=True)
+    plain = train_step2("fast", _opts(tmp_path, cache, "plain", steps=2))
+    assert "step 1's output" in info["data"] and "step 1's output" not in plain["data"]
+    a = _state(tmp_path / "cas/weights/step2_fast/model.pt")
+    b = _state(tmp_path / "plain/weights/step2_fast/model.pt")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
 def test_ablations_go_to_their_own_folder(tmp_path: Path, cache: Path) -> None:
     train_restorer(
         "step1", 8, "fast", _opts(tmp_path, cache, "ab", steps=2), synthetic_only=True, tag="synth"

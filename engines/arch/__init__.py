@@ -2,7 +2,10 @@
 
 * `step1_arch.Step1Restorer`: LR (s px) -> MR (64 px), degradation-aware restoration, plus the
   `DegradationGenerator` (MR -> LR) learned against real tiny faces.
-* `step2_arch.Step2Prior`: MR (64 px) -> latent (C x 16 x 16) -> HR (128 px) face prior.
+* `residual_prior_arch.ResidualPrior`: step 2 of the fast variant, MR (64 px) -> [code | MR]
+  (16 x 16 grid) -> HR (128 px) = bicubic(MR) + a residual from the code and MR skip features.
+* `step2_arch.Step2Prior`: the older prior (the quality variant's), MR -> latent (C x 16 x 16)
+  -> HR, everything drawn from the code.
 * `onestep_arch.OneStep`: LR -> HR directly at the same cost (the ablation).
 * `disc_arch.PatchDiscriminator`: the critics used only in training.
 

@@ -38,7 +38,9 @@ class ResBlock(nn.Module):
 
 
 class Up2(nn.Module):
-    """x2 upsampling by sub-pixel convolution (PixelShuffle): cheaper than a conv after resize."""
+    """x2 upsampling by sub-pixel convolution (PixelShuffle). Its four sub-pixel phases have
+    their own weights, which shows as a 2 px checkerboard unless training evens them out; kept
+    for the weights trained with it (manifest `upsample` "pixelshuffle"), new ones use `UpConv`."""
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
@@ -50,11 +52,43 @@ class Up2(nn.Module):
         return self.act(self.ps(self.c(x)))
 
 
+class UpConv(nn.Module):
+    """x2 upsampling as a bilinear resize, then a 3x3 conv at the new size: every output pixel
+    gets the same weights, so a flat input stays flat (no checkerboard, tested). It costs the
+    same MACs as the sub-pixel conv of `Up2` (one conv of cin x cout at 4x the pixels)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.c = conv(cin, cout)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.c(upsample(x, 2 * x.shape[-1], "bilinear")))
+
+
+UPSAMPLERS: dict[str, type[nn.Module]] = {"pixelshuffle": Up2, "resize": UpConv}
+
+
+def upsample(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """Resize to size x size (bilinear or bicubic, half-pixel centres as OpenCV's)."""
+    return F.interpolate(x, size=(size, size), mode=mode, align_corners=False)
+
+
+def zero_conv(cin: int, cout: int) -> nn.Conv2d:
+    """The last conv of a residual branch, zero at init: the untrained net is exactly its base
+    interpolation, and training can only add to it."""
+    c = conv(cin, cout)
+    nn.init.zeros_(c.weight)
+    nn.init.zeros_(c.bias)
+    return c
+
+
 class ResidualUpscaler(nn.Module):
-    """LR face -> larger face as a residual over its bilinear upscale, so an untrained or uncertain
-    net degrades gracefully to a smooth image. Most layers run at the LR size (cheap); each x2
-    stage narrows the channels so cost stays flat as resolution grows. Step 1 and the one-step
-    ablation differ only in what a stage holds (`stage(cin, cout)`) and the narrowest width.
+    """LR face -> larger face as a residual over its `base` upscale (bilinear or bicubic; the
+    residual's last conv starts at zero), so an untrained or uncertain net is that
+    interpolation. Most layers run at the LR size (cheap); each x2 stage narrows the channels
+    so cost stays flat as resolution grows. Step 1 and the one-step ablation differ only in
+    what a stage holds (`stage(cin, cout)`) and the narrowest width.
 
     Shapes: (N, 3, scale_in, scale_in) in [0, 1] -> (N, 3, scale_out, scale_out) in [0, 1].
     """
@@ -67,8 +101,12 @@ class ResidualUpscaler(nn.Module):
         blocks: int,
         stage: Callable[[int, int], list[nn.Module]],
         min_channels: int,
+        base: str = "bilinear",
     ) -> None:
         super().__init__()
+        if base not in ("bilinear", "bicubic"):
+            raise ValueError(f"base must be bilinear or bicubic, got {base!r}")
+        self.base = base
         ratio = scale_out // scale_in
         if scale_in * ratio != scale_out or ratio & (ratio - 1) or ratio < 2:
             raise ValueError(f"scale_out/scale_in must be a power of two >= 2, got {scale_in} -> {scale_out}")
@@ -82,10 +120,10 @@ class ResidualUpscaler(nn.Module):
             ups += stage(ch, nxt)
             ch = nxt
         self.up = nn.Sequential(*ups)
-        self.tail = conv(ch, 3)
+        self.tail = zero_conv(ch, 3)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        base = F.interpolate(lr, size=(self.scale_out, self.scale_out), mode="bilinear", align_corners=False)
+        base = upsample(lr, self.scale_out, self.base)
         x = self.head(lr)
         x = x + self.body(x)
         return unit_range(base + self.tail(self.up(x)), self.training)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engines.arch.blocks import ResBlock, ResidualUpscaler, Up2, conv, unit_range
+from engines.arch.blocks import UPSAMPLERS, ResBlock, ResidualUpscaler, conv, unit_range
 
 
 class Step1Restorer(ResidualUpscaler):
@@ -20,6 +20,8 @@ class Step1Restorer(ResidualUpscaler):
         channels: width at the LR size; halved (min 16) at each x2 stage.
         blocks: residual blocks at the LR size.
         stage_blocks: residual blocks after each x2 stage.
+        upsample: "resize" (bilinear + conv, no checkerboard) or "pixelshuffle" (older weights).
+        base: the interpolation the output is a residual over ("bicubic"; "bilinear" in older weights).
     Shapes: (N, 3, s, s) in [0, 1] -> (N, 3, 64, 64) in [0, 1].
     """
 
@@ -30,11 +32,15 @@ class Step1Restorer(ResidualUpscaler):
         channels: int = 32,
         blocks: int = 3,
         stage_blocks: int = 1,
+        upsample: str = "pixelshuffle",
+        base: str = "bilinear",
     ) -> None:
-        def stage(cin: int, cout: int) -> list[nn.Module]:
-            return [Up2(cin, cout), *(ResBlock(cout) for _ in range(stage_blocks))]
+        up = UPSAMPLERS[upsample]
 
-        super().__init__(scale_in, scale_out, channels, blocks, stage, min_channels=16)
+        def stage(cin: int, cout: int) -> list[nn.Module]:
+            return [up(cin, cout), *(ResBlock(cout) for _ in range(stage_blocks))]
+
+        super().__init__(scale_in, scale_out, channels, blocks, stage, min_channels=16, base=base)
 
 
 class DegradationGenerator(nn.Module):

@@ -95,6 +95,11 @@ class Step2Prior(nn.Module):
     def latent_shape(self) -> tuple[int, int, int]:
         return (self.latent_ch, 16, 16)
 
+    @property
+    def prior_shape(self) -> tuple[int, int, int]:
+        """The part of the latent the runtime interpolates: all of it here."""
+        return self.latent_shape
+
     def encode(self, mr: torch.Tensor) -> torch.Tensor:
         return self.encoder(mr)
 

@@ -55,4 +55,5 @@ def adapt(
         init_from=weights,
         out_dir=opts.out,
         note=f"Adapted to the camera of {source} (--adapt).",
+        video=False,  # the camera's own faces teach G its degradation; no generic pool to build
     )

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 LICENCE_NOTE = (
-    "Trained on CelebA faces (aligned, 10,000 images at 89x109 from ../shared/data/faces/celeba), "
-    "which are licensed for **non-commercial research only**; these weights inherit that restriction. "
+    "Trained on CelebA faces (aligned, 10,000 images at 89x109 from ../shared/data/faces/celeba) and, "
+    "where the data line names it, All-Age-Faces (7,994 images at ~300x340 from "
+    "../shared/data/faces/allage); both are licensed for **non-commercial research only**, and these "
+    "weights inherit that restriction. "
     "To use the models otherwise, retrain on your own faces: `python run.py train prepare --data DIR "
     "--dataset NAME` (DIR/NAME/ holds face photos of any framing: they are re-aligned with the project's "
     "template, and split lists engines/splits/NAME_*.txt are written), then `python run.py train all "
@@ -72,7 +74,9 @@ def write_card(out_dir: Path, name: str, info: dict[str, Any], dataset: str = "c
         "",
         "## Licence of the training data",
         "",
-        LICENCE_NOTE if dataset == "celeba" else OWN_DATA_NOTE.format(dataset=dataset),
+        LICENCE_NOTE
+        if set(dataset.split(",")) <= {"celeba", "allage"}
+        else OWN_DATA_NOTE.format(dataset=dataset),
         "",
         "## Quality benchmark",
         "",

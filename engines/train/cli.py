@@ -33,6 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--synthetic-only", action="store_true", help="step1: synthetic degradations only (ablation)"
     )
     parser.add_argument(
+        "--no-learned",
+        action="store_true",
+        help="step1/onestep: no learned degradation (synthetic + video-coded pairs; ~2.5x faster steps)",
+    )
+    parser.add_argument(
+        "--cascade",
+        action="store_true",
+        help="step2: half of each batch's MR faces made by step 1 (its training checkpoints in --ckpt-dir)",
+    )
+    parser.add_argument(
         "--ablations", action="store_true", help="all: also the synthetic-only and one-step models"
     )
     parser.add_argument(
@@ -46,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data", type=Path, help="folder holding celeba/ (default ../shared/data/faces)")
     parser.add_argument(
-        "--dataset", default="celeba", help="subfolder of --data with the faces (split lists by name)"
+        "--dataset",
+        default="celeba,allage",
+        help="subfolder(s) of --data with the faces, comma-separated (split lists by name)",
     )
     parser.add_argument("--out", type=Path, help="weights folder to write (default engines/weights)")
     parser.add_argument("--cache", type=Path, default=REPO / "cache" / "data", help="preprocessed arrays")
@@ -141,7 +153,7 @@ def main(args: argparse.Namespace, finder: FinderFactory | None = None) -> int:
         export_random(args.out or REPO / "engines" / "weights", variants=(args.variant,), seed=args.seed)
         return 0
     if args.what == "step2":
-        train_step2(args.variant, options(args, finder=finder, kind="step2"))
+        train_step2(args.variant, options(args, finder=finder, kind="step2"), cascade=args.cascade)
     elif args.what == "step1":
         train_restorer(
             "step1",
@@ -150,9 +162,16 @@ def main(args: argparse.Namespace, finder: FinderFactory | None = None) -> int:
             options(args, finder=finder, kind="step1"),
             synthetic_only=args.synthetic_only,
             tag="synth" if args.synthetic_only else "",
+            learned=not args.no_learned,
         )
     elif args.what == "onestep":
-        train_restorer("onestep", args.scale, args.variant, options(args, finder=finder, kind="onestep"))
+        train_restorer(
+            "onestep",
+            args.scale,
+            args.variant,
+            options(args, finder=finder, kind="onestep"),
+            learned=not args.no_learned,
+        )
     else:
         train_step2(args.variant, options(args, finder=finder, kind="step2"))
         for scale in sorted(C.SCALES):

@@ -21,7 +21,12 @@ VARIANTS = ("fast", "quality")
 FAST_BUDGET_GMAC = 0.15
 
 STEP1_ARCH = "engines.arch.step1_arch.Step1Restorer"
-STEP2_ARCH = "engines.arch.step2_arch.Step2Prior"
+STEP2_ARCHS = {
+    "fast": "engines.arch.residual_prior_arch.ResidualPrior",
+    "quality": "engines.arch.step2_arch.Step2Prior",
+}
+"""The fast prior is the residual one (bicubic + code + MR skips); the quality variant, for GPUs,
+has not been retrained with it yet."""
 ONESTEP_ARCH = "engines.arch.onestep_arch.OneStep"
 DEGRADE_ARCH = "engines.arch.step1_arch.DegradationGenerator"
 
@@ -37,20 +42,37 @@ def step1_kwargs(scale: int, variant: str) -> dict[str, Any]:
     check_choice(scale, variant)
     s = SCALES[scale]
     if variant == "fast":
+        width = {8: 32, 16: 40, 32: 24}[s]
+        blocks = 4 if s == 8 else 3
         return {
             "scale_in": s,
             "scale_out": MR_SIZE,
-            "channels": 32 if s <= 16 else 24,
-            "blocks": 3,
+            "channels": width,
+            "blocks": blocks,
             "stage_blocks": 1,
+            "upsample": "resize",
+            "base": "bicubic",
         }
     return {"scale_in": s, "scale_out": MR_SIZE, "channels": 64, "blocks": 4, "stage_blocks": 1}
+
+
+def step2_arch(variant: str) -> str:
+    check_choice(8, variant)
+    return STEP2_ARCHS[variant]
 
 
 def step2_kwargs(variant: str) -> dict[str, Any]:
     check_choice(8, variant)
     if variant == "fast":
-        return {"latent_ch": 16, "enc_channels": 32, "dec_channels": 48, "blocks": 1, "out_size": HR_SIZE}
+        return {
+            "code_ch": 16,
+            "enc_channels": 32,
+            "dec_channels": 32,
+            "mid": 24,
+            "fine": 16,
+            "blocks": 1,
+            "out_size": HR_SIZE,
+        }
     return {"latent_ch": 32, "enc_channels": 48, "dec_channels": 96, "blocks": 2, "out_size": HR_SIZE}
 
 
@@ -73,7 +95,7 @@ def gmac(arch: str, kwargs: dict[str, Any]) -> float:
 def _gmac(arch: str, items: tuple[tuple[str, Any], ...]) -> float:
     kwargs = dict(items)
     model = build(arch, kwargs).eval()
-    if arch == STEP2_ARCH:
+    if arch in STEP2_ARCHS.values():
         return count_macs(model, torch.zeros(1, 3, MR_SIZE, MR_SIZE)) / 1e9
     s = kwargs["scale_in"]
     return count_macs(model, torch.zeros(1, 3, s, s)) / 1e9
@@ -82,11 +104,12 @@ def _gmac(arch: str, items: tuple[tuple[str, Any], ...]) -> float:
 def onestep_kwargs(scale: int, variant: str) -> dict[str, Any]:
     """The widest one-step net whose MACs do not exceed step 1 + step 2 of the same variant."""
     check_choice(scale, variant)
-    target = gmac(STEP1_ARCH, step1_kwargs(scale, variant)) + gmac(STEP2_ARCH, step2_kwargs(variant))
+    target = gmac(STEP1_ARCH, step1_kwargs(scale, variant)) + gmac(step2_arch(variant), step2_kwargs(variant))
     blocks = 4 if variant == "fast" else 8
-    best = {"scale_in": SCALES[scale], "scale_out": HR_SIZE, "channels": 16, "blocks": blocks}
+    new = {"upsample": "resize", "base": "bicubic"} if variant == "fast" else {}
+    best = {"scale_in": SCALES[scale], "scale_out": HR_SIZE, "channels": 16, "blocks": blocks, **new}
     for ch in range(16, 257, 8):
-        kw = {"scale_in": SCALES[scale], "scale_out": HR_SIZE, "channels": ch, "blocks": blocks}
+        kw = {"scale_in": SCALES[scale], "scale_out": HR_SIZE, "channels": ch, "blocks": blocks, **new}
         if gmac(ONESTEP_ARCH, kw) > target:
             break
         best = kw

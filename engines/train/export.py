@@ -128,13 +128,14 @@ def export_step2(
     name: str,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """`model` is a Step2Prior; its `.encoder` and `.decoder` become two graphs."""
+    """`model` is a step 2 prior; its `.encoder` and `.decoder` become two graphs. `latent_mean`
+    covers the part of the latent the runtime interpolates (`prior_shape`)."""
     out = weights_dir / name
     out.mkdir(parents=True, exist_ok=True)
     model = _half_round(model.eval().cpu())
-    latent_shape = list(model.latent_shape)
-    if tuple(latent_mean.shape) != tuple(latent_shape):
-        raise ValueError(f"latent_mean has shape {latent_mean.shape}, expected {latent_shape}")
+    latent_shape, prior_shape = list(model.latent_shape), list(model.prior_shape)
+    if tuple(latent_mean.shape) != tuple(prior_shape):
+        raise ValueError(f"latent_mean has shape {latent_mean.shape}, expected {prior_shape}")
     _onnx(model.encoder, torch.rand(2, 3, MR_SIZE, MR_SIZE), out / "encoder.onnx", "mr", "latent")
     _onnx(model.decoder, torch.randn(2, *latent_shape), out / "decoder.onnx", "latent", "hr")
     np.save(out / "latent_mean.npy", latent_mean.astype(np.float32))
@@ -144,6 +145,7 @@ def export_step2(
         "scale_in": MR_SIZE,
         "scale_out": kwargs["out_size"],
         "latent_shape": latent_shape,
+        "prior_shape": prior_shape,
         "files": {
             "encoder": f"{name}/encoder.onnx",
             "decoder": f"{name}/decoder.onnx",

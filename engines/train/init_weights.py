@@ -26,11 +26,12 @@ def export_random(
     names = []
     for v in variants:
         kw = C.step2_kwargs(v)
-        prior = build(C.STEP2_ARCH, kw)
-        mean = np.zeros(prior.latent_shape, np.float32)
+        arch = C.step2_arch(v)
+        prior = build(arch, kw)
+        mean = np.zeros(prior.prior_shape, np.float32)
         n = C.name("step2", None, v)
         write_card(
-            export_step2(prior, C.STEP2_ARCH, kw, mean, weights_dir, n),
+            export_step2(prior, arch, kw, mean, weights_dir, n),
             n,
             {
                 "kind": "step2",

@@ -6,9 +6,10 @@ Per step, on a batch of HR training faces (MR = area downscale to 64 px):
   tiny faces harvested from videos (unpaired). G is also held to the MR face's low frequencies
   (it may blur, add noise and blocking, not change who it is) and to a cycle
   real LR -> restorer -> G -> real LR (the CycleGAN half that runs through real data);
-* the restorer R learns LR -> MR on pairs: synthetic degradations (engines/data/degrade.py)
-  for the first quarter of training (bootstrap, while G is still learning), then half of every
-  batch comes from G.
+* the restorer R learns LR -> MR on pairs, every batch split evenly between the degradation
+  sources in use: synthetic (engines/data/degrade.py), real video coding of whole mosaic frames
+  (engines/data/video_degrade.py, a cached pool), and G's output once the first quarter of
+  training (bootstrap, while G is still learning) is over.
 
 The same loop trains the one-step ablation (R: LR -> 128 px directly; its cycle downsamples to
 64 px before G) and the synthetic-only ablation (no G, no D). Camera adaptation (--adapt) is
@@ -26,9 +27,10 @@ import torch.nn.functional as F
 
 from engines.arch import build
 from engines.arch.disc_arch import PatchDiscriminator
+from engines.data.datasets import load_hr, split_note
 from engines.data.degrade import degrade, have_pyav
-from engines.data.faces import load_faces
 from engines.data.harvest import load_real_lr
+from engines.data.video_degrade import load_pool
 from engines.train import configs as C
 from engines.train.card import write_card
 from engines.train.common import (
@@ -52,7 +54,11 @@ BOOTSTRAP = 0.25
 
 
 def _flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    flip = rng.random(len(images)) < 0.5
+    return _flip_by(images, rng.random(len(images)) < 0.5)
+
+
+def _flip_by(images: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """Mirror the rows where `flip` is set (pairs of HR and LR crops share one mask)."""
     images = images.copy()
     images[flip] = images[flip, :, ::-1]
     return images
@@ -70,11 +76,15 @@ def train_restorer(
     init_from: Path | None = None,
     out_dir: Path | None = None,
     note: str = "",
+    learned: bool = True,
+    video: bool = True,
 ) -> dict[str, Any]:
     """Train step 1 (kind "step1") or the one-step ablation (kind "onestep") at one scale.
 
     Returns the info written into the model card. `init_from` is a weights folder (adaptation):
     the restorer starts from its model and G from this scale's training checkpoint when present.
+    `learned` / `video` add G's and the video pool's pairs to the synthetic ones
+    (`synthetic_only` turns both off).
     """
     C.check_choice(scale, variant)
     if kind not in ("step1", "onestep"):
@@ -82,10 +92,15 @@ def train_restorer(
     s = C.SCALES[scale]
     device = setup_torch(opts)
     rng = np.random.default_rng(opts.seed)
-    hr_all = load_faces(
-        "train", opts.cache, opts.data, dataset=opts.dataset, limit=opts.limit, finder=opts.finder
+    hr_all = load_hr(
+        "train", opts.cache, opts.data, datasets=opts.dataset, limit=opts.limit, finder=opts.finder
     )
-    if not synthetic_only:
+    learned, video = learned and not synthetic_only, video and not synthetic_only
+    pool = None
+    if video:
+        pool_tag = f"{opts.dataset.replace(',', '+')}_train" + (f"_limit{opts.limit}" if opts.limit else "")
+        pool = load_pool(hr_all, s, opts.cache, pool_tag)
+    if learned:
         if real_lr is None:
             real_lr = load_real_lr(opts.cache, s, finder=opts.finder)
             real_desc = (
@@ -115,7 +130,7 @@ def train_restorer(
             gen.load_state_dict(
                 torch.load(base_ckpt.path, map_location=device, weights_only=False)["modules"]["gen"]
             )
-    params = list(net.parameters()) + ([] if synthetic_only else list(gen.parameters()))
+    params = list(net.parameters()) + (list(gen.parameters()) if learned else [])
     opt = torch.optim.Adam(params, lr=opts.lr, betas=(0.9, 0.99))
     opt_d = torch.optim.Adam(disc.parameters(), lr=opts.lr, betas=(0.5, 0.99))
     modules = {"net": net, "gen": gen, "disc": disc, "opt": opt, "opt_d": opt_d}
@@ -128,23 +143,30 @@ def train_restorer(
     loop = StepLoop(opts, name, start, timer, lambda done: ckpt.save(done, modules, rng, timer.elapsed))
     for _step, t in loop:
         set_lr(opt, opts.lr, t)
-        hr_np = _flip(hr_all[rng.integers(0, len(hr_all), opts.batch)], rng)
-        lr_syn = to_tensor(degrade(hr_np, s, rng), device)
+        idx = rng.integers(0, len(hr_all), opts.batch)
+        flip = rng.random(opts.batch) < 0.5
+        hr_np = _flip_by(hr_all[idx], flip)
         hr = to_tensor(hr_np, device)
         mr = area(hr, C.MR_SIZE)
         target = area(hr, target_size)
-        if synthetic_only:
-            out = net(lr_syn)
+        fake = gen(mr, torch.randn(opts.batch, 1, s, s, device=device)) if learned else None
+        sources = 1 + int(pool is not None) + int(fake is not None and t >= BOOTSTRAP)
+        cut = [opts.batch * k // sources for k in range(sources + 1)]
+        lr_parts = [to_tensor(degrade(hr_np[: cut[1]], s, rng), device)]
+        if pool is not None:
+            rows = idx[cut[1] : cut[2]]
+            variant_rows = pool[rng.integers(0, len(pool), len(rows)), rows]
+            lr_parts.append(to_tensor(_flip_by(variant_rows, flip[cut[1] : cut[2]]), device))
+        if fake is not None and t >= BOOTSTRAP:
+            lr_parts.append(fake[cut[-2] :].detach())
+        lr_in = torch.cat(lr_parts)
+        if fake is None:
+            out = net(lr_in)
             rec = F.l1_loss(out, target) + W_FFT * fft_loss(out, target)
             loss = rec
             parts = {"rec": rec}
         else:
             real = to_tensor(_flip(real_lr[rng.integers(0, len(real_lr), opts.batch)], rng), device)
-            fake = gen(mr, torch.randn(opts.batch, 1, s, s, device=device))
-            lr_in = lr_syn
-            if t >= BOOTSTRAP:
-                half = opts.batch // 2
-                lr_in = torch.cat([lr_syn[:half], fake[half:].detach()])
             out = net(lr_in)
             rec = F.l1_loss(out, target) + W_FFT * fft_loss(out, target)
             restored = area(net(real), C.MR_SIZE)
@@ -157,7 +179,7 @@ def train_restorer(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if not synthetic_only:
+        if fake is not None:
             ld = d_loss(disc(real), disc(fake.detach()))
             opt_d.zero_grad(set_to_none=True)
             ld.backward()
@@ -185,13 +207,18 @@ def train_restorer(
         "final_losses": loop.losses,
         "trained": True,
         "start": start,
-        "data": f"HR: {len(hr_all)} aligned {opts.dataset} faces at 128 px (MR = area downscale to 64 px); "
-        + ("synthetic degradations only" if synthetic_only else f"real LR: {real_desc}"),
-        "split": f"engines/splits/{opts.dataset}_train.txt (train); "
-        f"{opts.dataset}_val.txt, {opts.dataset}_test.txt held out",
-        "degradation": "synthetic only (blur, noise, H.264/JPEG)"
-        if synthetic_only
-        else "learned generator vs real tiny faces + synthetic bootstrap (blur, noise, H.264/JPEG)",
+        "data": f"HR: {len(hr_all)} aligned {opts.dataset} training faces at 128 px (MR = area downscale "
+        "to 64 px)" + (f"; real LR: {real_desc}" if learned else ""),
+        "split": split_note(opts.dataset),
+        "degradation": " + ".join(
+            ["synthetic (blur, noise, H.264/JPEG)"]
+            + (
+                ["video coding of mosaic frames (engines/data/video_degrade.py, cached pool)"]
+                if video
+                else []
+            )
+            + (["learned generator vs real tiny faces (after a synthetic bootstrap)"] if learned else [])
+        ),
         "codec": "real H.264 (PyAV libx264) and JPEG"
         if have_pyav()
         else "JPEG only: PyAV was not installed on the training machine, JPEG stood in for H.264",
