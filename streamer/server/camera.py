@@ -45,6 +45,17 @@ def default_processor(cfg: AppConfig, name: str) -> Processor:
     return Pipeline(cfg, name)
 
 
+def yuv_frame(image: np.ndarray) -> av.VideoFrame:
+    """A BGR picture as the yuv420p frame the encoders take, converted once per frame for all
+    viewers so each viewer's encoder skips its own conversion. OpenCV's I420 conversion measured
+    2-3x faster than PyAV's swscale at 720p, same BT.601 result."""
+    h, w = image.shape[:2]
+    if h % 2 or w % 2:
+        return av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
+    yuv = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
+    return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+
+
 @dataclass
 class Published:
     """The newest result of a camera, with what the viewers need already prepared."""
@@ -243,13 +254,7 @@ class CameraRunner:
             draw_stamp(image, index)
             if self.latency_log is not None:
                 self.latency_log.keep_image(kind, index & INDEX_MASK, image)
-        # yuv420p once here, so each viewer's encoder skips its own conversion. OpenCV's I420
-        # conversion measured 2-3x faster than PyAV's swscale at 720p, same BT.601 result.
-        h, w = image.shape[:2]
-        if h % 2 or w % 2:
-            return av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
-        yuv = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
-        return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        return yuv_frame(image)
 
     def _meta_json(self, result: FrameResult, fps: float, processed: float) -> str:
         frame = result.frame
