@@ -154,6 +154,18 @@ class DetectConfig:
             flag="--detect-interval",
         ),
     ] = 3
+    scan: Annotated[
+        str,
+        setting(
+            "what a detector pass looks at: regions (around faces, a rolling scan tile and motion, "
+            "enlarged; the whole frame every full_every frames) or full (the whole frame every pass)",
+            choices=("regions", "full"),
+            flag="--detect-scan",
+        ),
+    ] = "regions"
+    full_every: Annotated[
+        int, setting("regions scan: frames between whole-frame passes", ge=1, flag="--detect-full-every")
+    ] = 30
     max_faces: Annotated[int, setting("most faces kept per frame", ge=1)] = 64
     min_face_px: Annotated[float, setting("smallest face side kept (px)", ge=0)] = 6.0
     threads: Annotated[int, setting("detector threads", ge=1)] = 1

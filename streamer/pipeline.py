@@ -45,10 +45,11 @@ class Pipeline:
         self.stats = StageStats()
         self.detection = DetectionStage(
             detector or build_detector(cfg.detect),
-            cfg.detect.interval,
+            cfg.detect,
             background=cfg.detect.background and cfg.live,
             stats=self.stats,
         )
+        self._tracks: list[Track] = []
         self.tracker = Tracker(cfg.track)
         self.enhancer = enhancer or build_enhancer(cfg.enhance)
         self.gallery = Gallery()
@@ -97,7 +98,7 @@ class Pipeline:
         image = frame.image
 
         with self.stats.time("detect", times):
-            detections = self.detection.step(frame)
+            detections = self.detection.step(frame, self._tracks)
 
         with self.stats.time("track", times):
             tracks = self.tracker.update(detections, image)
@@ -107,6 +108,7 @@ class Pipeline:
                 self.gallery.forget(dead)
                 for track_id in dead:
                     self._latest.pop(track_id, None)
+            self._tracks = tracks
             chosen = self._choose(tracks)
 
         with self.stats.time("crop", times):
