@@ -70,6 +70,8 @@ def run_enhance(
         "seconds": wall,
         "fps": frames / wall if wall > 0 else 0.0,
         "faces_per_frame": faces / frames if frames else 0.0,
+        "faces_enhanced_per_frame": pipe.faces_enhanced / frames if frames else 0.0,
+        "faces_reused_per_frame": pipe.faces_reused / frames if frames else 0.0,
         "engine": pipe.backend_name,
         "source_stats": asdict(source.stats),
         "stages": pipe.stats.summary(),

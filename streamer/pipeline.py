@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Mapping
 
+import cv2
 import numpy as np
 
 from engines.base import Enhancer
@@ -58,7 +59,9 @@ class Pipeline:
         self.frames = 0
         self.faces_total = 0
         self.faces_enhanced = 0
-        self._latest: dict[int, tuple[int, np.ndarray]] = {}
+        self.faces_reused = 0
+        self._latest: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        """Per track: frame of its newest enhancement, the enhanced face, the LR crop it came from."""
 
     @property
     def backend_name(self) -> str:
@@ -127,11 +130,20 @@ class Pipeline:
     def _enhance(self, crops: list[FaceCrop]) -> list[EnhancedFace]:
         """One batched engine call for the faces whose turn it is (all of them unless
         `enhance.per_frame` is set); the others are shown with their track's newest enhanced face,
-        pasted through this frame's alignment so it still sits on the face."""
+        pasted through this frame's alignment so it still sits on the face. A face whose aligned
+        LR crop differs from the one of its newest enhancement by less than `reuse_below` (mean
+        absolute difference, 0-255) is not due at all: the engine would redraw the same face."""
         budget = (self.cfg.enhance.per_frame if self.cfg.live else 0) or len(crops)
         size = self.enhancer.output_size
-        cached = {tid: img for tid, (_, img) in self._latest.items() if img.shape[0] == size}
-        order = sorted(crops, key=lambda c: self._latest[c.track_id][0] if c.track_id in cached else -1)
+        cached = {tid: img for tid, (_, img, _) in self._latest.items() if img.shape[0] == size}
+        limit = self.cfg.enhance.reuse_below
+        due = [
+            c
+            for c in crops
+            if c.track_id not in cached or _change(c.image, self._latest[c.track_id][2]) >= limit
+        ]
+        self.faces_reused += len(crops) - len(due)
+        order = sorted(due, key=lambda c: self._latest[c.track_id][0] if c.track_id in cached else -1)
         todo = order[:budget]
         enhanced: dict[int, np.ndarray] = dict(cached)
         if todo:
@@ -139,7 +151,7 @@ class Pipeline:
             out = self.enhancer.enhance(batch, [c.track_id for c in todo])
             for c, img in zip(todo, out, strict=True):
                 enhanced[c.track_id] = img
-                self._latest[c.track_id] = (self.frames, img)
+                self._latest[c.track_id] = (self.frames, img, c.image)
             self.faces_enhanced += len(todo)
         return [EnhancedFace(c.track_id, enhanced[c.track_id], c) for c in crops if c.track_id in enhanced]
 
@@ -166,6 +178,13 @@ class Pipeline:
     def close(self) -> None:
         self.detection.close()
         self.enhancer.close()
+
+
+def _change(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two uint8 crops (inf when their sizes differ: a new scale)."""
+    if a.shape != b.shape:
+        return float("inf")
+    return float(cv2.absdiff(a, b).mean())
 
 
 def _live_values(cfg: AppConfig) -> dict[str, object]:
