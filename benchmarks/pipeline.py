@@ -47,6 +47,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engines", default="bicubic,fsr", help="comma-separated engines to compare")
     p.add_argument("--detect-interval", type=int, default=None)
     p.add_argument(
+        "--detect-scan",
+        choices=["regions", "full"],
+        default=None,
+        help="detection passes (default: the config's)",
+    )
+    p.add_argument(
+        "--reuse-below", type=float, default=None, help="enhance.reuse_below (default: the config's)"
+    )
+    p.add_argument(
         "--live-codecs",
         default=",".join(CODECS),
         help="codecs of the live demo rows (one row each, the output encoded; 'none' for no encode)",
@@ -191,6 +200,10 @@ def main(args: argparse.Namespace) -> int:
     base = AppConfig(mode="file")
     if args.detect_interval:
         base = replace(base, detect=replace(base.detect, interval=args.detect_interval))
+    if args.detect_scan:
+        base = replace(base, detect=replace(base.detect, scan=args.detect_scan))
+    if args.reuse_below is not None:
+        base = replace(base, enhance=replace(base.enhance, reuse_below=args.reuse_below))
     sources = [SourceConfig(uri="demo", name="demo-720p")]
     sources += [SourceConfig(uri=str(p), name=p.name) for p in clips(args.videos, args.max_clips)]
     rows: list[dict[str, object]] = []
@@ -212,7 +225,11 @@ def main(args: argparse.Namespace) -> int:
         engines = args.engines.split(",")
         for engine in engines:
             cfg = replace(
-                base, enhance=replace(base.enhance if engine == "fsr" else EnhanceConfig(), engine=engine)
+                base,
+                enhance=replace(
+                    base.enhance if engine == "fsr" else EnhanceConfig(reuse_below=base.enhance.reuse_below),
+                    engine=engine,
+                ),
             )
             cpu = FrameCpu()
             summary = run_enhance(
