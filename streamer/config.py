@@ -129,7 +129,11 @@ class DetectConfig:
     `threshold` is the lowest score kept; the tracker decides which scores may start a track.
     `background` runs the detector in its own thread on the newest frame in live mode (flat
     per-frame latency); file jobs always run it inline every `interval` frames so their output
-    does not depend on timing. `cache_dir` holds models derived on this machine (int8 CenterFace)."""
+    does not depend on timing. `scan` says what a pass looks at: `regions` (default) runs the
+    whole frame at `input_width` only every `full_every` frames and, on the passes between,
+    regions around known faces, one tile of a rolling 2x scan and where the picture moved, all
+    enlarged so 10-12 px faces are found (streamer/regions.py); `full` runs the whole frame on
+    every pass. `cache_dir` holds models derived on this machine (int8 CenterFace)."""
 
     __pydantic_config__ = _STRICT
 
