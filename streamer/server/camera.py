@@ -56,16 +56,42 @@ def yuv_frame(image: np.ndarray) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
 
 
+WATCHED_S = 2.0
+"""A track kind asked for within this many seconds is converted for the encoders in the camera
+thread; the others are not converted at all unless a track asks (the dashboard can show the
+enhanced track alone, and the latency bench watches it alone)."""
+
+
 @dataclass
 class Published:
-    """The newest result of a camera, with what the viewers need already prepared."""
+    """The newest result of a camera, with what the viewers need already prepared.
+
+    `original` and `enhanced` are the yuv420p frames the tracks send. A kind that no track
+    asked for lately was not converted in the camera thread: the first ask converts it here
+    (once per result) and marks the kind watched, so the next results come prepared."""
 
     seq: int
     result: FrameResult
     published_at: float
-    original: av.VideoFrame | None
-    enhanced: av.VideoFrame | None
+    frames: dict[str, av.VideoFrame | None]
     meta_json: str
+    prepare: Callable[[str, FrameResult], av.VideoFrame]
+    asked: dict[str, float]
+
+    def _frame(self, kind: str) -> av.VideoFrame:
+        self.asked[kind] = time.monotonic()
+        frame = self.frames.get(kind)
+        if frame is None:
+            frame = self.frames[kind] = self.prepare(kind, self.result)
+        return frame
+
+    @property
+    def original(self) -> av.VideoFrame:
+        return self._frame("original")
+
+    @property
+    def enhanced(self) -> av.VideoFrame:
+        return self._frame("enhanced")
 
 
 class CameraRunner:
@@ -103,6 +129,7 @@ class CameraRunner:
         self._last_thumbs = 0.0
         self._source_fps = 0.0
         self._dropped = 0
+        self._asked: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -218,10 +245,12 @@ class CameraRunner:
 
     def _publish(self, result: FrameResult, processed: float) -> None:
         frame = result.frame
-        original, enhanced = None, None
+        frames: dict[str, av.VideoFrame | None] = {}
         if self.viewers > 0:
-            original = self._video_frame("original", frame.index, frame.image)
-            enhanced = self._video_frame("enhanced", frame.index, result.output)
+            now = time.monotonic()
+            for kind in ("original", "enhanced"):
+                if now - self._asked.get(kind, -WATCHED_S) < WATCHED_S:
+                    frames[kind] = self._prepare(kind, result)
         published = time.monotonic()
         self._times.append(published)
         fps = self.fps
@@ -240,13 +269,23 @@ class CameraRunner:
             self._update_thumbs(result, published)
         self._seq += 1
         self._latest = Published(
-            self._seq, result, published, original, enhanced, self._meta_json(result, fps, processed)
+            self._seq,
+            result,
+            published,
+            frames,
+            self._meta_json(result, fps, processed),
+            self._prepare,
+            self._asked,
         )
         if self._loop is not None and not self._loop.is_closed():
             try:
                 self._loop.call_soon_threadsafe(self._wake)
             except RuntimeError:  # loop closed between the check and the call: shutting down
                 pass
+
+    def _prepare(self, kind: str, result: FrameResult) -> av.VideoFrame:
+        image = result.frame.image if kind == "original" else result.output
+        return self._video_frame(kind, result.frame.index, image)
 
     def _video_frame(self, kind: str, index: int, image: np.ndarray) -> av.VideoFrame:
         if self.stamp:
