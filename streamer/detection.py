@@ -93,12 +93,14 @@ class Plan:
 
     full: bool
     regions: list[Region] = field(default_factory=list)
+    keep: list[Detection] = field(default_factory=list)
+    """Known faces left out of the regions (over budget), carried to this frame by flow."""
 
 
 def run_plan(detector: FaceDetector, image: np.ndarray, plan: Plan, max_faces: int) -> list[Detection]:
     found = detector.detect(image) if plan.full else []
     found += detect_in_regions(detector, image, plan.regions)
-    return merge(found, max_faces)
+    return merge(found + plan.keep, max_faces)
 
 
 class BackgroundDetector:
@@ -242,7 +244,12 @@ class DetectionStage:
         if len(anchors) and len(others):
             # A track still matched by a detection is already looked at through that detection.
             others = others[iou_matrix(others, np.array(anchors, dtype=np.float64)).max(axis=1) < 0.3]
-        regions = face_regions([*anchors, *([] if size_changed else list(others))], w, h)
+        picked = face_regions([*anchors, *([] if size_changed else list(others))], w, h)
+        regions = [r for _, r in picked]
+        covered = {i for i, _ in picked}
+        keep = [d for i, d in enumerate(self._anchors) if i not in covered and not size_changed]
+        if keep and self._prev_gray is not None:
+            keep = carry_forward(keep, self._prev_gray, gray, keep_lost=False)
         if self._tiles is None or self._tiles[0] != (w, h):
             self._tiles = ((w, h), scan_tiles(w, h))
         tiles = self._tiles[1]
@@ -252,7 +259,7 @@ class DetectionStage:
         if self._motion_ref is not None:
             regions += motion_regions(self._motion_ref, small, w, h, covered=regions)
         self._motion_ref = small
-        return Plan(full=full, regions=regions)
+        return Plan(full=full, regions=regions, keep=keep)
 
     def _run_inline(self, image: np.ndarray, plan: Plan) -> list[Detection]:
         c0 = time.thread_time()

@@ -6,8 +6,9 @@ stage therefore looks only where faces are or may appear, enlarged so that tiny 
 size the network finds reliably:
 
 - around every known face, a square region about `CONTEXT` faces wide, zoomed so the face is
-  `FACE_NET_PX` network pixels tall (at most `MAX_ZOOM`x). All such regions of one size run in
-  one batched network call: at 96 px a call costs more in overhead than in pixels.
+  `FACE_NET_PX` network pixels tall (at most `MAX_ZOOM`x), smallest faces first within
+  `FACE_BUDGET_PX`. All such regions of one size run in one batched network call: at 96 px a
+  call costs more in overhead than in pixels.
 - one tile of a rolling scan: the frame cut into `SCAN_TILE` tiles, each detected at `SCAN_ZOOM`x
   in turn, so a face that never moved and was never found full-frame is found within one cycle.
 - where the picture changed: the difference to the previous region pass after removing the
@@ -36,6 +37,10 @@ and up at native size (benchmarks/detection.py), 32 leaves room for a face that 
 CONTEXT = 3.0
 """A face region's side in face heights: room for the motion between two passes."""
 MAX_ZOOM = 3.0
+FACE_BUDGET_PX = 320_000
+"""Network pixels of face regions per pass, a third of a whole 1280x736 frame: about 35 tiny
+faces. Beyond it (a crowd), the larger faces are carried by flow until a whole-frame pass;
+without it a canvas of 720 tiny faces cost 3.8x the whole frame per pass (benchmarks/detection)."""
 SCAN_TILE = (320, 240)
 SCAN_OVERLAP = 48
 """Larger than the biggest face a tile is meant to find (24 px at native size): a face cut by
@@ -83,16 +88,24 @@ def _placed(cx: float, cy: float, side_w: int, side_h: int, frame_w: int, frame_
     return Region(x1, y1, x1 + side_w, y1 + side_h, width)
 
 
-def face_regions(boxes: list[np.ndarray], frame_w: int, frame_h: int) -> list[Region]:
-    """One square region per known face box (see the module docstring)."""
-    regions = []
-    for x1, y1, x2, y2 in boxes:
+def face_regions(
+    boxes: list[np.ndarray], frame_w: int, frame_h: int, budget: float = FACE_BUDGET_PX
+) -> list[tuple[int, Region]]:
+    """(index into `boxes`, region) for known faces, smallest face first (the ones the whole
+    frame misses), until the regions' network pixels reach `budget`."""
+    picked = []
+    spent = 0.0
+    for i in sorted(range(len(boxes)), key=lambda i: float(boxes[i][3] - boxes[i][1])):
+        x1, y1, x2, y2 = boxes[i]
         h = float(max(y2 - y1, x2 - x1, 1.0))
         zoom = float(np.clip(FACE_NET_PX / h, 1.0, MAX_ZOOM))
         net = _ceil32(CONTEXT * h * zoom)
+        if spent + net * net > budget:
+            break
+        spent += net * net
         side = int(round(net / zoom))
-        regions.append(_placed((x1 + x2) / 2, (y1 + y2) / 2, side, side, frame_w, frame_h, net))
-    return regions
+        picked.append((i, _placed((x1 + x2) / 2, (y1 + y2) / 2, side, side, frame_w, frame_h, net)))
+    return picked
 
 
 def scan_tiles(frame_w: int, frame_h: int) -> list[Region]:

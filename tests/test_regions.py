@@ -57,7 +57,9 @@ def test_face_regions_zoom_tiny_faces_and_stay_inside_the_frame() -> None:
     small = np.array([100, 100, 108, 110], np.float32)  # 10 px tall
     corner = np.array([0, 0, 12, 12], np.float32)
     big = np.array([300, 100, 380, 200], np.float32)  # 100 px: no enlargement
-    r_small, r_corner, r_big = face_regions([small, corner, big], 640, 360)
+    picked = face_regions([big, small, corner], 640, 360)
+    assert [i for i, _ in picked] == [1, 2, 0], "smallest faces first"
+    (_, r_small), (_, r_corner), (_, r_big) = picked
     zoom = r_small.width / (r_small.x2 - r_small.x1)
     assert 10 * zoom == pytest.approx(FACE_NET_PX, rel=0.15)
     assert r_small.x1 < 100 and r_small.x2 > 108 and r_small.y1 < 100 and r_small.y2 > 110
@@ -65,6 +67,12 @@ def test_face_regions_zoom_tiny_faces_and_stay_inside_the_frame() -> None:
     assert (r_corner.x1, r_corner.y1) == (0, 0) and r_corner.x2 >= 12 and r_corner.y2 >= 12
     assert r_corner.x2 - r_corner.x1 == r_corner.y2 - r_corner.y1
     assert r_big.width == r_big.x2 - r_big.x1 and r_big.y2 <= 360
+
+
+def test_face_regions_stop_at_the_budget() -> None:
+    boxes = [np.array([x, 10, x + 10, 20], np.float32) for x in range(0, 600, 15)]
+    picked = face_regions(boxes, 640, 360, budget=10 * 96 * 96)
+    assert len(picked) == 10 and all(r.width == 96 for _, r in picked)
 
 
 def test_scan_tiles_cover_the_frame_with_overlap() -> None:
@@ -83,7 +91,8 @@ def test_regions_find_10px_faces_that_the_whole_frame_misses(
 ) -> None:
     image, gt = tiny
     whole = recall(gt, centerface.detect(image, width=640))
-    around = merge(detect_in_regions(centerface, image, face_regions(list(gt), 640, 360)), 10_000)
+    everywhere = [r for _, r in face_regions(list(gt), 640, 360, budget=float("inf"))]
+    around = merge(detect_in_regions(centerface, image, everywhere), 10_000)
     tiles = merge(detect_in_regions(centerface, image, scan_tiles(640, 360)), 10_000)
     assert whole < 0.3
     assert recall(gt, around) >= 0.9
