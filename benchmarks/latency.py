@@ -41,7 +41,7 @@ import numpy as np
 from streamer.config import AppConfig, ConfigError, EnhanceConfig, OutputConfig, ServerConfig, SourceConfig
 from streamer.run_loop import Processor, run_source
 from streamer.server import start_server
-from streamer.server.camera import default_processor
+from streamer.server.camera import CameraRunner, default_processor
 from streamer.server.latency import INDEX_MASK, LatencyLog, read_stamp_from_frame
 from streamer.server.signaling import set_video_bitrate
 from streamer.server.viewer import connect_viewer
@@ -51,6 +51,7 @@ from streamer.types import Frame, FrameResult, StageTimes
 log = logging.getLogger(__name__)
 
 WARMUP_S = 3.0
+VIEWER_START_S = 120.0
 REPO = Path(__file__).resolve().parents[1]
 CAMERA = "bench"
 
@@ -255,7 +256,7 @@ async def run_once(
         camera.add_listener(on_publish)
         if viewer_process:
             start, elapsed, kbps = await watch_in_process(
-                server.url, cfg.server.codec, warmup, seconds, got, measuring
+                server.url, cfg.server.codec, warmup, seconds, got, measuring, camera
             )
         else:
             viewer = await connect_viewer(
@@ -378,11 +379,19 @@ def codec_sweep(
 
 
 async def watch_in_process(
-    url: str, codec: str, warmup: float, seconds: float, got: Received, measuring: dict[str, bool]
+    url: str,
+    codec: str,
+    warmup: float,
+    seconds: float,
+    got: Received,
+    measuring: dict[str, bool],
+    camera: CameraRunner,
 ) -> tuple[float, float, float]:
     """Run `python -m streamer.server.viewer` for warm-up + measurement; fill `got.decoded` from
-    its decode times; `measuring` is on during the measurement. Returns (start, elapsed, kbit/s
-    over its whole session)."""
+    its decode times; `measuring` is on during the measurement. The warm-up starts once the
+    viewer is connected to `camera`: on a loaded machine the viewer's own start (imports, ICE)
+    took longer than warm-up and measurement together, and it was stopped before it watched.
+    Returns (start, elapsed, kbit/s over its whole session)."""
     import signal
     import sys
 
@@ -404,6 +413,9 @@ async def watch_in_process(
     proc = await asyncio.create_subprocess_exec(
         *cmd, cwd=str(REPO), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
+    deadline = time.monotonic() + VIEWER_START_S
+    while camera.viewers == 0 and proc.returncode is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
     await asyncio.sleep(warmup)
     measuring["on"] = True
     start = time.monotonic()
