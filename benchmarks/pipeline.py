@@ -232,9 +232,7 @@ def main(args: argparse.Namespace) -> int:
                 ),
             )
             cpu = FrameCpu()
-            summary = run_enhance(
-                cfg, src, out_path=None, max_frames=args.frames, on_result=lambda _, c=cpu: c.tick()
-            )
+            summary = run_enhance(cfg, src, out_path=None, max_frames=args.frames, on_result=cpu.on_result)
             summary.update(cpu.summary())
             rows.append(table_row(src.name, summary["engine"], summary))
             results.append({"clip": src.name, "config": engine, **summary})

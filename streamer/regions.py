@@ -147,13 +147,10 @@ def motion_regions(
     if then_small.shape != now_small.shape:
         return []
     dx, dy = global_shift(then_small, now_small)
-    shifted = cv2.warpAffine(
-        then_small,
-        np.float32([[1, 0, dx], [0, 1, dy]]),
-        then_small.shape[::-1],
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    moved = (cv2.absdiff(shifted, now_small) > MOTION_THRESHOLD).astype(np.uint8)
+    h, w = then_small.shape[:2]
+    shift = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
+    shifted = cv2.warpAffine(then_small, shift, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    moved: np.ndarray = (cv2.absdiff(shifted, now_small) > MOTION_THRESHOLD).astype(np.uint8)
     if moved.mean() > MOTION_MAX_FRACTION:
         return []
     for r in covered:

@@ -77,6 +77,10 @@ class FrameCpu:
             self.samples.append(now - self._last)
         self._last = now
 
+    def on_result(self, _result: object) -> None:
+        """`tick`, as a per-result callback (streamer.enhance_job.run_enhance's `on_result`)."""
+        self.tick()
+
     def summary(self) -> dict[str, float]:
         """{cpu_ms (mean per frame), cpu_p50_ms, cpu_p95_ms, cpu_frames}; NaN before two ticks."""
         arr = np.asarray(self.samples, dtype=np.float64) * 1e3
