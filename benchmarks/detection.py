@@ -487,8 +487,8 @@ def stage_rows(args: argparse.Namespace) -> dict[str, dict[str, object]]:
         f"\nDetection stage, CenterFace@1280, inline (file job): demo = its first {args.demo_frames} frames "
         "against the true boxes, what the tracker gets on every frame; sweep = each tiny-face canvas as a "
         "still video for one scan cycle, recall (R@px) and false positives on the last frame. cpu: "
-        "detector CPU ms per frame (the sweep canvases hold 120-720 faces; the regions cost grows "
-        "with the faces in view)."
+        "detector CPU ms per frame (the sweep canvases hold 120-720 faces). fp: unmatched detections; "
+        "on the demo they score under the tracker's high_score, so none starts a track."
     )
     print(format_table(rows, list(rows[0])))
     return out
