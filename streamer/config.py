@@ -131,7 +131,7 @@ class DetectConfig:
     per-frame latency); file jobs always run it inline every `interval` frames so their output
     does not depend on timing. `scan` says what a pass looks at: `regions` (default) runs the
     whole frame at `input_width` only every `full_every` frames and, on the passes between,
-    regions around known faces, one tile of a rolling 2x scan and where the picture moved, all
+    regions around known faces, one tile of a rolling 1.5x scan and where the picture moved, all
     enlarged so 10-12 px faces are found (streamer/regions.py); `full` runs the whole frame on
     every pass. `cache_dir` holds models derived on this machine (int8 CenterFace)."""
 

@@ -83,7 +83,7 @@ def test_scan_tiles_cover_the_frame_with_overlap() -> None:
         assert t.x2 <= 1280 and t.y2 <= 720
     assert covered.all()
     assert len({(t.x2 - t.x1, t.y2 - t.y1, t.width) for t in tiles}) == 1
-    assert scan_tiles(200, 100) == [Region(0, 0, 200, 100, 416)]
+    assert scan_tiles(200, 100) == [Region(0, 0, 200, 100, 320)]
 
 
 def test_regions_find_10px_faces_that_the_whole_frame_misses(
@@ -96,7 +96,7 @@ def test_regions_find_10px_faces_that_the_whole_frame_misses(
     tiles = merge(detect_in_regions(centerface, image, scan_tiles(640, 360)), 10_000)
     assert whole < 0.3
     assert recall(gt, around) >= 0.9
-    assert recall(gt, tiles) >= 0.9
+    assert recall(gt, tiles) >= 0.8  # the scan at 1.5x: a 10 px face becomes 15 px (0.87 measured)
     # Every face once, not once per region that saw it (a few faces cut by the quarter's edge,
     # not in the ground truth, are found too).
     assert len(around) <= 1.05 * len(gt) and len(tiles) <= 1.05 * len(gt)
@@ -149,4 +149,4 @@ def test_the_regions_stage_finds_10px_faces_of_a_still_picture_within_one_scan(
         found[scan] = recall(gt, dets)
         assert stage.runs == cycle
         assert stage.stats.summary()["detector cpu"]["count"] == cycle
-    assert found["full"] < 0.3 and found["regions"] >= 0.9
+    assert found["full"] < 0.3 and found["regions"] >= 0.8  # the goal is 0.6; 0.88 measured
