@@ -40,9 +40,13 @@ import cv2
 import numpy as np
 
 from streamer.config import DetectConfig
+from streamer.detection import DetectionStage
 from streamer.detectors import build_detector
 from streamer.detectors.base import FaceDetector
+from streamer.regions import scan_tiles
+from streamer.stats import StageStats, format_table
 from streamer.track import iou_matrix
+from streamer.types import Detection, Frame
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +229,93 @@ def tiny_face_sweep(detector: FaceDetector, reference: FaceDetector) -> dict[str
     return out
 
 
+def stage_passes(stage: DetectionStage, frames: list[np.ndarray]) -> tuple[list[Detection], float]:
+    """Run the detection stage inline over `frames`; (its detections on the last frame, mean
+    detector CPU ms per frame)."""
+    before = stage.stats.summary().get("detector cpu", {"mean_ms": 0.0, "count": 0.0})
+    out: list[Detection] = []
+    for i, image in enumerate(frames):
+        out = stage.step(Frame(image=image, index=i, pts=i / 30.0, capture_time=0.0)) or []
+    after = stage.stats.summary()["detector cpu"]
+    cpu = after["mean_ms"] * after["count"] - before["mean_ms"] * before["count"]
+    return out, cpu / len(frames)
+
+
+def stage_frames(cfg: DetectConfig, shape: tuple[int, ...]) -> int:
+    """Frames for one cycle of the regions scan plus one pass, ending on a pass; the same count
+    for every `scan`, so CPU per frame is compared over the same frames."""
+    return (len(scan_tiles(shape[1], shape[0])) + 1) * cfg.interval + 1
+
+
+def stage_sweep(
+    detector: FaceDetector, reference: FaceDetector, cfg: DetectConfig
+) -> tuple[dict[str, float], dict[str, int], float]:
+    """The tiny-face sweep through the detection stage: each canvas shown as a still video for
+    one scan cycle; recall and false positives of the stage's output on the last frame, and the
+    detector's mean CPU ms per frame over all sizes."""
+    t1 = read_image(t1_path())
+    ref = detect_boxes(reference, t1)
+    recall, false_pos, cpu = {}, {}, []
+    for px in SWEEP_HEIGHTS:
+        canvas, gt = sweep_canvas(t1, ref, px)
+        stage = DetectionStage(detector, cfg, background=False, stats=StageStats())
+        dets, ms = stage_passes(stage, [canvas] * stage_frames(cfg, canvas.shape))
+        boxes = np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4)
+        tp, fp, _ = match(gt, np.zeros((0, 4)), boxes, 0.5)
+        recall[str(px)], false_pos[str(px)] = tp / len(gt), fp
+        cpu.append(ms)
+    return recall, false_pos, float(np.mean(cpu))
+
+
+DEMO_BINS = (11, 13, 15, 17, 20, 24)
+"""Face height bins (px) of the demo's 11-23 px faces for the stage's recall over time."""
+
+
+def demo_stage(detector: FaceDetector, cfg: DetectConfig, frames: int) -> dict[str, object]:
+    """The detection stage inline over the demo's first `frames` frames (panning, zooming,
+    shaking camera) against its true face boxes: recall per face height and false positives per
+    frame of what the tracker is given on every frame (fresh or carried by flow), and detector
+    CPU ms per frame."""
+    from streamer.config import SourceConfig
+    from streamer.sources.demo import DemoSource
+
+    src = DemoSource(SourceConfig(uri="demo"))
+    src.start()
+    try:
+        stage = DetectionStage(detector, cfg, background=False, stats=StageStats())
+        hits = np.zeros(len(DEMO_BINS) - 1)
+        totals = np.zeros(len(DEMO_BINS) - 1)
+        fp = 0
+        images = []
+        for n in range(frames):
+            image = src.render(n)
+            images.append(image)
+            dets = stage.step(Frame(image=image, index=n, pts=n / 30.0, capture_time=0.0)) or []
+            gt = src.faces_in_view(n)
+            boxes = np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4)
+            _, f, pairs = match(gt, np.zeros((0, 4)), boxes, 0.5)
+            fp += f
+            found = np.zeros(len(gt), bool)
+            found[[g for g, _ in pairs]] = True
+            which = np.digitize(gt[:, 3] - gt[:, 1], DEMO_BINS) - 1
+            for b in range(len(DEMO_BINS) - 1):
+                totals[b] += (which == b).sum()
+                hits[b] += (found & (which == b)).sum()
+        s = stage.stats.summary()["detector cpu"]
+    finally:
+        src.stop()
+    labels = [f"{a}-{b}" for a, b in zip(DEMO_BINS[:-1], DEMO_BINS[1:], strict=True)]
+    return {
+        "recall_by_px": {
+            k: float(h / t) if t else float("nan") for k, h, t in zip(labels, hits, totals, strict=True)
+        },
+        "recall": float(hits.sum() / max(totals.sum(), 1)),
+        "fp_per_frame": fp / frames,
+        "cpu_ms_per_frame": s["mean_ms"] * s["count"] / frames,
+        "frames": frames,
+    }
+
+
 def time_detector(detector: FaceDetector, image: np.ndarray, runs: int = 9) -> dict[str, float]:
     """Wall-clock median and fastest run, and the median CPU time of this process, in ms.
 
@@ -305,6 +396,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=DetectConfig().threads)
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--out", type=Path, help="folder for annotated city.jpg images")
+    parser.add_argument("--demo-frames", type=int, default=150, help="demo frames for the stage rows")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -347,6 +439,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             row["city"] = city_report(det, args.out, label)
         results["detectors"][label] = row  # type: ignore[index]
         print_row(label, row)
+    results["stages"] = stage_rows(args)
     results["load_avg_at_end"] = os.getloadavg()[0]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -357,6 +450,48 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "timings are disturbed by other processes)"
     )
     return results
+
+
+def stage_rows(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """The detection stage as the pipeline runs it in a file job (inline, every `interval`
+    frames), CenterFace at 1280, whole frame on every pass against the regions scan; printed
+    as one table."""
+    base = DetectConfig(threshold=args.threshold, threads=args.threads, max_faces=100_000, min_face_px=0.0)
+    detector = build_detector(base)
+    out: dict[str, dict[str, object]] = {}
+    rows = []
+    for scan in ("full", "regions"):
+        cfg = replace(base, scan=scan)
+        recall, false_pos, sweep_cpu = stage_sweep(detector, detector, cfg)
+        demo = demo_stage(detector, cfg, args.demo_frames)
+        label = f"{scan}, pass every {cfg.interval}" + (
+            f", full every {cfg.full_every}" if scan == "regions" else ""
+        )
+        out[label] = {
+            "tiny_recall": recall,
+            "tiny_false_positives": false_pos,
+            "tiny_cpu_ms": sweep_cpu,
+            "demo": demo,
+        }
+        row: dict[str, object] = {
+            "stage": label,
+            "demo cpu ms/frame": demo["cpu_ms_per_frame"],
+            "demo recall": demo["recall"],
+            "demo fp/frame": demo["fp_per_frame"],
+            "sweep cpu ms/frame": sweep_cpu,
+            "sweep fp": sum(false_pos.values()),
+        }
+        row.update({f"R@{px}": v for px, v in recall.items()})
+        rows.append(row)
+    print(
+        f"\nDetection stage, CenterFace@1280, inline (file job): demo = its first {args.demo_frames} frames "
+        "against the true boxes, what the tracker gets on every frame; sweep = each tiny-face canvas as a "
+        "still video for one scan cycle, recall (R@px) and false positives on the last frame. cpu: "
+        "detector CPU ms per frame (the sweep canvases hold 120-720 faces). fp: unmatched detections; "
+        "on the demo they score under the tracker's high_score, so none starts a track."
+    )
+    print(format_table(rows, list(rows[0])))
+    return out
 
 
 def print_header() -> None:

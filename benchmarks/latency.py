@@ -8,8 +8,12 @@ back, so each frame's path is known from capture to "decoded at the viewer", spl
     convert    BGR -> YUV and stamping, once per frame for all viewers
     handoff    result ready -> the viewer's sender takes it (relay + event loop)
     transport  encode + RTP over loopback + jitter buffer + decode at the viewer
-Two runs in the same process and minute: a baseline (raw demo frames through the same server
-and aiortc, no pipeline) and the real pipeline. Both run on the demo at 720p (4+ faces in view).
+Runs in the same process and minute: a baseline (raw demo frames through the same server and
+aiortc, no pipeline: decode and encode only), the pipeline with the bicubic engine (the floor),
+and the pipeline with the chosen engine, all on the demo at 720p (4+ faces in view). Each run
+reports the server's CPU milliseconds per frame it published (process user + system time, all
+threads: pipeline, detection, the viewer's encoder, aiortc; the viewer's decode too when it runs
+inline), the figure that survives a shared machine.
 
 Bitrate: the enhanced track (640x360 source, upscale x2 -> 1280x720) is received at aiortc's stock
 settings (start 0.5 Mbit/s, cap 1.5, moved by receiver feedback) and at pinned rates (feedback
@@ -25,6 +29,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,15 +42,16 @@ from devtools.viewer import connect_viewer
 from streamer.config import AppConfig, ConfigError, EnhanceConfig, OutputConfig, ServerConfig, SourceConfig
 from streamer.run_loop import Processor, run_source
 from streamer.server import start_server
-from streamer.server.camera import default_processor
+from streamer.server.camera import CameraRunner, default_processor
 from streamer.server.latency import INDEX_MASK, LatencyLog, read_stamp_from_frame
 from streamer.server.signaling import set_video_bitrate
-from streamer.stats import format_table
+from streamer.stats import FrameCpu, format_table
 from streamer.types import Frame, FrameResult, StageTimes
 
 log = logging.getLogger(__name__)
 
 WARMUP_S = 3.0
+VIEWER_START_S = 120.0
 REPO = Path(__file__).resolve().parents[1]
 CAMERA = "bench"
 
@@ -226,6 +232,7 @@ async def run_once(
         set_video_bitrate(cfg.server.bitrate_kbps, pinned=True)
     got = Received()
     measuring = {"on": False}
+    cpu = FrameCpu()
 
     def on_frame(kind: str, frame: av.VideoFrame, t: float) -> None:
         got.frames += 1
@@ -246,13 +253,20 @@ async def run_once(
                     )
                 )
 
+    def on_publish() -> None:
+        if measuring["on"]:
+            cpu.tick()
+
     try:
         camera = server.state.cameras[CAMERA]
         await asyncio.to_thread(camera.wait_ready, 120)
         if camera.error:
             raise RuntimeError(f"camera failed to start: {camera.error}")
+        camera.add_listener(on_publish)
         if viewer_process:
-            start, elapsed, kbps = await watch_in_process(server.url, cfg.server.codec, warmup, seconds, got)
+            start, elapsed, kbps = await watch_in_process(
+                server.url, cfg.server.codec, warmup, seconds, got, measuring, camera
+            )
         else:
             viewer = await connect_viewer(
                 server.base_url, server.token, CAMERA, on_frame, tracks=("enhanced",), codec=cfg.server.codec
@@ -296,6 +310,7 @@ async def run_once(
         "kbps_received": kbps,
         "faces_per_frame": float(np.mean(faces)) if faces else 0.0,
         "latency": {k: percentiles(v) for k, v in parts.items()},
+        **cpu.summary(),
     }
     if measure_psnr:
         full = [p for p, _ in got.psnr]
@@ -373,10 +388,19 @@ def codec_sweep(
 
 
 async def watch_in_process(
-    url: str, codec: str, warmup: float, seconds: float, got: Received
+    url: str,
+    codec: str,
+    warmup: float,
+    seconds: float,
+    got: Received,
+    measuring: dict[str, bool],
+    camera: CameraRunner,
 ) -> tuple[float, float, float]:
     """Run `python -m devtools.viewer` for warm-up + measurement; fill `got.decoded` from
-    its decode times. Returns (start, elapsed, kbit/s over its whole session)."""
+    its decode times; `measuring` is on during the measurement. The warm-up starts once the
+    viewer is connected to `camera`: on a loaded machine the viewer's own start (imports, ICE)
+    took longer than warm-up and measurement together, and it was stopped before it watched.
+    Returns (start, elapsed, kbit/s over its whole session)."""
     import signal
     import sys
 
@@ -398,10 +422,15 @@ async def watch_in_process(
     proc = await asyncio.create_subprocess_exec(
         *cmd, cwd=str(REPO), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
+    deadline = time.monotonic() + VIEWER_START_S
+    while camera.viewers == 0 and proc.returncode is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
     await asyncio.sleep(warmup)
+    measuring["on"] = True
     start = time.monotonic()
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - start
+    measuring["on"] = False
     proc.send_signal(signal.SIGTERM)
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     if proc.returncode != 0 or not out.strip():
@@ -460,9 +489,15 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     print(f"latency: baseline (raw frames, no pipeline), {args.seconds:.0f} s ...", flush=True)
     separate = args.viewer == "process"
     baseline = await run_once(cfg, args.seconds, baseline=True, viewer_process=separate)
-    print(f"latency: pipeline ({args.engine}), {args.seconds:.0f} s ...", flush=True)
-    pipeline = await run_once(cfg, args.seconds, baseline=False, viewer_process=separate)
-    results["latency"] = {"baseline": baseline, "pipeline": pipeline}
+    results["latency"] = {"baseline": baseline}
+    engines = ["bicubic", args.engine] if args.engine != "bicubic" else ["bicubic"]
+    for engine in engines:
+        print(f"latency: pipeline ({engine}), {args.seconds:.0f} s ...", flush=True)
+        run_cfg = bench_cfg(args, args.width, args.height, args.upscale, args.bitrate, engine)
+        name = "pipeline" if engine == args.engine else engine
+        results["latency"][name] = await run_once(
+            run_cfg, args.seconds, baseline=False, viewer_process=separate
+        )
     if not args.skip_bitrate:
         print(
             f"codec: aiortc VP8 at 30 fps timestamps, {args.codec_frames} enhanced 1280x720 frames ...",
@@ -505,13 +540,17 @@ def report(results: dict[str, Any]) -> str:
         lines.append(
             f"{name:9s} backend={run['backend']}  frames={run['frames_measured']}  "
             f"viewer fps={run['viewer_fps']:.1f}  faces/frame={run['faces_per_frame']:.1f}  "
+            f"server cpu ms/frame={run['cpu_ms']:.1f} (p50 {run['cpu_p50_ms']:.1f}, "
+            f"p95 {run['cpu_p95_ms']:.1f})  "
             f"received={run['kbps_received']:.0f} kbit/s  unreadable stamps={run['unreadable_stamps']}"
         )
     totals = [
         lat[n]["latency"].get("total", {}).get("p50_ms", float("nan")) for n in ("pipeline", "baseline")
     ]
+    load = os.getloadavg()
     lines.append(
-        f"pipeline adds {totals[0] - totals[1]:.0f} ms at p50 over raw aiortc streaming of the same source"
+        f"pipeline adds {totals[0] - totals[1]:.0f} ms at p50 over raw aiortc streaming of the same source "
+        f"(load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs)"
     )
     if "codec_sweep" in results:
         lines += [

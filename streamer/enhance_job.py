@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,11 @@ def run_enhance(
     out_path: str | Path | None,
     max_frames: int = 0,
     pipeline: Pipeline | None = None,
+    on_result: Callable[[FrameResult], None] | None = None,
 ) -> dict[str, Any]:
     """Process `source_cfg` through the pipeline; write `out_path` (mp4) when given. The mode
-    (file or live) is the config's, decided where the config was built."""
+    (file or live) is the config's, decided where the config was built. `on_result` sees every
+    result after it was written (the benchmarks measure CPU per frame there)."""
     source = open_source(source_cfg, live=cfg.live)
     source.start()
     pipe = pipeline or Pipeline(cfg, source_cfg.display_name)
@@ -47,6 +50,8 @@ def run_enhance(
         if sink is not None:
             with pipe.stats.time("encode"):
                 sink.write(result.output, result.frame.pts)
+        if on_result is not None:
+            on_result(result)
 
     t0 = time.perf_counter()
     try:
@@ -65,6 +70,8 @@ def run_enhance(
         "seconds": wall,
         "fps": frames / wall if wall > 0 else 0.0,
         "faces_per_frame": faces / frames if frames else 0.0,
+        "faces_enhanced_per_frame": pipe.faces_enhanced / frames if frames else 0.0,
+        "faces_reused_per_frame": pipe.faces_reused / frames if frames else 0.0,
         "engine": pipe.backend_name,
         "source_stats": asdict(source.stats),
         "stages": pipe.stats.summary(),

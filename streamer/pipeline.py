@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+import cv2
 import numpy as np
 
 from engines.base import INPUT_SIZE_FOR_SCALE, Enhancer
@@ -47,10 +48,11 @@ class Pipeline:
         self.stats = StageStats()
         self.detection = DetectionStage(
             build_detector(cfg.detect),
-            cfg.detect.interval,
+            cfg.detect,
             background=cfg.detect.background and cfg.live,
             stats=self.stats,
         )
+        self._tracks: list[Track] = []
         self.tracker = Tracker(cfg.track)
         self.engines_factory = engines_factory
         self.engines = engines_factory(cfg.enhance)
@@ -61,7 +63,9 @@ class Pipeline:
         self.frames = 0
         self.faces_total = 0
         self.faces_enhanced = 0
-        self._latest: dict[int, tuple[int, np.ndarray]] = {}
+        self.faces_reused = 0
+        self._latest: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        """Per track: frame of its newest enhancement, the enhanced face, the LR crop it came from."""
 
     @property
     def enhancer(self) -> Enhancer:
@@ -109,7 +113,7 @@ class Pipeline:
         image = frame.image
 
         with self.stats.time("detect", times):
-            detections = self.detection.step(frame)
+            detections = self.detection.step(frame, self._tracks)
 
         with self.stats.time("track", times):
             tracks = self.tracker.update(detections, image)
@@ -121,6 +125,7 @@ class Pipeline:
                 self.gallery.forget(dead)
                 for track_id in dead:
                     self._latest.pop(track_id, None)
+            self._tracks = tracks
             chosen = self._choose(tracks)
 
         with self.stats.time("crop", times):
@@ -164,20 +169,29 @@ class Pipeline:
             out = self.engines[side].enhance(np.stack([c.image for c in todo]), [c.track_id for c in todo])
             for c, img in zip(todo, out, strict=True):
                 enhanced[c.track_id] = img
-                self._latest[c.track_id] = (self.frames, img)
+                self._latest[c.track_id] = (self.frames, img, c.image)
             self.faces_enhanced += len(todo)
         return [EnhancedFace(c.track_id, enhanced[c.track_id], c) for c in crops if c.track_id in enhanced]
 
     def _cached(self) -> dict[int, np.ndarray]:
         """Each track's newest enhanced face, where it has the engine's current size."""
         size = self.enhancer.output_size
-        return {tid: img for tid, (_, img) in self._latest.items() if img.shape[0] == size}
+        return {tid: img for tid, (_, img, _) in self._latest.items() if img.shape[0] == size}
 
     def _turns(self, crops: list[FaceCrop], cached: Mapping[int, np.ndarray]) -> list[FaceCrop]:
         """The crops to enhance now: within the live budget, faces never enhanced first, then
-        the ones enhanced longest ago."""
+        the ones enhanced longest ago. A face whose aligned LR crop differs from the one of its
+        newest enhancement by less than `reuse_below` (mean absolute difference, 0-255) is not
+        due at all: the engine would redraw the same face."""
         budget = (self.cfg.enhance.per_frame if self.cfg.live else 0) or len(crops)
-        order = sorted(crops, key=lambda c: self._latest[c.track_id][0] if c.track_id in cached else -1)
+        limit = self.cfg.enhance.reuse_below
+        due = [
+            c
+            for c in crops
+            if c.track_id not in cached or _change(c.image, self._latest[c.track_id][2]) >= limit
+        ]
+        self.faces_reused += len(crops) - len(due)
+        order = sorted(due, key=lambda c: self._latest[c.track_id][0] if c.track_id in cached else -1)
         return order[:budget]
 
     def _choose(self, tracks: list[Track]) -> list[Track]:
@@ -204,6 +218,13 @@ class Pipeline:
         self.detection.close()
         for engine in self.engines.values():
             engine.close()
+
+
+def _change(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two uint8 crops (inf when their sizes differ: a new scale)."""
+    if a.shape != b.shape:
+        return float("inf")
+    return float(cv2.absdiff(a, b).mean())
 
 
 def _live_values(cfg: AppConfig) -> dict[str, object]:

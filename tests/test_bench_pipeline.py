@@ -13,8 +13,14 @@ def test_quick_pipeline_bench_prints_table_and_json(tmp_path, capsys):
     )
     assert pipeline.main(args) == 0
     table = capsys.readouterr().out
-    assert "decode only" in table and "detect p95" in table
+    assert "decode only" in table and "detect p95" in table and "cpu p95" in table
     rows = json.loads(out.read_text())
-    assert [r["config"] for r in rows] == ["decode only", "bicubic", "live"]
-    assert rows[2]["frames"] == 6 and rows[2]["faces_per_frame"] >= 4
+    assert [r["config"] for r in rows] == ["decode only", "bicubic", "live vp8", "live h264"]
+    for row in rows[2:]:
+        assert row["frames"] == 6 and row["faces_per_frame"] >= 4
+        assert row["stages"]["encode"]["count"] == 6
     assert rows[1]["frames"] == 6 and rows[1]["faces_per_frame"] >= 4
+    # CPU per frame is measured over the frames after the first, and the pipeline costs more
+    # than decoding alone.
+    assert all(r["cpu_frames"] == 5 for r in rows)
+    assert 0 < rows[0]["cpu_ms"] < rows[1]["cpu_ms"]

@@ -122,7 +122,9 @@ def test_background_detection_feeds_the_tracker(demo_frames):
 
 
 def test_per_frame_budget_enhances_in_turn_and_shows_every_face(demo_frames):
-    cfg = replace(_cfg(mode="upscale", upscale=1), enhance=EnhanceConfig(engine="bicubic", per_frame=2))
+    cfg = replace(
+        _cfg(mode="upscale", upscale=1), enhance=EnhanceConfig(engine="bicubic", per_frame=2, reuse_below=0.0)
+    )
     pipe = Pipeline(cfg, "demo")
     results = [pipe.process(f) for f in demo_frames]
     assert pipe.faces_enhanced == 2 * len(demo_frames)
@@ -132,3 +134,31 @@ def test_per_frame_budget_enhances_in_turn_and_shows_every_face(demo_frames):
     # Round robin: every track of the last frame got its turn recently.
     turns = [pipe._latest[t.track_id][0] for t in last.tracks]
     assert min(turns) >= len(demo_frames) - 1 - -(-len(last.tracks) // 2)
+
+
+def test_a_face_that_did_not_change_reuses_its_enhancement(demo_frames):
+    """The same picture over and over: after the first enhancement every face is reused; with
+    reuse off, or once the picture changes, the engine runs again."""
+    from streamer.types import Frame
+
+    still = [Frame(image=demo_frames[0].image, index=i, pts=i / 30, capture_time=0.0) for i in range(6)]
+    enhance = EnhanceConfig(engine="bicubic", per_frame=0, reuse_below=6.0)
+    pipe = Pipeline(replace(_cfg(mode="upscale", upscale=1), mode="file", enhance=enhance), "demo")
+    results = [pipe.process(f) for f in still]
+    shown = sum(len(r.faces) for r in results)
+    assert len(results[0].faces) >= 4 and all(len(r.faces) == len(r.tracks) for r in results)
+    # Landmarks still settle (tracker, a region pass) on the first frames; most faces are reused.
+    assert pipe.faces_reused >= 0.5 * (shown - len(results[0].faces))
+    assert pipe.faces_enhanced + pipe.faces_reused == shown
+    before = pipe.faces_enhanced
+    darker = (demo_frames[0].image * 0.6).astype(np.uint8)
+    r = pipe.process(Frame(image=darker, index=6, pts=6 / 30, capture_time=0.0))
+    assert pipe.faces_enhanced - before >= len(r.faces) - 1
+
+    always = Pipeline(
+        replace(_cfg(mode="upscale", upscale=1), mode="file", enhance=replace(enhance, reuse_below=0.0)),
+        "demo",
+    )
+    for f in still:
+        always.process(f)
+    assert always.faces_reused == 0 and always.faces_enhanced == sum(len(r.faces) for r in results)

@@ -40,6 +40,7 @@ class OverlappedEngine:
         self._forget: list[int] = []
         self._pending: Future[np.ndarray] | None = None
         self._pending_ids: list[int] = []
+        self._pending_crops: np.ndarray = np.empty((0,), np.uint8)
         self._gone: set[int] = set()
         """Tracks that ended while a call for them was in flight: their faces are not kept."""
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{name}")
@@ -56,10 +57,12 @@ class OverlappedEngine:
         forget, self._forget = self._forget, []
         self._gone.clear()
         self._pending_ids = list(track_ids)
+        self._pending_crops = crops
         self._pending = self._executor.submit(self.call, crops, self._pending_ids, forget)
 
-    def collect(self) -> list[tuple[int, np.ndarray]]:
-        """(track id, enhanced face) of the call in flight once it has come back, else nothing."""
+    def collect(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(track id, enhanced face, the crop it was made from) of the call in flight once it has
+        come back, else nothing."""
         pending = self._pending
         if pending is None or not pending.done():
             return []
@@ -71,7 +74,11 @@ class OverlappedEngine:
             if self.failures in (1, 10) or self.failures % 100 == 0:
                 log.warning("engine %s: call failed (%d so far): %s", self.name, self.failures, exc)
             return []
-        return [(t, face) for t, face in zip(self._pending_ids, faces, strict=True) if t not in self._gone]
+        return [
+            (t, face, crop)
+            for t, face, crop in zip(self._pending_ids, faces, self._pending_crops, strict=True)
+            if t not in self._gone
+        ]
 
     def enhance(self, crops: np.ndarray, track_ids: Sequence[int] | None = None) -> np.ndarray:
         """A blocking call, for callers outside the camera loop."""
@@ -94,8 +101,8 @@ class OverlappedPipeline(Pipeline):
     def _enhance(self, crops: list[FaceCrop]) -> list[EnhancedFace]:
         engine = self.enhancer
         back = engine.collect()
-        for track_id, image in back:
-            self._latest[track_id] = (self.frames, image)
+        for track_id, image, crop in back:
+            self._latest[track_id] = (self.frames, image, crop)
         self.faces_enhanced += len(back)
         cached = self._cached()
         if engine.idle:

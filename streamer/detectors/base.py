@@ -36,9 +36,16 @@ class DetectorError(RuntimeError):
 
 @runtime_checkable
 class FaceDetector(Protocol):
+    """`width` is the network input width for this call (default: `DetectConfig.input_width`);
+    the detection stage enlarges small regions through it, so 10 px faces reach the size the
+    network finds. `detect_many` runs same-sized images in one call, where the network allows,
+    because a small region costs more in per-call overhead than in pixels."""
+
     name: str
 
-    def detect(self, image: np.ndarray) -> list[Detection]: ...
+    def detect(self, image: np.ndarray, width: int | None = None) -> list[Detection]: ...
+
+    def detect_many(self, images: list[np.ndarray], width: int) -> list[list[Detection]]: ...
 
 
 def check_frame(image: np.ndarray) -> None:

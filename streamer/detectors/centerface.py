@@ -168,25 +168,42 @@ class CenterFaceDetector:
             cfg.threads,
         )
 
-    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        h, w = image.shape[:2]
-        net_w, net_h, resized_h, scale = network_size(w, h, self.cfg.input_width)
+    def _prepare(self, images: list[np.ndarray], width: int) -> tuple[np.ndarray, float]:
+        """One input blob for same-sized `images` at network width `width`, and the scale."""
+        h, w = images[0].shape[:2]
+        net_w, net_h, resized_h, scale = network_size(w, h, width)
         interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-        resized = cv2.resize(image, (net_w, resized_h), interpolation=interp)
-        if self._blob is None or self._blob.shape != (1, 3, net_h, net_w):
-            self._blob = np.zeros((1, 3, net_h, net_w), dtype=np.float32)
-        # The network was trained on RGB in 0..255: reverse the channels while transposing.
-        self._blob[0, :, :resized_h, :] = resized[:, :, ::-1].transpose(2, 0, 1)
+        shape = (len(images), 3, net_h, net_w)
+        if self._blob is None or self._blob.shape != shape:
+            self._blob = np.zeros(shape, dtype=np.float32)
+        for i, image in enumerate(images):
+            resized = cv2.resize(image, (net_w, resized_h), interpolation=interp)
+            # The network was trained on RGB in 0..255: reverse the channels while transposing.
+            self._blob[i, :, :resized_h, :] = resized[:, :, ::-1].transpose(2, 0, 1)
         return self._blob, scale
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        check_frame(image)
-        blob, scale = self._prepare(image)
-        heatmap, scales, offsets, lms = self.session.run(self.output_names, {self.input_name: blob})
-        boxes, scores, landmarks = decode(heatmap, scales, offsets, lms, self.cfg.threshold)
-        boxes /= scale
-        landmarks /= scale
-        return finalize(boxes, scores, landmarks, self.cfg, image.shape, self._on_cap)
+    def detect(self, image: np.ndarray, width: int | None = None) -> list[Detection]:
+        return self.detect_many([image], width or self.cfg.input_width)[0]
+
+    def detect_many(self, images: list[np.ndarray], width: int) -> list[list[Detection]]:
+        for image in images:
+            check_frame(image)
+            if image.shape != images[0].shape:
+                raise DetectorError(
+                    f"detect_many needs images of one size, got {image.shape} and {images[0].shape}"
+                )
+        if not images:
+            return []
+        blob, scale = self._prepare(images, width)
+        heads = self.session.run(self.output_names, {self.input_name: blob})
+        found = []
+        for i, image in enumerate(images):
+            heatmap, scales, offsets, lms = (head[i : i + 1] for head in heads)
+            boxes, scores, landmarks = decode(heatmap, scales, offsets, lms, self.cfg.threshold)
+            boxes /= scale
+            landmarks /= scale
+            found.append(finalize(boxes, scores, landmarks, self.cfg, image.shape, self._on_cap))
+        return found
 
 
 def decode(

@@ -126,10 +126,15 @@ class InsightFaceDetector:
             cfg.threads,
         )
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def detect_many(self, images: list[np.ndarray], width: int) -> list[list[Detection]]:
+        """One call per image: InsightFace's `detect` takes one picture at a time."""
+        return [self.detect(image, width) for image in images]
+
+    def detect(self, image: np.ndarray, width: int | None = None) -> list[Detection]:
+        """`width` applies to dynamic-shape models; fixed-input ones letterbox into their size."""
         check_frame(image)
         if self.static_size is None:
-            net_w, net_h, _, _ = network_size(image.shape[1], image.shape[0], self.cfg.input_width)
+            net_w, net_h, _, _ = network_size(image.shape[1], image.shape[0], width or self.cfg.input_width)
             size: tuple[int, int] | None = (net_w, net_h)
         else:
             size = None

@@ -82,16 +82,53 @@ def default_processor(cfg: AppConfig, name: str) -> Processor:
     return Pipeline(cfg, name)
 
 
+def yuv_frame(image: np.ndarray) -> av.VideoFrame:
+    """A BGR picture as the yuv420p frame the encoders take, converted once per frame for all
+    viewers so each viewer's encoder skips its own conversion. OpenCV's I420 conversion measured
+    2-3x faster than PyAV's swscale at 720p, same BT.601 result."""
+    h, w = image.shape[:2]
+    if h % 2 or w % 2:
+        return av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
+    yuv = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
+    return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+
+
+WATCHED_S = 2.0
+"""A track kind asked for within this many seconds is converted for the encoders in the camera
+thread; the others are not converted at all unless a track asks (the dashboard can show the
+enhanced track alone, and the latency bench watches it alone)."""
+
+
 @dataclass
 class Published:
-    """The newest result of a camera, with what the viewers need already prepared."""
+    """The newest result of a camera, with what the viewers need already prepared.
+
+    `original` and `enhanced` are the yuv420p frames the tracks send. A kind that no track
+    asked for lately was not converted in the camera thread: the first ask converts it here
+    (once per result) and marks the kind watched, so the next results come prepared."""
 
     seq: int
     result: FrameResult
     published_at: float
-    original: av.VideoFrame | None
-    enhanced: av.VideoFrame | None
+    frames: dict[str, av.VideoFrame | None]
     meta_json: str
+    prepare: Callable[[str, FrameResult, float], av.VideoFrame]
+    asked: dict[str, float]
+
+    def _frame(self, kind: str) -> av.VideoFrame:
+        self.asked[kind] = time.monotonic()
+        frame = self.frames.get(kind)
+        if frame is None:
+            frame = self.frames[kind] = self.prepare(kind, self.result, self.published_at)
+        return frame
+
+    @property
+    def original(self) -> av.VideoFrame:
+        return self._frame("original")
+
+    @property
+    def enhanced(self) -> av.VideoFrame:
+        return self._frame("enhanced")
 
 
 class CameraRunner:
@@ -133,6 +170,7 @@ class CameraRunner:
         self._source: FrameSource | None = None
         self._started_at = time.monotonic()
         self._clock_origin: float | None = None
+        self._asked: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -268,12 +306,13 @@ class CameraRunner:
 
     def _publish(self, result: FrameResult, processed: float) -> None:
         frame = result.frame
-        original, enhanced = None, None
-        if self.viewers > 0:
-            original = self._video_frame("original", frame.index, frame.image)
-            enhanced = self._video_frame("enhanced", frame.index, result.output)
+        frames: dict[str, av.VideoFrame | None] = {}
+        now = time.monotonic()
         published = time.monotonic()
-        self._stamp_pts(published, original, enhanced)
+        if self.viewers > 0:
+            for kind in ("original", "enhanced"):
+                if now - self._asked.get(kind, -WATCHED_S) < WATCHED_S:
+                    frames[kind] = self._prepare(kind, result, published)
         self._times.append(published)
         fps = self.fps
         if self.metrics is not None:
@@ -295,7 +334,13 @@ class CameraRunner:
             self._update_thumbs(result, published)
         self._seq += 1
         self._latest = Published(
-            self._seq, result, published, original, enhanced, self._meta_json(result, fps, processed)
+            self._seq,
+            result,
+            published,
+            frames,
+            self._meta_json(result, fps, processed),
+            self._prepare,
+            self._asked,
         )
         if self._loop is not None and not self._loop.is_closed():
             try:
@@ -303,17 +348,18 @@ class CameraRunner:
             except RuntimeError:  # loop closed between the check and the call: shutting down
                 pass
 
-    def _stamp_pts(self, published: float, *frames: av.VideoFrame | None) -> None:
-        """Timestamps on the publish clock, set once here: every encoder that reads the frame
-        (one per viewer, or the shared ones, from several threads) then sees the same pts and
-        none writes to a frame another one is reading; and the receiver's jitter buffer sees
-        the pipeline's true cadence, not a fixed frame rate."""
+    def _prepare(self, kind: str, result: FrameResult, published: float) -> av.VideoFrame:
+        """The yuv420p frame of `kind`, with its timestamp on the publish clock, set once here:
+        every encoder that reads the frame (one per viewer, or the shared ones, from several
+        threads) then sees the same pts and none writes to a frame another one is reading; and
+        the receiver's jitter buffer sees the pipeline's true cadence, not a fixed frame rate."""
+        image = result.frame.image if kind == "original" else result.output
+        frame = self._video_frame(kind, result.frame.index, image)
         if self._clock_origin is None:
             self._clock_origin = published
-        pts = round((published - self._clock_origin) * VIDEO_CLOCK_RATE)
-        for frame in frames:
-            if frame is not None:
-                frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
+        frame.pts = round((published - self._clock_origin) * VIDEO_CLOCK_RATE)
+        frame.time_base = VIDEO_TIME_BASE
+        return frame
 
     def _video_frame(self, kind: str, index: int, image: np.ndarray) -> av.VideoFrame:
         if self.stamp:
@@ -321,13 +367,7 @@ class CameraRunner:
             draw_stamp(image, index)
             if self.latency_log is not None:
                 self.latency_log.keep_image(kind, index & INDEX_MASK, image)
-        # yuv420p once here, so each viewer's encoder skips its own conversion. OpenCV's I420
-        # conversion measured 2-3x faster than PyAV's swscale at 720p, same BT.601 result.
-        h, w = image.shape[:2]
-        if h % 2 or w % 2:
-            return av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
-        yuv = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
-        return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        return yuv_frame(image)
 
     def _meta_json(self, result: FrameResult, fps: float, processed: float) -> str:
         frame = result.frame
