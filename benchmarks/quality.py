@@ -245,7 +245,7 @@ def flicker(frames: np.ndarray, hrs: np.ndarray) -> float:
 
 def temporal(
     models: Models, scale: int, faces: np.ndarray, frames: int, strength: float, rng: np.random.Generator
-) -> dict[str, float]:
+) -> dict[str, dict[str, float]]:
     s1 = models.step1(scale)
     s = SCALES[scale]
     rows: dict[str, list[tuple[float, float]]] = {

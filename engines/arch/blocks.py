@@ -79,7 +79,8 @@ def zero_conv(cin: int, cout: int) -> nn.Conv2d:
     interpolation, and training can only add to it."""
     c = conv(cin, cout)
     nn.init.zeros_(c.weight)
-    nn.init.zeros_(c.bias)
+    if c.bias is not None:
+        nn.init.zeros_(c.bias)
     return c
 
 

@@ -64,7 +64,8 @@ class DegradationGenerator(nn.Module):
         self.body = nn.Sequential(*[ResBlock(channels) for _ in range(blocks)])
         self.tail = conv(channels, 3)
         nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
+        if self.tail.bias is not None:
+            nn.init.zeros_(self.tail.bias)
 
     def forward(self, mr: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         base = F.adaptive_avg_pool2d(mr, self.scale_in)

@@ -122,7 +122,10 @@ def jpeg_roundtrip(crop: np.ndarray, quality: int) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
-    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise RuntimeError("JPEG decoding failed")
+    return decoded
 
 
 _INTERPS = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC)
@@ -150,7 +153,7 @@ def degrade(
         if rng.random() < spec.poisson_p:
             noise = rng.standard_normal(img.shape) * np.sqrt(np.maximum(img, 0) / 255.0) * sigma * 2.0
         else:
-            noise = rng.standard_normal(img.shape) * sigma
+            noise = np.asarray(rng.standard_normal(img.shape) * sigma)
         if rng.random() < 0.3:
             noise = noise.mean(axis=2, keepdims=True).repeat(3, axis=2)  # luma-only noise
         out[i] = np.clip(img + noise, 0, 255).round().astype(np.uint8)

@@ -99,13 +99,14 @@ def align_folder(
         raise FileNotFoundError(
             f"{len(missing)} images of the split are missing in {image_dir}, e.g. {missing[0]}"
         )
-    lms = [_landmarks(detector, im) for im in tqdm(images, desc="detect", disable=not progress)]
+    loaded = [im for im in images if im is not None]
+    lms = [_landmarks(detector, im) for im in tqdm(loaded, desc="detect", disable=not progress)]
     found = np.array([lm is not None for lm in lms])
     if not found.any():
         raise RuntimeError(f"no face detected in any image of {image_dir}")
     median = np.median(np.stack([lm for lm in lms if lm is not None]), axis=0)
-    out = np.empty((len(images), size, size, 3), np.uint8)
-    for i, (im, lm) in enumerate(zip(images, lms, strict=False)):
+    out = np.empty((len(loaded), size, size, 3), np.uint8)
+    for i, (im, lm) in enumerate(zip(loaded, lms, strict=False)):
         # A detection far from the folder's framing is a wrong face (background, second person).
         if lm is None or np.abs(lm - median).max() > 0.25 * im.shape[0]:
             lm, found[i] = median, False
@@ -155,5 +156,7 @@ def load_faces(
     out = np.empty((n, HR_SIZE, HR_SIZE, 3), np.uint8)
     for i in range(n):
         bgr = cv2.imdecode(data[offsets[i] : offsets[i + 1]], cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{path} holds a face that does not decode; delete it to rebuild it")
         out[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +106,8 @@ def load_real_lr(
             sources = video_files(folder)
         faces = harvest(sources, finder=need_finder(finder, f"the real LR face cache {path.name}"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **{f"s{s}": v for s, v in faces.items()})
+        arrays: dict[str, Any] = {f"s{s}": v for s, v in faces.items()}
+        np.savez_compressed(path, **arrays)
     with np.load(path) as z:
         key = f"s{size}"
         if key not in z:

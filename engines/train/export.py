@@ -133,11 +133,12 @@ def export_step2(
     out = weights_dir / name
     out.mkdir(parents=True, exist_ok=True)
     model = _half_round(model.eval().cpu())
-    latent_shape, prior_shape = list(model.latent_shape), list(model.prior_shape)
+    prior: Any = model  # a step 2 prior: its parts and shapes are attributes torch cannot type
+    latent_shape, prior_shape = list(prior.latent_shape), list(prior.prior_shape)
     if tuple(latent_mean.shape) != tuple(prior_shape):
         raise ValueError(f"latent_mean has shape {latent_mean.shape}, expected {prior_shape}")
-    _onnx(model.encoder, torch.rand(2, 3, MR_SIZE, MR_SIZE), out / "encoder.onnx", "mr", "latent")
-    _onnx(model.decoder, torch.randn(2, *latent_shape), out / "decoder.onnx", "latent", "hr")
+    _onnx(prior.encoder, torch.rand(2, 3, MR_SIZE, MR_SIZE), out / "encoder.onnx", "mr", "latent")
+    _onnx(prior.decoder, torch.randn(2, *latent_shape), out / "decoder.onnx", "latent", "hr")
     np.save(out / "latent_mean.npy", latent_mean.astype(np.float32))
     torch.save(_state(model), out / "model.pt")
     entry = {

@@ -5,6 +5,7 @@ without training."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ def export_random(
     for v in variants:
         kw = C.step2_kwargs(v)
         arch = C.step2_arch(v)
-        prior = build(arch, kw)
+        prior: Any = build(arch, kw)  # a step 2 prior: `prior_shape` is an attribute torch cannot type
         mean = np.zeros(prior.prior_shape, np.float32)
         n = C.name("step2", None, v)
         write_card(

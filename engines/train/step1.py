@@ -133,7 +133,13 @@ def train_restorer(
     params = list(net.parameters()) + (list(gen.parameters()) if learned else [])
     opt = torch.optim.Adam(params, lr=opts.lr, betas=(0.9, 0.99))
     opt_d = torch.optim.Adam(disc.parameters(), lr=opts.lr, betas=(0.5, 0.99))
-    modules = {"net": net, "gen": gen, "disc": disc, "opt": opt, "opt_d": opt_d}
+    modules: dict[str, torch.nn.Module | torch.optim.Optimizer] = {
+        "net": net,
+        "gen": gen,
+        "disc": disc,
+        "opt": opt,
+        "opt_d": opt_d,
+    }
     ckpt = Checkpoint(opts.ckpt_dir, name)
     start, elapsed = 0, 0.0
     if opts.resume and ckpt.exists():
@@ -166,6 +172,7 @@ def train_restorer(
             loss = rec
             parts = {"rec": rec}
         else:
+            assert real_lr is not None  # the learned path loaded it above
             real = to_tensor(_flip(real_lr[rng.integers(0, len(real_lr), opts.batch)], rng), device)
             out = net(lr_in)
             rec = F.l1_loss(out, target) + W_FFT * fft_loss(out, target)

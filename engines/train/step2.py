@@ -58,17 +58,17 @@ CASCADE_REFRESH = 100
 
 
 @torch.no_grad()
-def latent_mean(
-    prior: torch.nn.Module, faces: np.ndarray, device: torch.device, batch: int = 256
-) -> np.ndarray:
-    """Mean code of the clean MR faces of the training set."""
+def latent_mean(prior: Any, faces: np.ndarray, device: torch.device, batch: int = 256) -> np.ndarray:
+    """Mean code of the clean MR faces of the training set (`prior` a step 2 prior module)."""
     prior.eval()
-    total = None
+    total: torch.Tensor | None = None
     code_ch = prior.prior_shape[0]
     for i in range(0, len(faces), batch):
         z = prior.encode(area(to_tensor(faces[i : i + batch], device), C.MR_SIZE))[:, :code_ch]
         z = z.double().sum(0)
         total = z if total is None else total + z
+    if total is None:
+        raise ValueError("no faces to average")
     return (total / len(faces)).float().cpu().numpy()
 
 
@@ -115,12 +115,17 @@ def train_step2(variant: str, opts: TrainOptions, cascade: bool = False) -> dict
     kw = C.step2_kwargs(variant)
     arch = C.step2_arch(variant)
     w_adv = W_ADV if variant == "quality" else 0.0
-    prior = build(arch, kw).to(device)
+    prior: Any = build(arch, kw).to(device)  # its parts and shapes are attributes torch cannot type
     code_ch = prior.prior_shape[0]
     disc = PatchDiscriminator(16, downs=3, max_channels=64, stem=False).to(device)
     opt = torch.optim.Adam(prior.parameters(), lr=opts.lr, betas=(0.9, 0.99))
     opt_d = torch.optim.Adam(disc.parameters(), lr=opts.lr, betas=(0.5, 0.99))
-    modules = {"prior": prior, "disc": disc, "opt": opt, "opt_d": opt_d}
+    modules: dict[str, torch.nn.Module | torch.optim.Optimizer] = {
+        "prior": prior,
+        "disc": disc,
+        "opt": opt,
+        "opt_d": opt_d,
+    }
     name = C.name("step2", None, variant)
     ckpt = Checkpoint(opts.ckpt_dir, name)
     zmean = torch.zeros(prior.prior_shape, device=device)
@@ -163,12 +168,12 @@ def train_step2(variant: str, opts: TrainOptions, cascade: bool = False) -> dict
         parts = {"rec": rec}
         mixed = None
         if w_adv > 0 and t >= ADV_START:
-            t = torch.rand(opts.batch, 1, 1, 1, generator=gen, device=device)
+            mix = torch.rand(opts.batch, 1, 1, 1, generator=gen, device=device)
             half = opts.batch // 2
             z_mix = torch.cat(
                 [
-                    z[:half] + t[:half] * (z.roll(1, 0)[:half] - z[:half]),
-                    z[half:] + t[half:] * (zmean - z[half:]),
+                    z[:half] + mix[:half] * (z.roll(1, 0)[:half] - z[:half]),
+                    z[half:] + mix[half:] * (zmean - z[half:]),
                 ]
             )
             mixed = prior.decode(torch.cat([z_mix, skip], dim=1))

@@ -204,12 +204,16 @@ class RemoteCamera(CameraRunner):
         if self.metrics is not None:
             self.metrics.observe(self.name, result, state["age_s"], int(meta["dropped"]))
         self._seq += 1
-        self._latest = Published(self._seq, result, now, None, None, json.dumps(meta))
+        self._latest = Published(self._seq, result, now, {}, json.dumps(meta), _no_frames, {})
         if self._loop is not None and not self._loop.is_closed():
             try:
                 self._loop.call_soon_threadsafe(self._wake)
             except RuntimeError:  # loop closed between the check and the call: shutting down
                 pass
+
+
+def _no_frames(kind: str, result: FrameResult, published: float) -> av.VideoFrame:
+    raise RuntimeError("a cluster camera sends encoded packets; there are no frames on the head")
 
 
 class RemoteEncoder(SharedEncoder):
