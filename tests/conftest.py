@@ -7,6 +7,8 @@ was encoded. `sample_clip` is one ready-made 160x120, 30-frame, 30 fps H.264 mp4
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -158,3 +160,24 @@ def make_self_signed(folder: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+EXIT_STATUS = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave without interpreter finalization once everything is reported. Daemon threads of
+    servers and sources that a test left running may sit inside an OpenCV call when the
+    interpreter shuts down; finalization then ends them with a forced unwind that OpenCV's
+    bindings catch ("FATAL: exception not rethrown"), and a run whose every test passed exits 134."""
+    if EXIT_STATUS not in config.stash:  # the session never ran (usage error): exit as pytest does
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(config.stash[EXIT_STATUS])

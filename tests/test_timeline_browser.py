@@ -14,6 +14,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from browser import MARKS, ServerThread, chromium, wait_for
@@ -68,6 +69,16 @@ def driver(tmp_path_factory: pytest.TempPathFactory, downloads: Path) -> Iterato
     drv.quit()
 
 
+def shown_cameras(driver: Any) -> set[str] | None:
+    """The cameras of the listed tracks; None while the list is being redrawn under us."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return {c.text for c in driver.find_elements("css selector", ".t-cam")}
+    except StaleElementReferenceException:
+        return None
+
+
 def test_timeline_page_browses_compares_and_downloads(  # type: ignore[no-untyped-def]
     server: RunningServer, driver, downloads: Path, tmp_path: Path
 ) -> None:
@@ -87,13 +98,7 @@ def test_timeline_page_browses_compares_and_downloads(  # type: ignore[no-untype
     # One camera only.
     Select(driver.find_element("id", "f-camera")).select_by_value("gate")
     driver.find_element("css selector", "#filters button[type=submit]").click()
-    assert wait_for(
-        lambda: (
-            {c.text for c in driver.find_elements("css selector", ".t-cam")} == {"gate"}
-            and driver.execute_script(SHOTS_LOADED)
-        ),
-        30,
-    )
+    assert wait_for(lambda: shown_cameras(driver) == {"gate"} and driver.execute_script(SHOTS_LOADED), 30)
     # A time range that holds nothing.
     driver.execute_script("document.getElementById('f-until').value = '2001-01-01T00:00:00'")
     driver.find_element("css selector", "#filters button[type=submit]").click()
@@ -101,7 +106,7 @@ def test_timeline_page_browses_compares_and_downloads(  # type: ignore[no-untype
     driver.execute_script("document.getElementById('f-until').value = ''")
     Select(driver.find_element("id", "f-camera")).select_by_value("")
     driver.find_element("css selector", "#filters button[type=submit]").click()
-    assert wait_for(lambda: len({c.text for c in driver.find_elements("css selector", ".t-cam")}) == 2, 30)
+    assert wait_for(lambda: len(shown_cameras(driver) or ()) == 2, 30)
     assert wait_for(lambda: driver.execute_script(SHOTS_LOADED), 30)
 
     # Open a face: the original beside the enhanced one, both loaded, labelled.
