@@ -10,6 +10,7 @@ import json
 import time
 import zipfile
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -255,3 +256,40 @@ async def test_grafana_dashboard_queries_only_metrics_the_server_exports(
     assert len(used) >= 12 and used <= exported, used - exported
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids)) and dashboard["__inputs"][0]["pluginId"] == "prometheus"
+
+
+@module_loop
+async def test_a_face_links_to_the_second_of_recording_it_came_from(tmp_path: Path) -> None:
+    """With recording on, each listed face names the mp4 segment and offset it was seen in, and
+    that segment is served (token required) and plays."""
+    import asyncio
+
+    import av
+
+    from streamer.config import RecordConfig
+
+    base = cfg(str(tmp_path / "data"), min_free_mb=0)
+    srv = await start_server(replace(base, record=RecordConfig(dir=str(tmp_path / "rec"), segment_s=2.0)))
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            linked: list[dict] = []  # type: ignore[type-arg]
+            deadline = time.monotonic() + 90
+            while not linked and time.monotonic() < deadline:
+                await asyncio.sleep(1.0)
+                page = await get_json(http, f"{srv.base_url}/api/faces?limit=50")
+                linked = [f for item in page["items"] for f in item["faces"] if "recording" in f]
+            assert linked, "no face links to a recording"
+            link = linked[0]["recording"]
+            assert link["url"].startswith("/api/recordings/cam1/") and link["offset_s"] >= 0
+            async with http.get(srv.base_url + link["url"]) as r:
+                assert r.status == 200 and r.content_type == "video/mp4"
+                (tmp_path / "segment.mp4").write_bytes(await r.read())
+            async with http.get(srv.base_url + "/api/recordings/cam1/..%2Fdata%2Ffaces.db") as r:
+                assert r.status == 404
+        async with aiohttp.ClientSession() as anonymous, anonymous.get(srv.base_url + link["url"]) as r:
+            assert r.status == 401
+    finally:
+        await srv.stop()
+    with av.open(str(tmp_path / "segment.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) > 0
+        assert (container.duration or 0) / av.time_base + 0.5 >= link["offset_s"]

@@ -538,6 +538,14 @@ def create_app(
     app.router.add_post("/api/cameras/{name}/offer", offer)
     app.router.add_post("/api/cameras/{name}/controls", controls)
     app.router.add_get("/api/ws", websocket)
-    add_timeline(app, cfg.storage, state.cameras.values(), state.metrics.registry, token, STATIC_DIR)
+    add_timeline(
+        app,
+        cfg.storage,
+        state.cameras.values(),
+        state.metrics.registry,
+        token,
+        STATIC_DIR,
+        Path(cfg.record.dir) if cfg.record.dir else None,
+    )
     app.router.add_routes(Whep(state).routes())
     return app

@@ -8,6 +8,8 @@ Routes (token required, like every route but /healthz):
     GET /api/faces/{id}/enhanced.png        an enhanced face (PNG text chunks say it is one)
     GET /api/faces/{id}/original.png        the camera's own pixels of that face
     GET /api/faces/download?ids=1,2,3       a zip of the chosen faces, both images and metadata.json
+    GET /api/recordings/{camera}/{segment}  a recorded mp4 segment (with --record-dir); each face in
+                                            /api/faces names the segment and second it was seen in
 
 Database reads run in a worker thread, so a slow disk delays the page, never the event loop.
 """
@@ -32,9 +34,11 @@ from streamer.config import StorageConfig
 from streamer.provenance import NOTE
 from streamer.server.auth import Handler
 from streamer.server.camera import CameraRunner
+from streamer.server.recording import camera_dir, find_recording, segment_start
 from streamer.timeline import FaceTimeline, TimelineMetrics
 
 TIMELINE = web.AppKey("timeline", FaceTimeline)
+RECORDINGS = web.AppKey("recordings", Path)
 MAX_DOWNLOAD = 500
 KINDS = ("enhanced", "original")
 
@@ -46,9 +50,11 @@ def add_timeline(
     registry: CollectorRegistry,
     token: str,
     static_dir: Path,
+    recordings: Path | None = None,
 ) -> None:
     """Keep the cameras' best faces when `storage` names a data folder, and add the routes (which
-    say the timeline is off when it is)."""
+    say the timeline is off when it is). With `recordings` (the record folder) each listed face
+    links to the second of recording it came from."""
     html = (static_dir / "faces.html").read_text().replace("{{token}}", quote(token, safe=""))
 
     async def page(request: web.Request) -> web.Response:
@@ -68,6 +74,9 @@ def add_timeline(
 
         app.on_startup.append(start)
         app.on_cleanup.append(close)
+    if recordings is not None:
+        app[RECORDINGS] = recordings
+        app.router.add_get("/api/recordings/{camera}/{segment}", recording)
     app.router.add_get("/faces", page)
     app.router.add_get("/api/faces", _guarded(list_faces))
     app.router.add_get("/api/faces/download", _guarded(download))
@@ -127,7 +136,32 @@ async def list_faces(request: web.Request) -> web.Response:
         cursor=_cursor(request.query.get("cursor", "")),
     )
     result["healthy"] = timeline.healthy
+    root = request.app.get(RECORDINGS)
+    if root is not None:
+        await asyncio.to_thread(_link_recordings, root, result["items"])
     return web.json_response(result)
+
+
+def _link_recordings(root: Path, items: list[dict[str, Any]]) -> None:
+    """Each face's segment and offset in it, where the camera was being recorded then."""
+    for item in items:
+        for face in item["faces"]:
+            found = find_recording(root, item["camera"], float(face["seen"]))
+            if found is not None:
+                path, offset = found
+                face["recording"] = {
+                    "url": f"/api/recordings/{quote(item['camera'], safe='')}/{path.name}",
+                    "offset_s": round(offset, 2),
+                }
+
+
+async def recording(request: web.Request) -> web.StreamResponse:
+    root = request.app[RECORDINGS]
+    camera, segment = request.match_info["camera"], request.match_info["segment"]
+    path = camera_dir(root, camera) / segment
+    if segment_start(Path(segment)) is None or "/" in segment or not path.is_file():
+        raise web.HTTPNotFound(text="404: no such recording")
+    return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
 
 
 async def image(request: web.Request) -> web.StreamResponse:

@@ -118,10 +118,21 @@
       ["score", `${face.score} (frontal ${face.frontal}, sharpness ${face.sharpness})`],
       ["enhanced", "yes: detail may be invented by the model"],
     ];
-    q("v-meta").replaceChildren(...rows.flatMap(([k, v]) => [
+    const cells = rows.flatMap(([k, v]) => [
       Object.assign(document.createElement("dt"), { textContent: k }),
       Object.assign(document.createElement("dd"), { textContent: v }),
-    ]));
+    ]);
+    if (face.recording) {  // the second of recording this face was seen in (--record-dir)
+      const link = Object.assign(document.createElement("a"), {
+        href: `${withToken(face.recording.url)}#t=${face.recording.offset_s}`,
+        textContent: `open at ${face.recording.offset_s.toFixed(1)} s`,
+        target: "_blank",
+      });
+      const dd = document.createElement("dd");
+      dd.append(link);
+      cells.push(Object.assign(document.createElement("dt"), { textContent: "recording" }), dd);
+    }
+    q("v-meta").replaceChildren(...cells);
     q("viewer").hidden = false;
   }
 
