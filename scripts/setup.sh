@@ -36,6 +36,9 @@ if [[ $DEV == 1 ]]; then
   # Ray, for the cluster tests (optional at run time: `run.py serve --ray`); ~1 min more.
   "${PIP[@]}" -r requirements-cluster.txt
 fi
+# The editable install builds with the venv's own setuptools (--no-build-isolation keeps it
+# offline-friendly); a venv's bundled one may be too old to build wheels (no bdist_wheel).
+"${PIP[@]}" "setuptools==80.9.0"
 "${PIP[@]}" --no-deps --no-build-isolation -e .
 # Fail here, not at run time, if the OpenCV clash came back.
 if .venv/bin/python -m pip list 2>/dev/null | grep -qE '^opencv-python +'; then
