@@ -145,7 +145,7 @@ def test_timeline_page_browses_compares_and_downloads(  # type: ignore[no-untype
     href = driver.find_element("id", "download").get_attribute("href")
     assert f"ids={chosen[0]},{chosen[1]}" in href
     driver.find_element("id", "download").click()
-    zips = wait_for(lambda: [p for p in downloads.glob("*.zip")], 30)
+    zips = wait_for(lambda: [p for p in downloads.glob("*.zip")], 90)
     assert zips, list(downloads.iterdir())
     meta = json.loads(zipfile.ZipFile(zips[0]).read("metadata.json"))
     # A live track may have replaced a chosen face by a better one since the page listed it.
