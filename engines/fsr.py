@@ -20,6 +20,7 @@ import numpy as np
 
 from engines.backends import Backend, BackendOptions, ModelSpec, open_backends
 from engines.base import INPUT_SIZE_FOR_SCALE, STEP1_SCALES, check_batch
+from engines.history import TrackHistory
 from engines.latent import TemporalLatent, interpolate_code
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,18 @@ def _manifest(weights_dir: Path) -> dict[str, Any]:
     return models if isinstance(models, dict) else {}
 
 
-def two_step_files(scale: int, variant: str, weights_dir: Path = WEIGHTS_DIR) -> TwoStepFiles:
+def step1_name(scale: int, variant: str, frames: int = 1) -> str:
+    """The weights folder of a step 1: step1_x8_fast, or step1_x8_fast_k3 fusing 3 frames."""
+    return f"step1_x{scale}_{variant}" + (f"_k{frames}" if frames > 1 else "")
+
+
+def two_step_files(
+    scale: int, variant: str, weights_dir: Path = WEIGHTS_DIR, frames: int = 1
+) -> TwoStepFiles:
     """Model specs of one scale and variant, following the weights folder's contract; x2 (step 2
-    alone) has no step 1."""
-    step1_name, step2_name = f"step1_x{scale}_{variant}", f"step2_{variant}"
-    wanted = [step2_name] if scale not in STEP1_SCALES else [step1_name, step2_name]
+    alone) has no step 1. `frames` > 1 picks the multi-frame step 1."""
+    step1_name_, step2_name = step1_name(scale, variant, frames), f"step2_{variant}"
+    wanted = [step2_name] if scale not in STEP1_SCALES else [step1_name_, step2_name]
     missing = [name for name in wanted if not (weights_dir / name).is_dir()]
     if missing:
         have = ", ".join(available_models(weights_dir)) or "none"
@@ -103,7 +111,7 @@ def two_step_files(scale: int, variant: str, weights_dir: Path = WEIGHTS_DIR) ->
         else ""
     )
     return TwoStepFiles(
-        step1=spec(step1_name, "onnx", "lr", "mr") if scale in STEP1_SCALES else None,
+        step1=spec(step1_name_, "onnx", "lr", "mr") if scale in STEP1_SCALES else None,
         encoder=spec(step2_name, "encoder", "mr", "latent"),
         decoder=spec(step2_name, "decoder", "latent", "hr"),
         latent_mean=weights_dir / (mean or f"{step2_name}/latent_mean.npy"),
@@ -130,7 +138,8 @@ class TwoStepEnhancer:
     prior_strength pulls each latent toward the prior's mean (0 = off); temporal is the
     exponential smoothing factor of each track's latent across frames (0 = off). Both act on
     the code channels the mean covers; a residual prior's MR channels pass through
-    (engines/latent.py `interpolate_code`).
+    (engines/latent.py `interpolate_code`). `frames` > 1: step 1 fuses each track's last
+    `frames` crops (engines/history.py), newest last.
     """
 
     def __init__(
@@ -145,6 +154,7 @@ class TwoStepEnhancer:
         prior_strength: float = 0.15,
         temporal: float = 0.5,
         variant: str = "fast",
+        frames: int = 1,
     ) -> None:
         if not 0.0 <= prior_strength <= 1.0:
             raise ValueError(f"prior_strength must be in [0, 1], got {prior_strength}")
@@ -163,7 +173,9 @@ class TwoStepEnhancer:
         self.prior_strength = float(prior_strength)
         self.temporal = TemporalLatent("exponential", alpha=temporal) if temporal > 0 else None
         self.variant = variant
-        self.name = f"fsr-x{scale}-{variant}/{(step1 or encoder).name}"
+        self.history = TrackHistory(frames) if step1 is not None and frames > 1 else None
+        fused = f"-k{frames}" if self.history is not None else ""
+        self.name = f"fsr-x{scale}-{variant}{fused}/{(step1 or encoder).name}"
 
     @property
     def output_size(self) -> int:
@@ -172,14 +184,21 @@ class TwoStepEnhancer:
     def _run(self, backend: Backend, x: np.ndarray) -> np.ndarray:
         return backend.run({backend.input_spec.name: x})[backend.output_spec.name]
 
-    def _mr(self, x: np.ndarray) -> np.ndarray:
-        """The mid-resolution face: step 1's output, or the input itself for step 2 alone."""
-        return x if self.step1 is None else self._run(self.step1, x)
+    def _mr(self, crops: np.ndarray, track_ids: Sequence[int] | None) -> np.ndarray:
+        """The mid-resolution face: step 1's output (over each track's last frames when it fuses
+        several), or the input itself for step 2 alone."""
+        if self.step1 is None:
+            return to_model_input(crops)
+        if self.history is None:
+            return self._run(self.step1, to_model_input(crops))
+        windows = self.history.push(crops, track_ids)
+        x = np.concatenate([to_model_input(windows[:, k]) for k in range(windows.shape[1])], axis=1)
+        return self._run(self.step1, x)
 
     def latents(self, crops: np.ndarray) -> np.ndarray:
         """Step 1 and the encoder only: the raw latent codes of a batch (for tests and analysis)."""
         check_batch(crops, self.input_size)
-        return self._run(self.encoder, self._mr(to_model_input(crops)))
+        return self._run(self.encoder, self._mr(crops, None))
 
     def enhance(self, crops: np.ndarray, track_ids: Sequence[int] | None = None) -> np.ndarray:
         check_batch(crops, self.input_size)
@@ -188,7 +207,7 @@ class TwoStepEnhancer:
             raise ValueError(f"got {len(track_ids)} track ids for {n} crops")
         if n == 0:
             return np.empty((0, self.output_size, self.output_size, 3), np.uint8)
-        latents = self._run(self.encoder, self._mr(to_model_input(crops)))
+        latents = self._run(self.encoder, self._mr(crops, track_ids))
         z = interpolate_code(latents, self.latent_mean, self.prior_strength, self.temporal, track_ids)
         hr = self._run(self.decoder, z)
         if hr.shape[1:] != (3, self.output_size, self.output_size):
@@ -200,6 +219,8 @@ class TwoStepEnhancer:
     def forget(self, track_ids: Sequence[int]) -> None:
         if self.temporal is not None:
             self.temporal.forget(track_ids)
+        if self.history is not None:
+            self.history.forget(track_ids)
 
     def close(self) -> None:
         for b in (self.step1, self.encoder, self.decoder):
@@ -217,11 +238,29 @@ def load_two_step(
     threads: int = 1,
     weights_dir: Path | None = None,
     trt_cache_dir: Path | None = None,
+    frames: int = 1,
 ) -> TwoStepEnhancer:
-    """The shipped (or `weights_dir`) two-step model for `scale` and `variant`, on `backend`."""
+    """The shipped (or `weights_dir`) two-step model for `scale` and `variant`, on `backend`.
+    `frames` > 1 asks for the multi-frame step 1; a factor that has none (only some are
+    trained) keeps its single-frame one, and the log says so."""
     if scale not in INPUT_SIZE_FOR_SCALE:
         raise ValueError(f"scale must be one of {sorted(INPUT_SIZE_FOR_SCALE)}, got {scale}")
-    files = two_step_files(scale, variant, weights_dir or WEIGHTS_DIR)
+    weights_dir = weights_dir or WEIGHTS_DIR
+    if (
+        frames > 1
+        and scale in STEP1_SCALES
+        and not (weights_dir / step1_name(scale, variant, frames)).is_dir()
+    ):
+        log.warning(
+            "no %d-frame step 1 for x%d %s in %s: x%d fuses no frames",
+            frames,
+            scale,
+            variant,
+            weights_dir,
+            scale,
+        )
+        frames = 1
+    files = two_step_files(scale, variant, weights_dir, frames if scale in STEP1_SCALES else 1)
     if not files.latent_mean.is_file():
         raise WeightsNotFound(f"{files.latent_mean} is missing; the step 2 folder is incomplete")
     options = BackendOptions(threads=threads, trt_cache_dir=trt_cache_dir)
@@ -237,6 +276,7 @@ def load_two_step(
         prior_strength=prior_strength,
         temporal=temporal,
         variant=variant,
+        frames=frames,
     )
     log.info("enhancer %s ready", enhancer.name)
     return enhancer

@@ -250,6 +250,16 @@ class EnhanceConfig:
             "latent smoothing across time within a track, 0 (off)..<1", ge=0.0, lt=1.0, flag="--temporal"
         ),
     ] = 0.5
+    frames: Annotated[
+        int,
+        setting(
+            "aligned crops of a track step 1 fuses (1: the newest alone); used where a multi-frame "
+            "model is shipped (x8), other factors stay single-frame",
+            choices=(1, 3, 5),
+            live=True,
+            flag="--frames",
+        ),
+    ] = 1
     max_faces: Annotated[int, setting("most faces shown per frame (largest first)", ge=1)] = 16
     per_frame: Annotated[
         int,

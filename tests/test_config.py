@@ -122,7 +122,7 @@ def test_serve_keeps_faces_in_the_user_data_folder_unless_told_otherwise(monkeyp
 def test_apply_changes_live_settings_only_and_validates_them() -> None:
     from streamer.config import apply, live_settings
 
-    assert set(live_settings()) == {"scale", "entry", "mode", "upscale", "detect_interval"}
+    assert set(live_settings()) == {"scale", "entry", "mode", "upscale", "detect_interval", "frames"}
     cfg = apply(AppConfig(), {"detect.interval": 2, "scale": 4})
     assert cfg.detect.interval == 2 and cfg.enhance.scale == 4
     assert apply(cfg, {"mode": "gallery"}).enhance.scale == 4, "changes compose"

@@ -4,21 +4,13 @@ enhanced face, resized back to the face's native size, must match the native cro
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import cv2
 import numpy as np
 import pytest
 
-from engines.data.align import align_face
-from streamer.config import AppConfig, DetectConfig, EnhanceConfig, OutputConfig, SourceConfig
+from benchmarks.quality_video import HALLWAY, consistency
+from streamer.config import SourceConfig
 from streamer.entry import HYSTERESIS, TOLERANCE, EntryChooser, native_side
-from streamer.pipeline import Pipeline
-from streamer.run_loop import run_source
-from streamer.sources import open_source
-from streamer.types import FrameResult
 
-HALLWAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "facenet_pytorch__video.mp4"
 SIZES = (8, 16, 32, 64)
 
 
@@ -62,40 +54,6 @@ def test_a_face_near_a_boundary_does_not_flip_between_entries() -> None:
     assert chooser.choose(1, 20.0) == 32
     chooser.forget([1])
     assert chooser.choose(1, 17.0) == 16, "a new track takes the entry that fits"
-
-
-def consistency(source: SourceConfig, entry: str, frames: int) -> tuple[dict[int, float], int, int]:
-    """Median PSNR per entry side of (output resized to native size) vs (native aligned crop), the
-    faces enhanced and the faces tracked."""
-    cfg = AppConfig(
-        mode="file",
-        detect=DetectConfig(background=False),
-        enhance=EnhanceConfig(entry=entry),
-        output=OutputConfig(mode="upscale", upscale=2),
-    )
-    pipe = Pipeline(cfg, "entry")
-    src = open_source(source)
-    src.start()
-    scores: dict[int, list[float]] = {}
-    counts = [0, 0]
-
-    def check(result: FrameResult) -> None:
-        tracks = {t.track_id: t for t in result.tracks}
-        counts[0] += len(result.faces)
-        counts[1] += len(result.tracks)
-        for face in result.faces:
-            side = max(4, round(native_side(tracks[face.track_id].landmarks)))
-            native, _ = align_face(result.frame.image, tracks[face.track_id].landmarks, side)
-            back = cv2.resize(face.image, (side, side), interpolation=cv2.INTER_AREA)
-            mse = float(np.mean((back.astype(np.float64) - native) ** 2))
-            scores.setdefault(face.crop.size, []).append(10 * np.log10(255**2 / max(mse, 1e-6)))
-
-    try:
-        run_source(pipe, src, check, max_frames=frames, read_timeout=10.0)
-    finally:
-        src.stop()
-        pipe.close()
-    return {k: float(np.median(v)) for k, v in scores.items()}, counts[0], counts[1]
 
 
 def test_demo_faces_are_consistent_with_their_native_pixels() -> None:

@@ -122,6 +122,47 @@ def test_step2_cascade_learns_on_step1_outputs(tmp_path: Path, cache: Path) -> N
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
+def test_multi_frame_step1_starts_as_the_single_frame_model_and_learns_from_history(
+    tmp_path: Path, cache: Path
+) -> None:
+    """Widened from a single-frame step 1, the 3-frame model computes exactly what it did (the
+    older frames' weights start at zero); trained on track histories it uses them, and it
+    exports a 9-channel ONNX file under its own name."""
+    from engines.arch import build
+    from engines.train import configs as C
+    from engines.train.step1 import widen_to_frames
+
+    single = build(C.STEP1_ARCH, C.step1_kwargs(8, "fast")).eval()
+    torch.nn.init.normal_(single.tail.weight, std=0.05)
+    multi = build(C.STEP1_ARCH, C.step1_kwargs(8, "fast", frames=3)).eval()
+    multi.load_state_dict(widen_to_frames(single.state_dict(), 3))
+    x = torch.rand(2, 9, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(multi(x), single(x[:, -3:]))
+
+    opts = _opts(tmp_path, cache, "k1", steps=2)
+    train_restorer("step1", 8, "fast", opts, learned=False)
+    info = train_restorer(
+        "step1",
+        8,
+        "fast",
+        _opts(tmp_path, cache, "k3", steps=3),
+        learned=False,
+        frames=3,
+        init_from=opts.out,
+    )
+    assert info["frames"] == 3 and "histories of 3 frames" in info["data"]
+    out = tmp_path / "k3/weights/step1_x8_fast_k3"
+    head = _state(out / "model.pt")["head.weight"]
+    assert head.shape[1] == 9 and head[:, :6].abs().sum() > 0  # the older frames' weights moved
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].shape[1] == 9
+    with pytest.raises(ValueError, match="--no-learned"):
+        train_restorer("step1", 8, "fast", _opts(tmp_path, cache, "bad"), frames=3)
+
+
 def test_ablations_go_to_their_own_folder(tmp_path: Path, cache: Path) -> None:
     train_restorer(
         "step1", 8, "fast", _opts(tmp_path, cache, "ab", steps=2), synthetic_only=True, tag="synth"

@@ -17,18 +17,18 @@ LATENT_SHAPE = (8, 4, 4)
 
 
 class TinyStep1(nn.Module):
-    """(N, 3, s, s) -> (N, 3, 64, 64)."""
+    """(N, 3 * frames, s, s) -> (N, 3, 64, 64); the base is the newest frame (the last 3 channels)."""
 
-    def __init__(self, in_size: int = 16, channels: int = 8) -> None:
+    def __init__(self, in_size: int = 16, channels: int = 8, frames: int = 1) -> None:
         super().__init__()
         self.in_size = in_size
-        self.head = nn.Conv2d(3, channels, 3, padding=1)
+        self.head = nn.Conv2d(3 * frames, channels, 3, padding=1)
         self.tail = nn.Conv2d(channels, 3, 3, padding=1)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.head(lr))
         x = nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
-        up = nn.functional.interpolate(lr, size=(64, 64), mode="bilinear", align_corners=False)
+        up = nn.functional.interpolate(lr[:, -3:], size=(64, 64), mode="bilinear", align_corners=False)
         return torch.clamp(up + 0.1 * self.tail(x), 0.0, 1.0)
 
 
@@ -86,22 +86,30 @@ def export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str
     return path
 
 
-def make_weights(root: Path, scales: tuple[int, ...] = (8,), variant: str = "fast", seed: int = 0) -> Path:
-    """A weights folder following the shipped layout, with random tiny networks."""
+def make_weights(
+    root: Path,
+    scales: tuple[int, ...] = (8,),
+    variant: str = "fast",
+    seed: int = 0,
+    multi_frame: dict[int, int] | None = None,
+) -> Path:
+    """A weights folder following the shipped layout, with random tiny networks;
+    `multi_frame` {scale: frames} adds multi-frame step 1 models (step1_x8_fast_k3)."""
     torch.manual_seed(seed)
     sizes = {4: 32, 8: 16, 16: 8}
     models: dict[str, dict[str, object]] = {}
-    for scale in scales:
-        name = f"step1_x{scale}_{variant}"
-        net = TinyStep1(in_size=sizes[scale])
+    step1s = [(scale, 1) for scale in scales] + sorted((multi_frame or {}).items())
+    for scale, frames in step1s:
+        name = f"step1_x{scale}_{variant}" + (f"_k{frames}" if frames > 1 else "")
+        net = TinyStep1(in_size=sizes[scale], frames=frames)
         folder = root / name
-        export(net, torch.rand(2, 3, sizes[scale], sizes[scale]), folder / "model.onnx", "lr", "mr")
+        export(net, torch.rand(2, 3 * frames, sizes[scale], sizes[scale]), folder / "model.onnx", "lr", "mr")
         torch.save(net.state_dict(), folder / "model.pt")
         models[name] = {
             "kind": "step1",
             "files": ["model.onnx", "model.pt"],
             "arch": "tiny_fsr:TinyStep1",
-            "arch_kwargs": {"in_size": sizes[scale]},
+            "arch_kwargs": {"in_size": sizes[scale], "frames": frames},
             "gmac": 0.0,
         }
     step2 = TinyStep2()

@@ -91,7 +91,11 @@ class ResidualUpscaler(nn.Module):
     so cost stays flat as resolution grows. Step 1 and the one-step ablation differ only in
     what a stage holds (`stage(cin, cout)`) and the narrowest width.
 
-    Shapes: (N, 3, scale_in, scale_in) in [0, 1] -> (N, 3, scale_out, scale_out) in [0, 1].
+    `frames` > 1 fuses a track's last frames, stacked on the channels oldest first, registered
+    to the newest (which the output restores and the base interpolates): only the first conv
+    sees them, so fusion adds that layer's cost alone.
+
+    Shapes: (N, 3 * frames, scale_in, scale_in) in [0, 1] -> (N, 3, scale_out, scale_out) in [0, 1].
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class ResidualUpscaler(nn.Module):
         stage: Callable[[int, int], list[nn.Module]],
         min_channels: int,
         base: str = "bilinear",
+        frames: int = 1,
     ) -> None:
         super().__init__()
         if base not in ("bilinear", "bicubic"):
@@ -111,8 +116,10 @@ class ResidualUpscaler(nn.Module):
         ratio = scale_out // scale_in
         if scale_in * ratio != scale_out or ratio & (ratio - 1) or ratio < 2:
             raise ValueError(f"scale_out/scale_in must be a power of two >= 2, got {scale_in} -> {scale_out}")
-        self.scale_in, self.scale_out = scale_in, scale_out
-        self.head = conv(3, channels)
+        if frames < 1:
+            raise ValueError(f"frames must be >= 1, got {frames}")
+        self.scale_in, self.scale_out, self.frames = scale_in, scale_out, frames
+        self.head = conv(3 * frames, channels)
         self.body = nn.Sequential(*[ResBlock(channels) for _ in range(blocks)])
         ups: list[nn.Module] = []
         ch = channels
@@ -124,7 +131,7 @@ class ResidualUpscaler(nn.Module):
         self.tail = zero_conv(ch, 3)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        base = upsample(lr, self.scale_out, self.base)
+        base = upsample(lr[:, -3:], self.scale_out, self.base)
         x = self.head(lr)
         x = x + self.body(x)
         return unit_range(base + self.tail(self.up(x)), self.training)

@@ -22,7 +22,8 @@ class Step1Restorer(ResidualUpscaler):
         stage_blocks: residual blocks after each x2 stage.
         upsample: "resize" (bilinear + conv, no checkerboard) or "pixelshuffle" (older weights).
         base: the interpolation the output is a residual over ("bicubic"; "bilinear" in older weights).
-    Shapes: (N, 3, s, s) in [0, 1] -> (N, 3, 64, 64) in [0, 1].
+        frames: aligned crops of one track fused, oldest first, newest last (1: the newest alone).
+    Shapes: (N, 3 * frames, s, s) in [0, 1] -> (N, 3, 64, 64) in [0, 1].
     """
 
     def __init__(
@@ -34,13 +35,16 @@ class Step1Restorer(ResidualUpscaler):
         stage_blocks: int = 1,
         upsample: str = "pixelshuffle",
         base: str = "bilinear",
+        frames: int = 1,
     ) -> None:
         up = UPSAMPLERS[upsample]
 
         def stage(cin: int, cout: int) -> list[nn.Module]:
             return [up(cin, cout), *(ResBlock(cout) for _ in range(stage_blocks))]
 
-        super().__init__(scale_in, scale_out, channels, blocks, stage, min_channels=16, base=base)
+        super().__init__(
+            scale_in, scale_out, channels, blocks, stage, min_channels=16, base=base, frames=frames
+        )
 
 
 class DegradationGenerator(nn.Module):

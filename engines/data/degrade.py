@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -67,38 +68,19 @@ def gaussian_kernel(
     return (k / k.sum()).astype(np.float32)
 
 
-def h264_roundtrip(
-    crops: np.ndarray, crf: int, frames: int = 3, rng: np.random.Generator | None = None
-) -> np.ndarray:
-    """Encode a batch of RGB uint8 crops (N, s, s, 3) with libx264 and decode them back.
-
-    The crops are tiled into one mosaic picture (even sides, as 4:2:0 needs) and encoded as a
-    short sequence; the last decoded frame (a P-frame) is returned, as most faces in a live stream
-    are. Frames before it carry fresh +-1 level noise so the encoder has a residual to code.
-    """
+def h264_clip(frames: Sequence[np.ndarray], crf: int) -> list[np.ndarray]:
+    """libx264 round trip of a short RGB clip (even sides; P-frames only, zero latency, one
+    thread, as a live camera stream is coded): every decoded frame, in order."""
     import av
 
-    n, s = crops.shape[0], crops.shape[1]
-    cols = int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
-    w, h = max(16, cols * s + (cols * s) % 2), max(16, rows * s + (rows * s) % 2)
-    mosaic = np.zeros((h, w, 3), np.uint8)
-    for i in range(n):
-        r, c = divmod(i, cols)
-        mosaic[r * s : (r + 1) * s, c * s : (c + 1) * s] = crops[i]
-    rng = rng or np.random.default_rng(0)
+    h, w = frames[0].shape[:2]
     enc = av.CodecContext.create("libx264", "w")
     enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
     enc.time_base = Fraction(1, 30)
     enc.thread_count = 1
     enc.options = {"crf": str(int(crf)), "preset": "veryfast", "tune": "zerolatency", "bframes": "0"}
     packets = []
-    for i in range(frames):
-        pic = mosaic
-        if i < frames - 1:
-            pic = np.clip(mosaic.astype(np.int16) + rng.integers(-1, 2, mosaic.shape), 0, 255).astype(
-                np.uint8
-            )
+    for i, pic in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(pic, format="rgb24").reformat(format="yuv420p")
         frame.pts = i
         packets.extend(enc.encode(frame))
@@ -108,9 +90,34 @@ def h264_roundtrip(
     for p in packets:
         decoded.extend(dec.decode(p))
     decoded.extend(dec.decode(None))
-    if len(decoded) != frames:
-        raise RuntimeError(f"H.264 round trip returned {len(decoded)} of {frames} frames")
-    out_mosaic = decoded[-1].to_ndarray(format="rgb24")
+    if len(decoded) != len(frames):
+        raise RuntimeError(f"H.264 round trip returned {len(decoded)} of {len(frames)} frames")
+    return [d.to_ndarray(format="rgb24") for d in decoded]
+
+
+def h264_roundtrip(
+    crops: np.ndarray, crf: int, frames: int = 3, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Encode a batch of RGB uint8 crops (N, s, s, 3) with libx264 and decode them back.
+
+    The crops are tiled into one mosaic picture (even sides, as 4:2:0 needs) and encoded as a
+    short sequence; the last decoded frame (a P-frame) is returned, as most faces in a live stream
+    are. Frames before it carry fresh +-1 level noise so the encoder has a residual to code.
+    """
+    n, s = crops.shape[0], crops.shape[1]
+    cols = int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    w, h = max(16, cols * s + (cols * s) % 2), max(16, rows * s + (rows * s) % 2)
+    mosaic = np.zeros((h, w, 3), np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        mosaic[r * s : (r + 1) * s, c * s : (c + 1) * s] = crops[i]
+    rng = rng or np.random.default_rng(0)
+    pics = [
+        np.clip(mosaic.astype(np.int16) + rng.integers(-1, 2, mosaic.shape), 0, 255).astype(np.uint8)
+        for _ in range(frames - 1)
+    ]
+    out_mosaic = h264_clip([*pics, mosaic], crf)[-1]
     out = np.empty_like(crops)
     for i in range(n):
         r, c = divmod(i, cols)

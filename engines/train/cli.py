@@ -4,6 +4,8 @@ run.py train prepare                       align + cache faces, harvest real tin
 run.py train step2 --variant fast          the prior (64 -> 128)
 run.py train step1 --scale 8               step 1 for one scale (learned degradation)
 run.py train step1 --scale 8 --synthetic-only      the synthetic-only ablation
+run.py train step1 --scale 8 --frames 3 --no-learned --init-from engines/weights
+                                           multi-frame step 1 (a track's last 3 crops)
 run.py train onestep --scale 8             the one-step ablation (LR -> 128 at equal cost)
 run.py train all [--ablations]             step 2 and step 1 at x4, x8, x16 for --variant
 run.py train init                          random-init weights in the shipped layout
@@ -36,6 +38,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-learned",
         action="store_true",
         help="step1/onestep: no learned degradation (synthetic + video-coded pairs; ~2.5x faster steps)",
+    )
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=1,
+        help="step1: fuse a track's last N aligned crops (1..5; 1 = single frame); needs --no-learned",
+    )
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        help="step1: start from this weights folder's single-frame model of --scale (widened to --frames)",
     )
     parser.add_argument(
         "--cascade",
@@ -163,6 +176,8 @@ def main(args: argparse.Namespace, finder: FinderFactory | None = None) -> int:
             synthetic_only=args.synthetic_only,
             tag="synth" if args.synthetic_only else "",
             learned=not args.no_learned,
+            frames=args.frames,
+            init_from=args.init_from,
         )
     elif args.what == "onestep":
         train_restorer(

@@ -38,9 +38,11 @@ def check_choice(scale: int, variant: str) -> None:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
 
 
-def step1_kwargs(scale: int, variant: str) -> dict[str, Any]:
+def step1_kwargs(scale: int, variant: str, frames: int = 1) -> dict[str, Any]:
+    """`frames` > 1: the multi-frame step 1 (a track's last `frames` crops in, engines/arch/blocks.py)."""
     check_choice(scale, variant)
     s = SCALES[scale]
+    multi = {"frames": frames} if frames > 1 else {}
     if variant == "fast":
         width = {8: 32, 16: 40, 32: 24}[s]
         blocks = 4 if s == 8 else 3
@@ -52,8 +54,9 @@ def step1_kwargs(scale: int, variant: str) -> dict[str, Any]:
             "stage_blocks": 1,
             "upsample": "resize",
             "base": "bicubic",
+            **multi,
         }
-    return {"scale_in": s, "scale_out": MR_SIZE, "channels": 64, "blocks": 4, "stage_blocks": 1}
+    return {"scale_in": s, "scale_out": MR_SIZE, "channels": 64, "blocks": 4, "stage_blocks": 1, **multi}
 
 
 def step2_arch(variant: str) -> str:
@@ -80,9 +83,11 @@ def degrade_kwargs(scale: int) -> dict[str, Any]:
     return {"scale_in": SCALES[scale], "scale_out": MR_SIZE, "channels": 32, "blocks": 3}
 
 
-def name(kind: str, scale: int | None, variant: str, tag: str = "") -> str:
-    """Folder name under engines/weights: step1_x8_fast, step2_fast, onestep_x8_fast, ..."""
+def name(kind: str, scale: int | None, variant: str, tag: str = "", frames: int = 1) -> str:
+    """Folder name under engines/weights: step1_x8_fast, step1_x8_fast_k3 (3 frames fused),
+    step2_fast, onestep_x8_fast, ..."""
     base = f"{kind}_x{scale}_{variant}" if kind in ("step1", "onestep") else f"{kind}_{variant}"
+    base = f"{base}_k{frames}" if frames > 1 else base
     return f"{base}_{tag}" if tag else base
 
 
@@ -98,7 +103,7 @@ def _gmac(arch: str, items: tuple[tuple[str, Any], ...]) -> float:
     if arch in STEP2_ARCHS.values():
         return count_macs(model, torch.zeros(1, 3, MR_SIZE, MR_SIZE)) / 1e9
     s = kwargs["scale_in"]
-    return count_macs(model, torch.zeros(1, 3, s, s)) / 1e9
+    return count_macs(model, torch.zeros(1, 3 * kwargs.get("frames", 1), s, s)) / 1e9
 
 
 def onestep_kwargs(scale: int, variant: str) -> dict[str, Any]:

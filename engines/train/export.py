@@ -97,12 +97,13 @@ def export_restorer(
     out = weights_dir / name
     out.mkdir(parents=True, exist_ok=True)
     model = _half_round(model.eval().cpu())
-    s = kwargs["scale_in"]
-    _onnx(model, torch.rand(2, 3, s, s), out / "model.onnx", "lr", output)
+    s, frames = kwargs["scale_in"], kwargs.get("frames", 1)
+    _onnx(model, torch.rand(2, 3 * frames, s, s), out / "model.onnx", "lr", output)
     torch.save(_state(model), out / "model.pt")
     entry = {
         "kind": kind,
         "scale_in": s,
+        "frames": frames,
         "scale_out": kwargs.get("scale_out", MR_SIZE),
         "files": {
             "onnx": f"{name}/model.onnx",

@@ -30,7 +30,7 @@ from engines.arch.disc_arch import PatchDiscriminator
 from engines.data.datasets import load_hr, split_note
 from engines.data.degrade import degrade, have_pyav
 from engines.data.harvest import load_real_lr
-from engines.data.video_degrade import load_pool
+from engines.data.video_degrade import POOL_FRAMES, jitter_faces, load_pool
 from engines.train import configs as C
 from engines.train.card import write_card
 from engines.train.common import (
@@ -58,10 +58,49 @@ def _flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _flip_by(images: np.ndarray, flip: np.ndarray) -> np.ndarray:
-    """Mirror the rows where `flip` is set (pairs of HR and LR crops share one mask)."""
+    """Mirror the rows where `flip` is set (pairs of HR and LR crops share one mask); rows may
+    be images (N, H, W, 3) or a track's frames (N, K, H, W, 3)."""
     images = images.copy()
-    images[flip] = images[flip, :, ::-1]
+    images[flip] = images[flip][..., ::-1, :]
     return images
+
+
+def _history(
+    hr: np.ndarray, newest: np.ndarray, frames: int, size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Synthetic track histories (N, frames, s, s, 3) ending in `newest`: each older frame the
+    same HR face off by the aligner's jitter, degraded on its own (fresh blur, noise, coding)."""
+    older = [degrade(jitter_faces(hr, size, rng), size, rng) for _ in range(frames - 1)]
+    return np.stack([*older, newest], axis=1)
+
+
+def _track_starts(lr: np.ndarray, rng: np.random.Generator, p: float = 0.3) -> np.ndarray:
+    """A young track has fewer frames than the model fuses; the runtime repeats its oldest one
+    (engines/fsr.py). With probability `p` a row gets 1..K-1 real frames, padded that way."""
+    lr = lr.copy()
+    k = lr.shape[1]
+    for i in np.flatnonzero(rng.random(len(lr)) < p):
+        have = int(rng.integers(1, k))
+        lr[i, : k - have] = lr[i, k - have]
+    return lr
+
+
+def _stack_frames(lr: np.ndarray) -> np.ndarray:
+    """(N, K, s, s, 3) -> (N, s, s, 3K): frames on the channels, oldest first."""
+    n, k, s = lr.shape[:3]
+    return lr.transpose(0, 2, 3, 1, 4).reshape(n, s, s, 3 * k)
+
+
+def widen_to_frames(state: dict[str, torch.Tensor], frames: int) -> dict[str, torch.Tensor]:
+    """A single-frame step 1's weights as a `frames`-frame one that computes exactly the same:
+    the first conv's weights move to the newest frame's channels, the older frames' start at
+    zero, so fine-tuning starts from the single-frame model and can only learn to use them."""
+    w = state["head.weight"]
+    if w.shape[1] != 3:
+        raise ValueError(f"expected a single-frame step 1 (3 input channels), got {w.shape[1]}")
+    wide = torch.zeros(w.shape[0], 3 * frames, *w.shape[2:], dtype=w.dtype)
+    wide[:, -3:] = w
+    return {**state, "head.weight": wide}
 
 
 def train_restorer(
@@ -78,17 +117,27 @@ def train_restorer(
     note: str = "",
     learned: bool = True,
     video: bool = True,
+    frames: int = 1,
 ) -> dict[str, Any]:
     """Train step 1 (kind "step1") or the one-step ablation (kind "onestep") at one scale.
 
-    Returns the info written into the model card. `init_from` is a weights folder (adaptation):
-    the restorer starts from its model and G from this scale's training checkpoint when present.
+    Returns the info written into the model card. `init_from` is a weights folder (adaptation,
+    or the start of a multi-frame model): the restorer starts from its single-frame model
+    (widened to `frames`) and G from this scale's training checkpoint when present.
     `learned` / `video` add G's and the video pool's pairs to the synthetic ones
-    (`synthetic_only` turns both off).
+    (`synthetic_only` turns both off). `frames` > 1 trains the multi-frame step 1 on track
+    histories (the video pool's clips, and synthetic frames with the aligner's jitter).
     """
     C.check_choice(scale, variant)
     if kind not in ("step1", "onestep"):
         raise ValueError(f"kind must be step1 or onestep, got {kind!r}")
+    if frames > 1 and (kind != "step1" or learned and not synthetic_only):
+        raise ValueError(
+            "a multi-frame model (--frames > 1) is a step 1 trained without the learned "
+            "degradation (its critic sees single frames): pass --no-learned"
+        )
+    if not 1 <= frames <= POOL_FRAMES:
+        raise ValueError(f"frames must be in 1..{POOL_FRAMES}, got {frames}")
     s = C.SCALES[scale]
     device = setup_torch(opts)
     rng = np.random.default_rng(opts.seed)
@@ -111,22 +160,21 @@ def train_restorer(
                 f"only {len(real_lr)} real LR faces at {s} px; need >= 8 (more video, or --synthetic-only)"
             )
     arch = C.STEP1_ARCH if kind == "step1" else C.ONESTEP_ARCH
-    kw = C.step1_kwargs(scale, variant) if kind == "step1" else C.onestep_kwargs(scale, variant)
+    kw = C.step1_kwargs(scale, variant, frames) if kind == "step1" else C.onestep_kwargs(scale, variant)
     net = build(arch, kw).to(device)
     gen = build(C.DEGRADE_ARCH, C.degrade_kwargs(scale)).to(device)
     disc = PatchDiscriminator(32, downs=1 if s <= 16 else 2).to(device)
-    name = C.name(kind, scale, variant, tag)
+    name = C.name(kind, scale, variant, tag, frames)
     if init_from is not None:
-        net.load_state_dict(
-            {
-                k: v.float()
-                for k, v in torch.load(
-                    init_from / C.name(kind, scale, variant) / "model.pt", map_location=device
-                ).items()
-            }
-        )
+        state = {
+            k: v.float()
+            for k, v in torch.load(
+                init_from / C.name(kind, scale, variant) / "model.pt", map_location=device
+            ).items()
+        }
+        net.load_state_dict(widen_to_frames(state, frames) if frames > 1 else state)
         base_ckpt = Checkpoint(opts.ckpt_dir, C.name(kind, scale, variant))
-        if base_ckpt.exists():
+        if learned and base_ckpt.exists():
             gen.load_state_dict(
                 torch.load(base_ckpt.path, map_location=device, weights_only=False)["modules"]["gen"]
             )
@@ -158,11 +206,18 @@ def train_restorer(
         fake = gen(mr, torch.randn(opts.batch, 1, s, s, device=device)) if learned else None
         sources = 1 + int(pool is not None) + int(fake is not None and t >= BOOTSTRAP)
         cut = [opts.batch * k // sources for k in range(sources + 1)]
-        lr_parts = [to_tensor(degrade(hr_np[: cut[1]], s, rng), device)]
+        synth = degrade(hr_np[: cut[1]], s, rng)
+        if frames > 1:
+            synth = _stack_frames(_track_starts(_history(hr_np[: cut[1]], synth, frames, s, rng), rng))
+        lr_parts = [to_tensor(synth, device)]
         if pool is not None:
             rows = idx[cut[1] : cut[2]]
-            variant_rows = pool[rng.integers(0, len(pool), len(rows)), rows]
-            lr_parts.append(to_tensor(_flip_by(variant_rows, flip[cut[1] : cut[2]]), device))
+            clips = _flip_by(
+                pool[rng.integers(0, len(pool), len(rows)), rows, -frames:], flip[cut[1] : cut[2]]
+            )
+            lr_parts.append(
+                to_tensor(_stack_frames(_track_starts(clips, rng)) if frames > 1 else clips[:, 0], device)
+            )
         if fake is not None and t >= BOOTSTRAP:
             lr_parts.append(fake[cut[-2] :].detach())
         lr_in = torch.cat(lr_parts)
@@ -210,12 +265,15 @@ def train_restorer(
         "device": _device_name(device),
         "seed": opts.seed,
         "steps": loop.done,
+        "frames": frames,
         "train_seconds": round(timer.elapsed, 1),
         "final_losses": loop.losses,
         "trained": True,
         "start": start,
         "data": f"HR: {len(hr_all)} aligned {opts.dataset} training faces at 128 px (MR = area downscale "
-        "to 64 px)" + (f"; real LR: {real_desc}" if learned else ""),
+        "to 64 px)"
+        + (f"; real LR: {real_desc}" if learned else "")
+        + (f"; LR input: track histories of {frames} frames, newest last" if frames > 1 else ""),
         "split": split_note(opts.dataset),
         "degradation": " + ".join(
             ["synthetic (blur, noise, H.264/JPEG)"]
@@ -229,16 +287,22 @@ def train_restorer(
         "codec": "real H.264 (PyAV libx264) and JPEG"
         if have_pyav()
         else "JPEG only: PyAV was not installed on the training machine, JPEG stood in for H.264",
-        "summary": _summary(kind, scale, variant, synthetic_only, tag) + (" " + note if note else ""),
+        "summary": _summary(kind, scale, variant, synthetic_only, tag, frames) + (" " + note if note else ""),
     }
     write_card(folder, name, info, dataset=opts.dataset)
     return info
 
 
-def _summary(kind: str, scale: int, variant: str, synthetic_only: bool, tag: str) -> str:
+def _summary(kind: str, scale: int, variant: str, synthetic_only: bool, tag: str, frames: int) -> str:
     s = C.SCALES[scale]
     what = (
         f"Step 1 of the two-step FSR, x{scale} variant `{variant}`: {s} px aligned face -> 64 px MR face."
+        + (
+            f" Multi-frame: fuses a track's last {frames} aligned crops (oldest first, newest last; "
+            "the output restores the newest)."
+            if frames > 1
+            else ""
+        )
         if kind == "step1"
         else f"One-step ablation, x{scale} `{variant}`: {s} px -> 128 px directly, "
         "at the MAC cost of step 1 + step 2."
