@@ -123,7 +123,7 @@ class ServerState:
             self.cameras[runner.name] = runner
             self.tracks[runner.name] = tracks
             self._watch(runner)
-        self.rtsp = RtspOut(sv, token, self.tracks) if sv.rtsp_out else None
+        self.rtsp = RtspOut(sv, token, self.tracks, self.metrics.registry) if sv.rtsp_out else None
         self.recordings = (
             Recordings(cfg.record, self.tracks, self.metrics.registry) if cfg.record.dir else None
         )
