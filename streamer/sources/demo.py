@@ -48,7 +48,7 @@ CELLS = (
 # Print pixels -> output pixels at the closest zoom: the tallest box becomes 147.1 * 0.155 = 22.8 px.
 PRINT_SCALE = 0.155
 # Farthest zoom, and the smallest per-print size factor: the shortest box becomes
-# 113.5 * 0.155 * 0.70 * 0.92 = 11.3 px. So every face stays 11-23 px tall.
+# 113.6 * 0.155 * 0.70 * 0.92 = 11.3 px. So every face stays 11-23 px tall.
 ZOOM_MIN = 0.70
 PRINT_JITTER_MIN = 0.92
 N_PRINTS = 8
