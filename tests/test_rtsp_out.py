@@ -1,12 +1,16 @@
 """`--rtsp-out`: the enhanced stream read back by PyAV (FFmpeg's RTSP client) from the real
-gst-rtsp-server child, fed by the camera's shared H.264 encoder; readers leave and come back."""
+gst-rtsp-server child, fed by the camera's shared H.264 encoder; readers leave and come back; the
+child is killed and comes back by itself."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import av
 import pytest
 import pytest_asyncio
@@ -119,3 +123,51 @@ async def test_rtsp_wants_the_token_as_password(server: RunningServer) -> None:
 async def test_rtsp_port_in_use_is_a_clear_error(server: RunningServer) -> None:
     with pytest.raises(ConfigError, match="RTSP server did not start"):
         await start_server(rtsp_cfg(server.state.cfg.server.rtsp_out))
+
+
+async def restarts_in_metrics(srv: RunningServer) -> float:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{srv.base_url}/metrics", headers={"Authorization": f"Bearer {srv.token}"}) as resp,
+    ):
+        text = await resp.text()
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("facestream_rtsp_out_restarts_total ")]
+    return float(line.split()[1])
+
+
+def read_until_cut(address: str, decoded: list[float]) -> None:
+    """Decode until the stream breaks off (the test kills the server under it), noting when each
+    frame came."""
+    try:
+        with av.open(address, options={"rtsp_transport": "tcp"}, timeout=10) as container:
+            for _ in container.decode(video=0):
+                decoded.append(time.monotonic())
+    except av.error.FFmpegError:
+        pass
+
+
+@module_loop
+async def test_a_killed_rtsp_child_is_restarted_and_serves_again(server: RunningServer) -> None:
+    """Last in this module: it kills the child the other tests use."""
+    rtsp = server.state.rtsp
+    assert rtsp is not None and rtsp.pid is not None
+    assert await restarts_in_metrics(server) == 0
+    decoded: list[float] = []
+    cut = asyncio.ensure_future(asyncio.to_thread(read_until_cut, url(server), decoded))
+    await until(lambda: len(decoded) >= 5, 30)
+    first_pid = rtsp.pid
+    os.kill(first_pid, signal.SIGKILL)
+    killed = time.monotonic()
+
+    await asyncio.wait_for(cut, 60)
+    assert decoded[-1] < killed + 5, "the stream ended with the child"
+    # The reader is released at once, and live video goes on without RTSP meanwhile.
+    await until(lambda: feed(server).readers == 0, 10)
+    assert server.state.cameras["door"].viewers == 0
+    assert server.state.cameras["door"].status.up
+    await until(lambda: rtsp.pid is not None, 30)
+    assert rtsp.pid != first_pid and await restarts_in_metrics(server) == 1
+
+    frames, _ = await asyncio.to_thread(read, url(server), "tcp", 20)
+    assert len(frames) == 20 and {(w, h) for w, h, _, _ in frames} == {(1280, 720)}
+    await until(lambda: feed(server).readers == 0, 30)

@@ -1,5 +1,6 @@
 """WHEP playback with aiortc as the player, speaking only the standard (an SDP body, Bearer token,
-201 + Location, DELETE), against a real server with a demo camera on loopback."""
+201 + Location, DELETE), against a real server with a demo camera on loopback; and the CORS a
+browser player on another origin needs, with the headers a browser sends."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ import pytest_asyncio
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from streamer.config import AppConfig, EnhanceConfig, OutputConfig, ServerConfig, SourceConfig
+from streamer.config import (
+    AppConfig,
+    ConfigError,
+    EnhanceConfig,
+    OutputConfig,
+    ServerConfig,
+    SourceConfig,
+    validate,
+)
 from streamer.server import RunningServer, start_server
 from streamer.server.latency import read_stamp_from_frame
 from streamer.server.signaling import MAX_SDP_CHARS, enable_loopback_fallback, rtc_configuration
@@ -22,6 +31,7 @@ from streamer.server.signaling import MAX_SDP_CHARS, enable_loopback_fallback, r
 module_loop = pytest.mark.asyncio(loop_scope="module")
 PENDING_S = 8.0
 """Long enough for ICE and DTLS on a busy 2-core machine, short enough to wait for in a test."""
+PLAYER_ORIGIN = "https://player.example.org"
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -31,7 +41,12 @@ async def server() -> AsyncIterator[RunningServer]:
         enhance=EnhanceConfig(engine="bicubic"),
         output=OutputConfig(mode="upscale", upscale=2),
         server=ServerConfig(
-            port=0, stamp_frames=True, max_peers_per_client=3, pending_timeout_s=PENDING_S, stun_servers=()
+            port=0,
+            stamp_frames=True,
+            max_peers_per_client=3,
+            pending_timeout_s=PENDING_S,
+            stun_servers=(),
+            cors_origins=(PLAYER_ORIGIN,),
         ),
     )
     srv = await start_server(cfg)
@@ -207,3 +222,106 @@ async def test_whep_offers_share_the_peer_caps_and_the_pending_hold(server: Runn
     finally:
         for p in players:
             await p.close()
+
+
+async def preflight(
+    srv: RunningServer, path: str, method: str, origin: str = PLAYER_ORIGIN
+) -> tuple[int, dict[str, str]]:
+    """What a browser sends before a cross-origin POST/DELETE/PATCH with a token: no token."""
+    headers = {
+        "Origin": origin,
+        "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.options(f"{srv.base_url}{path}", headers=headers) as resp,
+    ):
+        return resp.status, dict(resp.headers)
+
+
+def methods_in(header: str) -> set[str]:
+    return {m.strip() for m in header.split(",")}
+
+
+async def cross_origin(
+    srv: RunningServer, method: str, path: str, body: str = "", token: bool = True
+) -> tuple[int, dict[str, str], str]:
+    headers = {"Origin": PLAYER_ORIGIN, "Content-Type": "application/sdp", **(auth(srv) if token else {})}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"{srv.base_url}{path}", data=body, headers=headers) as resp,
+    ):
+        return resp.status, dict(resp.headers), await resp.text()
+
+
+@module_loop
+async def test_cors_lets_a_listed_origin_play_with_the_token_still_required(server: RunningServer) -> None:
+    status, headers = await preflight(server, "/whep/door/enhanced", "POST")
+    assert status == 204
+    assert headers["Access-Control-Allow-Origin"] == PLAYER_ORIGIN
+    assert "POST" in methods_in(headers["Access-Control-Allow-Methods"])
+    allowed = {h.strip().lower() for h in headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"authorization", "content-type", "if-match"} <= allowed
+    assert not server.state.peers
+
+    player = await offer()
+    sdp = player.pc.localDescription.sdp
+    try:
+        # Without the token: still 401, but readable by the page, so a player can say why.
+        status, headers, _ = await cross_origin(server, "POST", "/whep/door/enhanced", sdp, token=False)
+        assert status == 401 and headers["Access-Control-Allow-Origin"] == PLAYER_ORIGIN
+        status, headers, answer = await cross_origin(server, "POST", "/whep/door/enhanced", sdp)
+        assert status == 201, answer
+        assert headers["Access-Control-Allow-Origin"] == PLAYER_ORIGIN
+        exposed = {h.strip() for h in headers["Access-Control-Expose-Headers"].split(",")}
+        assert {"Location", "Link", "ETag"} <= exposed
+        location = headers["Location"]
+
+        status, headers = await preflight(server, location, "PATCH")
+        assert status == 204 and {"DELETE", "PATCH"} <= methods_in(headers["Access-Control-Allow-Methods"])
+        status, headers, _ = await cross_origin(server, "PATCH", location)
+        assert status == 405 and methods_in(headers["Allow"]) == {"DELETE", "OPTIONS"}
+        assert headers["Access-Control-Allow-Origin"] == PLAYER_ORIGIN
+        assert (await cross_origin(server, "DELETE", location, token=False))[0] == 401
+        status, headers, _ = await cross_origin(server, "DELETE", location)
+        assert status == 200 and headers["Access-Control-Allow-Origin"] == PLAYER_ORIGIN
+    finally:
+        await player.close()
+    await until(lambda: not server.state.peers, 10)
+
+
+@module_loop
+async def test_cors_refuses_other_origins_and_stays_off_other_routes(server: RunningServer) -> None:
+    status, headers = await preflight(server, "/whep/door/enhanced", "POST", "https://evil.example.net")
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers
+    # Not WHEP: no preflight answer without the token, and no CORS header with it.
+    assert (await preflight(server, "/api/cameras", "GET"))[0] == 401
+    status, headers, _ = await cross_origin(server, "GET", "/api/cameras")
+    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    # A plain OPTIONS (no preflight) is an ordinary request: token, then what the URL allows.
+    assert await request(server, "OPTIONS", "/whep/door/enhanced", token=False) == 401
+    async with (
+        aiohttp.ClientSession() as http,
+        http.options(f"{server.base_url}/whep/door/enhanced", headers=auth(server)) as resp,
+    ):
+        assert resp.status == 204 and methods_in(resp.headers["Allow"]) == {"POST", "OPTIONS"}
+
+
+@module_loop
+async def test_without_cors_origins_no_cors_header_is_ever_sent() -> None:
+    cfg = AppConfig(
+        sources=(SourceConfig(uri="demo", name="door", demo_width=160, demo_height=120, demo_fps=5.0),),
+        enhance=EnhanceConfig(engine="bicubic"),
+        server=ServerConfig(port=0, stun_servers=()),
+    )
+    srv = await start_server(cfg)
+    try:
+        status, headers = await preflight(srv, "/whep/door/enhanced", "POST")
+        assert status == 401 and not any(h.startswith("Access-Control-") for h in headers)
+        status, headers, _ = await cross_origin(srv, "POST", "/whep/door/enhanced", "v=0\r\n")
+        assert status == 400 and not any(h.startswith("Access-Control-") for h in headers)
+    finally:
+        await srv.stop()
+    with pytest.raises(ConfigError, match="cors_origins"):
+        validate(AppConfig(server=ServerConfig(cors_origins=("player.example.org/whep",))))

