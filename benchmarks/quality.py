@@ -24,9 +24,16 @@ jitter itself causes (the floor a perfect, stable method would show).
 Step 2 alone: the same faces degraded to 64 px (what a face that is natively ~64 px in the frame
 gives the pipeline), brought to 128 px by bicubic and by step 2 alone.
 
+Track histories (where a multi-frame step 1, `step1_x<f>_<variant>_k<K>`, is shipped): each face
+through a video-coded clip (engines.data.video_degrade, the training pool's recipe with its own
+seed): bicubic and the single-frame model restore the newest frame, the K-frame models see the
+last K frames of the clip as well.
+
 All models run through ONNX Runtime from engines/weights (ablations from engines/weights/ablations).
 
     python run.py bench quality [--quick] [--limit N] [--json F] [--plot F] [--cards]
+    python run.py bench quality --video     real talking-head video with ground truth
+                                            (benchmarks/quality_video.py)
 """
 
 from __future__ import annotations
@@ -116,8 +123,8 @@ class Models:
         path = self.weights / rel / "model.onnx"
         return Onnx(path, self.threads) if path.exists() else None
 
-    def step1(self, scale: int, synthetic: bool = False) -> Onnx | None:
-        name = f"step1_x{scale}_{self.variant}"
+    def step1(self, scale: int, synthetic: bool = False, frames: int = 1) -> Onnx | None:
+        name = f"step1_x{scale}_{self.variant}" + (f"_k{frames}" if frames > 1 else "")
         return self._get(f"ablations/{name}_synth" if synthetic else name)
 
     def onestep(self, scale: int) -> Onnx | None:
@@ -210,6 +217,25 @@ def temporal(
     }
 
 
+def multi_frame(
+    models: Models, scale: int, hr: np.ndarray, strength: float, seed: int
+) -> dict[str, np.ndarray]:
+    """128 px outputs from track histories: each face through a video-coded clip
+    (engines.data.video_degrade, its last 5 frames, older ones with the aligner's jitter); every
+    method restores the same newest frame, the multi-frame step 1 models also see the older ones."""
+    from engines.data.video_degrade import POOL_FRAMES, video_degrade
+
+    clips = video_degrade(hr, SCALES[scale], np.random.default_rng(seed + 7), keep=POOL_FRAMES)
+    newest = clips[:, -1]
+    out = {"bicubic": bicubic(newest, 128)}
+    for k in (1, 3, 5):
+        s1 = models.step1(scale, frames=k)
+        if s1 is not None:
+            x = np.concatenate([to_nchw(clips[:, j]) for j in range(POOL_FRAMES - k, POOL_FRAMES)], axis=1)
+            out[f"two-step, {k} frame{'s' if k > 1 else ''}"] = to_nhwc(models.prior(s1(x), strength))
+    return out
+
+
 def figure(path: Path, samples: dict[int, dict[str, Any]], results: dict[str, Any], title: str) -> None:
     import matplotlib
 
@@ -283,6 +309,11 @@ def _set_table(name: str, res: dict[str, Any], variant: str) -> list[str]:
             "64 px input (native-size faces) -> 128 px: "
             + "; ".join(f"{k} {_cell(v)}" for k, v in res["step2_alone"].items())
         )
+    for sc, rows in res.get("multi_frame", {}).items():
+        lines.append(
+            f"x{sc} track histories (video-coded clips, the newest of 5 frames restored): "
+            + "; ".join(f"{k} {_cell(v)}" for k, v in rows.items())
+        )
     lines.append(
         f"temporal stability, {res['sequences']} faces x {res['frames']} frames, jitter "
         f"<= {JITTER} LR px: mean |frame - previous| / flicker = mean |d(output) - d(HR)| (0-255)"
@@ -320,6 +351,12 @@ def card_text(results: dict[str, Any], scale: str | None) -> str:
             parts.append(
                 "64 px input -> 128 px: "
                 + "; ".join(f"{k} {_cell(v)}" for k, v in res["step2_alone"].items())
+            )
+        for sc, rows in res.get("multi_frame", {}).items():
+            parts.append(
+                f"x{sc} track histories (each face through a video-coded clip; the newest of 5 frames "
+                "restored, multi-frame models also see the older ones): "
+                + "; ".join(f"{k} {_cell(v)}" for k, v in rows.items())
             )
     note = f"\n\nThis model's rows: x{scale}." if scale else ""
     return "\n\n".join(parts) + note
@@ -368,6 +405,14 @@ def run_set(
         log.info("%s x%d done", name, sc)
     res["step2_alone"] = {
         k: metrics(hr, o, ident, shapes, hr_emb) for k, o in step2_alone(models, hr, args.seed).items()
+    }
+    res["multi_frame"] = {
+        str(sc): {
+            k: metrics(hr, o, ident, shapes, hr_emb)
+            for k, o in multi_frame(models, sc, hr, args.prior_strength, args.seed).items()
+        }
+        for sc in scales
+        if models.step1(sc, frames=3) is not None or models.step1(sc, frames=5) is not None
     }
     return res, samples
 

@@ -141,7 +141,9 @@ class TrackFaces:
 
 def observe(full: list[np.ndarray], small: SmallVideo, factor: int) -> dict[int, TrackFaces]:
     """The pipeline's tracks and aligned crops on the small video; each face's ground truth cut
-    from the full frame with the same landmarks, scaled up."""
+    from the full frame through the same alignment, scaled up: full frame -> small frame -> the
+    LR crop -> its 128 px enlargement, pixel centres kept throughout (as the area downscale that
+    made the small frame, and as training pairs an HR face with its area-downscaled LR one)."""
     from streamer.pipeline import Pipeline
     from streamer.types import Frame
 
@@ -153,16 +155,19 @@ def observe(full: list[np.ndarray], small: SmallVideo, factor: int) -> dict[int,
     )
     pipe = Pipeline(cfg, "quality-video")
     tracks: dict[int, TrackFaces] = {}
-    rx, ry = small.ratio
-    ox, oy = small.offset
+    to_small = _pixels(1 / small.ratio[0], 1 / small.ratio[1], *small.offset)
+    s = INPUT_SIZE_FOR_SCALE[factor]
+    to_gt = _pixels(128 / s, 128 / s)
+    blur = 0.5 * max(small.ratio) * s / 128  # full pixels per ground-truth pixel, anti-aliased
     try:
         for i, img in enumerate(small.frames):
             result = pipe.process(Frame(img, i, i / 25.0, time.monotonic()))
-            by_id = {t.track_id: t for t in result.tracks}
+            soft = cv2.GaussianBlur(full[i], (0, 0), blur) if blur > 0.5 else full[i]
             for face in result.faces:
-                lm = by_id[face.track_id].landmarks - np.array([ox, oy], np.float32)
-                lm_full = (lm + 0.5) * np.array([rx, ry], np.float32) - 0.5
-                gt, _ = align_face(full[i], lm_full, 128)
+                m = to_gt @ np.vstack([face.crop.matrix, [0.0, 0.0, 1.0]]) @ to_small
+                gt = cv2.warpAffine(
+                    soft, m[:2], (128, 128), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+                )
                 t = tracks.setdefault(face.track_id, TrackFaces())
                 t.lr.append(face.crop.image)
                 t.gt.append(gt)
@@ -170,6 +175,13 @@ def observe(full: list[np.ndarray], small: SmallVideo, factor: int) -> dict[int,
     finally:
         pipe.close()
     return tracks
+
+
+def _pixels(kx: float, ky: float, ox: float = 0.0, oy: float = 0.0) -> np.ndarray:
+    """3x3 map between two samplings of one picture, pixel centres kept: x -> (x + 0.5) kx - 0.5
+    (+ an offset), the convention of an area resize and of the pipeline's paste-back
+    (streamer.align.inverse_matrix)."""
+    return np.array([[kx, 0.0, 0.5 * kx - 0.5 + ox], [0.0, ky, 0.5 * ky - 0.5 + oy], [0.0, 0.0, 1.0]])
 
 
 class OneStep:
