@@ -22,7 +22,8 @@ over the whole frame and over the face regions, where the pipeline puts its deta
 
 Browser (`--browser`): what Chromium receives from `python run.py` as a user starts it. `run.py
 serve` on the demo in its own process, a headless Chromium (its own processes, devtools/browser.py)
-opening its dashboard (Split view: both tracks), 10 s of warm-up after the first decoded frame,
+opening its dashboard in each of `--browser-views` (Split: both tracks; Enhanced: the server sends
+and encodes no original), on a fresh server each, 10 s of warm-up after the first decoded frame,
 then per second: frames decoded per track from the page's getStats() (`framesDecoded` delta over
 the stats' own timestamps), frames the browser dropped, the server's CPU ms per frame it processed
 (its /proc CPU time over its /metrics frame count) and Chromium's CPU ms per decoded frame.
@@ -113,7 +114,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="",
         help="extra `run.py serve` flags for the browser row (default: none, as `python run.py`)",
     )
-    p.add_argument("--browser-view", choices=["split", "enhanced", "original"], default="split")
+    p.add_argument(
+        "--browser-views",
+        nargs="+",
+        choices=["split", "enhanced", "original"],
+        default=["split", "enhanced"],
+        help="one browser row per dashboard view, each on a fresh server (Enhanced: no original sent)",
+    )
     p.add_argument(
         "--viewer",
         choices=["process", "inline"],
@@ -546,7 +553,7 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"p50": float(np.median(arr)), "p95": float(np.percentile(arr, 95)), "n": int(arr.size)}
 
 
-def browser_row(args: argparse.Namespace) -> dict[str, Any]:
+def browser_row(args: argparse.Namespace, view: str) -> dict[str, Any]:
     """A headless Chromium receiving from `run.py serve` (see the module docstring); blocking."""
     from devtools.browser import chromium, have_chromium
 
@@ -571,9 +578,9 @@ def browser_row(args: argparse.Namespace) -> dict[str, Any]:
             state = driver.execute_script(PAGE_STATE)
         first_frame_s = time.monotonic() - t0
         camera = state["camera"]
-        if args.browser_view != "split":
+        if view != "split":
             driver.execute_script(
-                "document.querySelector(`button[data-view='${arguments[0]}']`).click();", args.browser_view
+                "document.querySelector(`button[data-view='${arguments[0]}']`).click();", view
             )
         time.sleep(BROWSER_WARMUP_S)
         browser_pids = descendants(driver.service.process.pid)
@@ -600,7 +607,7 @@ def browser_row(args: argparse.Namespace) -> dict[str, Any]:
             proc.kill()
             proc.wait()
         profile.cleanup()
-    return browser_summary(samples, first_frame_s, " ".join(["run.py", "serve", *extra]), args.browser_view)
+    return browser_summary(samples, first_frame_s, " ".join(["run.py", "serve", *extra]), view)
 
 
 def browser_summary(
@@ -654,47 +661,42 @@ def browser_summary(
     return out
 
 
-def browser_report(row: dict[str, Any]) -> str:
-    cpu = row["server_cpu_per_second"]
-    lines = [
-        f"Chromium (headless, own processes) watching `{row['command']}` ({row['view']} view), "
-        f"{row['warmup_s']:.0f} s warm-up after its first frame ({row['first_frame_s']:.1f} s after "
-        f"opening), {row['seconds']:.0f} s measured:",
-        format_table(
-            [
+def browser_report(rows: list[dict[str, Any]]) -> str:
+    """One line per (view, track): what Chromium received, beside what the server spent."""
+    first = rows[0]
+    table = []
+    for row in rows:
+        cpu = row["server_cpu_per_second"]
+        for kind, t in row["tracks"].items():
+            table.append(
                 {
+                    "view": row["view"],
                     "track": kind,
                     "received fps": t["fps"],
                     "fps/s p50": t["fps_per_second"]["p50"],
                     "fps/s p95": t["fps_per_second"]["p95"],
-                    "decoded": t["frames_decoded"],
                     "dropped": t["frames_dropped"],
-                    "Chromium framesPerSecond": t["chromium_fps_stat"] or float("nan"),
+                    "server fps": row["server_fps"],
+                    "server cpu ms/frame": row["server_cpu_ms_per_frame"],
+                    "cpu/s p50": cpu["p50"],
+                    "cpu/s p95": cpu["p95"],
+                    "Chromium cpu ms/decoded": row["browser_cpu_ms_per_decoded_frame"],
                 }
-                for kind, t in row["tracks"].items()
-            ],
-            [
-                "track",
-                "received fps",
-                "fps/s p50",
-                "fps/s p95",
-                "decoded",
-                "dropped",
-                "Chromium framesPerSecond",
-            ],
-        ),
-        f"server: {row['server_fps']:.1f} fps processed, CPU {row['server_cpu_ms_per_frame']:.1f} ms/frame "
-        f"(per second p50 {cpu['p50']:.1f}, p95 {cpu['p95']:.1f}); Chromium CPU "
-        f"{row['browser_cpu_ms_per_decoded_frame']:.1f} ms per decoded frame",
-    ]
+            )
     load = os.getloadavg()
-    lines.append(
-        f"load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs"
-    )
-    enhanced = row["tracks"].get("enhanced", {}).get("fps", float("nan"))
-    lines.append(
-        f"target >= 25 fps received (enhanced): {'met' if enhanced >= 25 else 'NOT met'} ({enhanced:.1f})"
-    )
+    lines = [
+        f"Chromium (headless, its own processes) on the dashboard of `{first['command']}`, each view on a "
+        f"fresh server, {first['warmup_s']:.0f} s warm-up after the first frame, {first['seconds']:.0f} s "
+        "measured; fps/s and cpu/s: median and p95 of the per-second samples:",
+        format_table(table, list(table[0])),
+        f"load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs",
+    ]
+    for row in rows:
+        enhanced = row["tracks"].get("enhanced", {}).get("fps", float("nan"))
+        verdict = "met" if enhanced >= 25 else "NOT met"
+        lines.append(
+            f"{row['view']} view: target >= 25 fps received (enhanced) {verdict} ({enhanced:.1f} fps)"
+        )
     return "\n".join(lines)
 
 
@@ -749,7 +751,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
             f"warm-up, {args.seconds:.0f} s ...",
             flush=True,
         )
-        results["browser"] = await asyncio.to_thread(browser_row, args)
+        results["browser"] = [await asyncio.to_thread(browser_row, args, view) for view in args.browser_views]
     if not args.skip_bitrate:
         print(
             f"codec: aiortc VP8 at 30 fps timestamps, {args.codec_frames} enhanced 1280x720 frames ...",
