@@ -294,6 +294,7 @@ def test_the_original_is_encoded_only_while_the_view_shows_it(driver) -> None:  
         driver.find_element("css selector", "button[data-view='enhanced']").click()
         assert wait_for(lambda: encoding("original") == 0.0, 20), encoding("original")
         assert not tracks.encoding("original") and tracks.encoding("enhanced")
+        time.sleep(1.5)  # frames already sent, and the page's figures (polled every 0.5 s), settle
         paused_at = decoded("original")
         enhanced_at = decoded("enhanced")
         time.sleep(2.0)

@@ -34,8 +34,9 @@
     const node = template.content.firstElementChild.cloneNode(true);
     const q = (sel) => node.querySelector(sel);
     const view = {
-      name: info.name, node, pc: null, peer: null, meta: null, retry: 1000, lastStats: {},
-      history: [], rateMbps: null, browserMs: null, received: {}, faces: new Map(), metaHistory: [],
+      name: info.name, node, pc: null, peer: null, watchChain: null, meta: null, retry: 1000,
+      lastStats: {}, history: [], rateMbps: null, browserMs: null, received: {}, faces: new Map(),
+      metaHistory: [],
       vEnh: q(".v-enh"), vOrig: q(".v-orig"), viewport: q(".viewport"), overlay: q(".overlay"),
       gallery: q(".gallery"), msg: q(".c-msg"), boxes: q(".boxes"),
     };
@@ -202,11 +203,15 @@
   }
 
   // Tell the server which tracks to send; if it cannot choose (per-viewer encoding), both come.
-  async function sendWatch(view) {
-    if (!view.peer) return;
-    await postJSON(`/api/cameras/${encodeURIComponent(view.name)}/watch`, {
-      peer: view.peer, tracks: shownKinds(view),
-    }).catch(() => {});
+  // One request at a time, each sending the view as it is then: quick clicks cannot arrive out
+  // of order and leave the server sending what the view no longer shows.
+  function sendWatch(view) {
+    view.watchChain = (view.watchChain || Promise.resolve()).then(() => {
+      if (!view.peer) return null;
+      return postJSON(`/api/cameras/${encodeURIComponent(view.name)}/watch`, {
+        peer: view.peer, tracks: shownKinds(view),
+      }).catch(() => {});
+    });
   }
 
   // What this browser receives, per track, from getStats(): frames decoded and dropped, the
@@ -234,8 +239,10 @@
         const emitted = (cur.jitterBufferEmittedCount || 0) - (prev.jitterBufferEmittedCount || 0);
         const span = (cur.timestamp - prev.timestamp) / 1000;
         if (span > 0) r.fps = decoded / span;
-        if (emitted > 0) r.jitterMs = ((cur.jitterBufferDelay || 0) - (prev.jitterBufferDelay || 0)) / emitted * 1000;
-        if (decoded > 0) r.decodeMs = ((cur.totalDecodeTime || 0) - (prev.totalDecodeTime || 0)) / decoded * 1000;
+        const jitterS = (cur.jitterBufferDelay || 0) - (prev.jitterBufferDelay || 0);
+        const decodeS = (cur.totalDecodeTime || 0) - (prev.totalDecodeTime || 0);
+        if (emitted > 0) r.jitterMs = (jitterS / emitted) * 1000;
+        if (decoded > 0) r.decodeMs = (decodeS / decoded) * 1000;
       }
       view.received[kind] = r;
       view.lastStats[kind] = cur;
