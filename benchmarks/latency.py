@@ -65,6 +65,9 @@ from streamer.types import Frame, FrameResult, StageTimes
 log = logging.getLogger(__name__)
 
 WARMUP_S = 3.0
+BROWSER_WARMUP_S = 10.0
+SERVE_START_S = 300.0
+"""How long the browser row waits for the first decoded frame (server start, engine load, ICE)."""
 VIEWER_START_S = 120.0
 REPO = Path(__file__).resolve().parents[1]
 CAMERA = "bench"
@@ -113,6 +116,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--serve-args",
         default="",
         help="extra `run.py serve` flags for the browser row (default: none, as `python run.py`)",
+    )
+    p.add_argument(
+        "--browser-warmup", type=float, default=BROWSER_WARMUP_S, help="seconds after the first frame"
     )
     p.add_argument(
         "--browser-views",
@@ -474,8 +480,6 @@ async def watch_in_process(
     return start, elapsed, float(track["camera_kbps"])
 
 
-BROWSER_WARMUP_S = 10.0
-SERVE_START_S = 300.0
 PAGE_STATE = """
 const view = window.facestream && [...window.facestream.cams.values()][0];
 return view ? {camera: view.name, view: view.viewport.dataset.view, received: view.received} : null;
@@ -582,7 +586,7 @@ def browser_row(args: argparse.Namespace, view: str) -> dict[str, Any]:
             driver.execute_script(
                 "document.querySelector(`button[data-view='${arguments[0]}']`).click();", view
             )
-        time.sleep(BROWSER_WARMUP_S)
+        time.sleep(args.browser_warmup)
         browser_pids = descendants(driver.service.process.pid)
         samples = []
         for i in range(int(args.seconds) + 1):
@@ -607,11 +611,12 @@ def browser_row(args: argparse.Namespace, view: str) -> dict[str, Any]:
             proc.kill()
             proc.wait()
         profile.cleanup()
-    return browser_summary(samples, first_frame_s, " ".join(["run.py", "serve", *extra]), view)
+    command = " ".join(["run.py", "serve", *extra])
+    return browser_summary(samples, first_frame_s, command, view, args.browser_warmup)
 
 
 def browser_summary(
-    samples: list[dict[str, Any]], first_frame_s: float, command: str, view: str
+    samples: list[dict[str, Any]], first_frame_s: float, command: str, view: str, warmup_s: float
 ) -> dict[str, Any]:
     """Per-second figures and whole-window totals from the browser row's samples."""
 
@@ -635,7 +640,7 @@ def browser_summary(
         "command": command,
         "view": view,
         "seconds": seconds,
-        "warmup_s": BROWSER_WARMUP_S,
+        "warmup_s": warmup_s,
         "first_frame_s": first_frame_s,
         "server_fps": (last["frames"] - first["frames"]) / seconds if seconds else float("nan"),
         "server_cpu_ms_per_frame": per_frame_ms(
@@ -747,7 +752,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         results["latency"] = await latency_runs(args)
     if args.browser:
         print(
-            f"browser: headless Chromium on `run.py serve {args.serve_args}`, {BROWSER_WARMUP_S:.0f} s "
+            f"browser: headless Chromium on `run.py serve {args.serve_args}`, {args.browser_warmup:.0f} s "
             f"warm-up, {args.seconds:.0f} s ...",
             flush=True,
         )
