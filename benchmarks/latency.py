@@ -115,7 +115,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--serve-args",
         default="",
-        help="extra `run.py serve` flags for the browser row (default: none, as `python run.py`)",
+        help="extra `run.py serve` flags for the browser row, as one argument "
+        '(--serve-args="--engine bicubic"; default: none, as `python run.py`)',
     )
     p.add_argument(
         "--browser-warmup", type=float, default=BROWSER_WARMUP_S, help="seconds after the first frame"
