@@ -68,3 +68,14 @@ def test_no_faces_and_bad_frames(t1: np.ndarray) -> None:
         det.detect(t1.astype(np.float32))
     with pytest.raises(DetectorError, match="too small"):
         det.detect(np.zeros((1, 5, 3), np.uint8))
+
+
+def test_yunet_in_the_detection_stage_finds_the_demo_faces() -> None:
+    """The regions scan hands the detector enlarged regions of many sizes (`detect_many` with a
+    width); YuNet follows them and the stage finds the demo's 11-23 px faces."""
+    from benchmarks.detection import demo_stage
+
+    cfg = DetectConfig(detector=str(YUNET_FILES[1]), max_faces=100_000, min_face_px=0.0)
+    out = demo_stage(build_detector(cfg), cfg, 31)
+    assert out["recall"] > 0.5, out
+    assert out["cpu_ms_per_frame"] > 0, out
