@@ -427,7 +427,8 @@ async def offer(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"400: {exc}") from None
     pc = await state.open_peer(runner, parsed, client)
     peer_id = secrets.token_urlsafe(16)
-    state.peer_ids[peer_id] = pc
+    if pc in state.peers:  # not displaced from the pending hold (and closed) while it answered
+        state.peer_ids[peer_id] = pc
     return web.json_response(
         {
             "sdp": pc.localDescription.sdp,
