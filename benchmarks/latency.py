@@ -571,7 +571,6 @@ def browser_row(args: argparse.Namespace, view: str) -> dict[str, Any]:
     driver = None
     try:
         driver = chromium(Path(profile.name))
-        browser_pids = descendants(driver.service.process.pid)
         t0 = time.monotonic()
         driver.get(url)
         deadline = t0 + SERVE_START_S
@@ -588,7 +587,7 @@ def browser_row(args: argparse.Namespace, view: str) -> dict[str, Any]:
                 "document.querySelector(`button[data-view='${arguments[0]}']`).click();", view
             )
         time.sleep(args.browser_warmup)
-        browser_pids = descendants(driver.service.process.pid)
+        browser_pids = descendants(driver.service.process.pid)  # its renderers exist by now
         samples = []
         for i in range(int(args.seconds) + 1):
             if i:
