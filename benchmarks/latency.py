@@ -20,7 +20,16 @@ settings (start 0.5 Mbit/s, cap 1.5, moved by receiver feedback) and at pinned r
 cannot move them, so the codec alone is compared); the PSNR of received vs sent frames is reported
 over the whole frame and over the face regions, where the pipeline puts its detail.
 
+Browser (`--browser`): what Chromium receives from `python run.py` as a user starts it. `run.py
+serve` on the demo in its own process, a headless Chromium (its own processes, devtools/browser.py)
+opening its dashboard in each of `--browser-views` (Split: both tracks; Enhanced: the server sends
+and encodes no original), on a fresh server each, 10 s of warm-up after the first decoded frame,
+then per second: frames decoded per track from the page's getStats() (`framesDecoded` delta over
+the stats' own timestamps), frames the browser dropped, the server's CPU ms per frame it processed
+(its /proc CPU time over its /metrics frame count) and Chromium's CPU ms per decoded frame.
+
     python run.py bench latency [--seconds 15] [--engine fsr|bicubic] [--json out.json]
+    python run.py bench latency --browser [--skip-latency --skip-bitrate]
 """
 
 from __future__ import annotations
@@ -30,7 +39,12 @@ import asyncio
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +65,9 @@ from streamer.types import Frame, FrameResult, StageTimes
 log = logging.getLogger(__name__)
 
 WARMUP_S = 3.0
+BROWSER_WARMUP_S = 10.0
+SERVE_START_S = 300.0
+"""How long the browser row waits for the first decoded frame (server start, engine load, ICE)."""
 VIEWER_START_S = 120.0
 REPO = Path(__file__).resolve().parents[1]
 CAMERA = "bench"
@@ -89,6 +106,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--codec-frames", type=int, default=90)
     p.add_argument("--skip-bitrate", action="store_true", help="only the latency runs")
+    p.add_argument("--skip-latency", action="store_true", help="no aiortc latency runs")
+    p.add_argument(
+        "--browser",
+        action="store_true",
+        help="add the row of a headless Chromium watching `run.py serve` (needs chromium, selenium)",
+    )
+    p.add_argument(
+        "--serve-args",
+        default="",
+        help="extra `run.py serve` flags for the browser row, as one argument "
+        '(--serve-args="--engine bicubic"; default: none, as `python run.py`)',
+    )
+    p.add_argument(
+        "--browser-warmup", type=float, default=BROWSER_WARMUP_S, help="seconds after the first frame"
+    )
+    p.add_argument(
+        "--browser-views",
+        nargs="+",
+        choices=["split", "enhanced", "original"],
+        default=["split", "enhanced"],
+        help="one browser row per dashboard view, each on a fresh server (Enhanced: no original sent)",
+    )
     p.add_argument(
         "--viewer",
         choices=["process", "inline"],
@@ -442,6 +481,230 @@ async def watch_in_process(
     return start, elapsed, float(track["camera_kbps"])
 
 
+PAGE_STATE = """
+const view = window.facestream && [...window.facestream.cams.values()][0];
+return view ? {camera: view.name, view: view.viewport.dataset.view, received: view.received} : null;
+"""
+
+
+def process_cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes, all their threads (/proc/PID/stat); a
+    process that has exited counts 0."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(root: int) -> list[int]:
+    """`root` and every process below it (Chromium's browser, GPU, renderer and utility processes
+    under chromedriver)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def frames_processed(base_url: str, token: str, camera: str) -> float:
+    """The server's frames_processed counter for `camera`, from its /metrics."""
+    request = urllib.request.Request(base_url + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    prefix = f'facestream_frames_processed_total{{camera="{camera}"}} '
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    raise RuntimeError(f"/metrics has no frame count for camera {camera!r}")
+
+
+def serve_process(extra: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """`python run.py serve` (the demo unless `extra` names a source) on a free port; the process
+    and the dashboard URL it prints."""
+    cmd = [sys.executable, "run.py", "serve", "--port", "0", "--token", "bench", *extra]
+    with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: nobody reads it while it runs
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=errors, text=True)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line.startswith("facestream: open "):
+            proc.kill()
+            proc.wait()
+            errors.seek(0)
+            raise RuntimeError(
+                f"`{' '.join(cmd)}` did not print its URL (exit {proc.poll()}): {errors.read()[-1000:]}"
+            )
+    return proc, line.split("open ", 1)[1]
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median and p95 of per-second samples; NaN without samples."""
+    arr = np.asarray([v for v in values if np.isfinite(v)], dtype=np.float64)
+    if arr.size == 0:
+        return {"p50": float("nan"), "p95": float("nan"), "n": 0}
+    return {"p50": float(np.median(arr)), "p95": float(np.percentile(arr, 95)), "n": int(arr.size)}
+
+
+def browser_row(args: argparse.Namespace, view: str) -> dict[str, Any]:
+    """A headless Chromium receiving from `run.py serve` (see the module docstring); blocking."""
+    from devtools.browser import chromium, have_chromium
+
+    if not have_chromium():
+        raise RuntimeError("--browser needs Debian chromium and chromium-driver (scripts/setup.sh --dev)")
+    extra = args.serve_args.split()
+    proc, url = serve_process(extra)
+    base_url = url.split("/?", 1)[0]
+    profile = tempfile.TemporaryDirectory(prefix="facestream-bench-chromium-")
+    driver = None
+    try:
+        driver = chromium(Path(profile.name))
+        t0 = time.monotonic()
+        driver.get(url)
+        deadline = t0 + SERVE_START_S
+        state = driver.execute_script(PAGE_STATE)
+        while not (state and state["received"].get("enhanced", {}).get("framesDecoded", 0) > 0):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"Chromium decoded nothing within {SERVE_START_S:.0f} s (page: {state})")
+            time.sleep(0.5)
+            state = driver.execute_script(PAGE_STATE)
+        first_frame_s = time.monotonic() - t0
+        camera = state["camera"]
+        if view != "split":
+            driver.execute_script(
+                "document.querySelector(`button[data-view='${arguments[0]}']`).click();", view
+            )
+        time.sleep(args.browser_warmup)
+        browser_pids = descendants(driver.service.process.pid)  # its renderers exist by now
+        samples = []
+        for i in range(int(args.seconds) + 1):
+            if i:
+                time.sleep(1.0)
+            samples.append(
+                {
+                    "t": time.monotonic(),
+                    "received": driver.execute_script(PAGE_STATE)["received"],
+                    "server_cpu_s": process_cpu_s([proc.pid]),
+                    "browser_cpu_s": process_cpu_s(browser_pids),
+                    "frames": frames_processed(base_url, "bench", camera),
+                }
+            )
+    finally:
+        if driver is not None:
+            driver.quit()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        profile.cleanup()
+    command = " ".join(["run.py", "serve", *extra])
+    return browser_summary(samples, first_frame_s, command, view, args.browser_warmup)
+
+
+def browser_summary(
+    samples: list[dict[str, Any]], first_frame_s: float, command: str, view: str, warmup_s: float
+) -> dict[str, Any]:
+    """Per-second figures and whole-window totals from the browser row's samples."""
+
+    def delta(a: dict[str, Any], b: dict[str, Any], kind: str, key: str) -> float:
+        return float(b["received"].get(kind, {}).get(key, 0) - a["received"].get(kind, {}).get(key, 0))
+
+    def fps(a: dict[str, Any], b: dict[str, Any], kind: str) -> float:
+        ra, rb = a["received"].get(kind), b["received"].get(kind)
+        if not ra or not rb or rb["at"] <= ra["at"]:
+            return float("nan")
+        return (rb["framesDecoded"] - ra["framesDecoded"]) / ((rb["at"] - ra["at"]) / 1000)
+
+    def per_frame_ms(a: dict[str, Any], b: dict[str, Any], cpu: str, frames: float) -> float:
+        return (b[cpu] - a[cpu]) * 1000 / frames if frames > 0 else float("nan")
+
+    pairs = list(zip(samples[:-1], samples[1:], strict=True))
+    first, last = samples[0], samples[-1]
+    seconds = last["t"] - first["t"]
+    kinds = sorted({k for s in samples for k in s["received"]})
+    out: dict[str, Any] = {
+        "command": command,
+        "view": view,
+        "seconds": seconds,
+        "warmup_s": warmup_s,
+        "first_frame_s": first_frame_s,
+        "server_fps": (last["frames"] - first["frames"]) / seconds if seconds else float("nan"),
+        "server_cpu_ms_per_frame": per_frame_ms(
+            first, last, "server_cpu_s", last["frames"] - first["frames"]
+        ),
+        "server_cpu_per_second": spread(
+            [per_frame_ms(a, b, "server_cpu_s", b["frames"] - a["frames"]) for a, b in pairs]
+        ),
+        "tracks": {},
+    }
+    for kind in kinds:
+        decoded = delta(first, last, kind, "framesDecoded")
+        out["tracks"][kind] = {
+            "fps": fps(first, last, kind),
+            "fps_per_second": spread([fps(a, b, kind) for a, b in pairs]),
+            "frames_decoded": decoded,
+            "frames_dropped": delta(first, last, kind, "framesDropped"),
+            "chromium_fps_stat": last["received"].get(kind, {}).get("framesPerSecond"),
+            "jitter_ms": last["received"].get(kind, {}).get("jitterMs"),
+        }
+    decoded_all = sum(t["frames_decoded"] for t in out["tracks"].values())
+    out["browser_cpu_ms_per_decoded_frame"] = per_frame_ms(first, last, "browser_cpu_s", decoded_all)
+    return out
+
+
+def browser_report(rows: list[dict[str, Any]]) -> str:
+    """One line per (view, track): what Chromium received, beside what the server spent."""
+    first = rows[0]
+    table = []
+    for row in rows:
+        cpu = row["server_cpu_per_second"]
+        for kind, t in row["tracks"].items():
+            table.append(
+                {
+                    "view": row["view"],
+                    "track": kind,
+                    "received fps": t["fps"],
+                    "fps/s p50": t["fps_per_second"]["p50"],
+                    "fps/s p95": t["fps_per_second"]["p95"],
+                    "dropped": t["frames_dropped"],
+                    "server fps": row["server_fps"],
+                    "server cpu ms/frame": row["server_cpu_ms_per_frame"],
+                    "cpu/s p50": cpu["p50"],
+                    "cpu/s p95": cpu["p95"],
+                    "Chromium cpu ms/decoded": row["browser_cpu_ms_per_decoded_frame"],
+                }
+            )
+    load = os.getloadavg()
+    lines = [
+        f"Chromium (headless, its own processes) on the dashboard of `{first['command']}`, each view on a "
+        f"fresh server, {first['warmup_s']:.0f} s warm-up after the first frame, {first['seconds']:.0f} s "
+        "measured; fps/s and cpu/s: median and p95 of the per-second samples:",
+        format_table(table, list(table[0])),
+        f"load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs",
+    ]
+    for row in rows:
+        enhanced = row["tracks"].get("enhanced", {}).get("fps", float("nan"))
+        verdict = "met" if enhanced >= 25 else "NOT met"
+        lines.append(
+            f"{row['view']} view: target >= 25 fps received (enhanced) {verdict} ({enhanced:.1f} fps)"
+        )
+    return "\n".join(lines)
+
+
 def latency_table(runs: dict[str, dict[str, Any]]) -> str:
     order = [
         "total",
@@ -485,19 +748,15 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
             "viewer": f"aiortc peer on loopback ({args.viewer} viewer), enhanced track only",
         }
     }
-    cfg = bench_cfg(args, args.width, args.height, args.upscale, args.bitrate, args.engine)
-    print(f"latency: baseline (raw frames, no pipeline), {args.seconds:.0f} s ...", flush=True)
-    separate = args.viewer == "process"
-    baseline = await run_once(cfg, args.seconds, baseline=True, viewer_process=separate)
-    results["latency"] = {"baseline": baseline}
-    engines = ["bicubic", args.engine] if args.engine != "bicubic" else ["bicubic"]
-    for engine in engines:
-        print(f"latency: pipeline ({engine}), {args.seconds:.0f} s ...", flush=True)
-        run_cfg = bench_cfg(args, args.width, args.height, args.upscale, args.bitrate, engine)
-        name = "pipeline" if engine == args.engine else engine
-        results["latency"][name] = await run_once(
-            run_cfg, args.seconds, baseline=False, viewer_process=separate
+    if not args.skip_latency:
+        results["latency"] = await latency_runs(args)
+    if args.browser:
+        print(
+            f"browser: headless Chromium on `run.py serve {args.serve_args}`, {args.browser_warmup:.0f} s "
+            f"warm-up, {args.seconds:.0f} s ...",
+            flush=True,
         )
+        results["browser"] = [await asyncio.to_thread(browser_row, args, view) for view in args.browser_views]
     if not args.skip_bitrate:
         print(
             f"codec: aiortc VP8 at 30 fps timestamps, {args.codec_frames} enhanced 1280x720 frames ...",
@@ -526,7 +785,22 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def report(results: dict[str, Any]) -> str:
+async def latency_runs(args: argparse.Namespace) -> dict[str, Any]:
+    """The baseline, the bicubic floor and the chosen engine through an aiortc viewer."""
+    cfg = bench_cfg(args, args.width, args.height, args.upscale, args.bitrate, args.engine)
+    print(f"latency: baseline (raw frames, no pipeline), {args.seconds:.0f} s ...", flush=True)
+    separate = args.viewer == "process"
+    runs = {"baseline": await run_once(cfg, args.seconds, baseline=True, viewer_process=separate)}
+    engines = ["bicubic", args.engine] if args.engine != "bicubic" else ["bicubic"]
+    for engine in engines:
+        print(f"latency: pipeline ({engine}), {args.seconds:.0f} s ...", flush=True)
+        run_cfg = bench_cfg(args, args.width, args.height, args.upscale, args.bitrate, engine)
+        name = "pipeline" if engine == args.engine else engine
+        runs[name] = await run_once(run_cfg, args.seconds, baseline=False, viewer_process=separate)
+    return runs
+
+
+def latency_report(results: dict[str, Any]) -> list[str]:
     c = results["conditions"]
     lat = results["latency"]
     lines = [
@@ -552,6 +826,14 @@ def report(results: dict[str, Any]) -> str:
         f"pipeline adds {totals[0] - totals[1]:.0f} ms at p50 over raw aiortc streaming of the same source "
         f"(load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs)"
     )
+    return lines
+
+
+def report(results: dict[str, Any]) -> str:
+    c = results["conditions"]
+    lines = latency_report(results) if "latency" in results else []
+    if "browser" in results:
+        lines += ["", browser_report(results["browser"])]
     if "codec_sweep" in results:
         lines += [
             "",

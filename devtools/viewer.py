@@ -43,9 +43,12 @@ class Viewer:
         tasks: list[asyncio.Task[None]],
         codec: str,
         connected: asyncio.Future[float],
+        peer: str | None = None,
     ) -> None:
         self.pc = pc
         self.codec = codec
+        self.peer = peer
+        """The id the offer route gave this connection, for POST /api/cameras/{name}/watch."""
         self._tasks = tasks
         self._connected = connected
 
@@ -126,7 +129,7 @@ async def connect_viewer(
                     await asyncio.sleep(pump_delay)
 
     tasks = [asyncio.ensure_future(pump(kind, t)) for kind, t in zip(tracks, transceivers, strict=True)]
-    return Viewer(pc, tasks, answer.get("codec", codec or ""), connected)
+    return Viewer(pc, tasks, answer.get("codec", codec or ""), connected, answer.get("peer"))
 
 
 async def _watch(

@@ -142,7 +142,8 @@ class DetectConfig:
     detector: Annotated[
         str,
         setting(
-            "centerface (default), an SCRFD .onnx file, or an InsightFace pack folder", flag="--detector"
+            "centerface (default), an SCRFD or YuNet .onnx file, or an InsightFace pack folder",
+            flag="--detector",
         ),
     ] = "centerface"
     input_width: Annotated[int, setting("detection input width (px)", ge=32, flag="--detect-width")] = 1280

@@ -1,27 +1,24 @@
-"""What the browser tests share: a real headless Chromium (Debian `chromium` + `chromium-driver`,
-driven by Selenium) and a server running in its own thread and event loop, because Selenium
-calls block."""
+"""What the browser tests share: a real headless Chromium (devtools/browser.py) and a server
+running in its own thread and event loop, because Selenium calls block."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from pathlib import Path
-from typing import Any
 
 import pytest
 
+from devtools.browser import chromium, have_chromium
 from streamer.config import AppConfig
 from streamer.server import RunningServer, start_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+__all__ = ["MARKS", "ServerThread", "chromium", "wait_for"]
 
 MARKS = [
     pytest.mark.browser,
     pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        not have_chromium(),
         reason="needs Debian chromium and chromium-driver (bash scripts/setup.sh --dev)",
     ),
 ]
@@ -57,36 +54,6 @@ class ServerThread:
         asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(60)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(30)
-
-
-def chromium(profile: Path, downloads: Path | None = None) -> Any:
-    """A headless Chromium with its own profile folder; files it downloads land in `downloads`."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--autoplay-policy=no-user-gesture-required",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
-    if downloads is not None:
-        options.add_experimental_option(
-            "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
-        )
-    drv = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    drv.set_page_load_timeout(60)
-    return drv
 
 
 def wait_for(fn, timeout: float = 60.0, every: float = 0.25):  # type: ignore[no-untyped-def]

@@ -203,3 +203,119 @@ def test_a_camera_that_is_down_says_so_on_its_card(driver) -> None:  # type: ign
         )
     finally:
         thread.stop()
+
+
+RECEIVED = "return window.facestream.cams.get(arguments[0])?.received[arguments[1]] || null;"
+
+
+def received(driver, camera: str, kind: str) -> dict | None:  # type: ignore[no-untyped-def]
+    """What the page read from getStats() for one track (app.js pollStats)."""
+    return driver.execute_script(RECEIVED, camera, kind)  # type: ignore[no-any-return]
+
+
+def test_chromium_reports_the_frames_it_decodes(server: RunningServer, driver) -> None:  # type: ignore[no-untyped-def]
+    """The page's getStats() figures: framesDecoded advances, the decode rate is above 0 and the
+    card's "fps shown" is that rate (a functional check; speed is `bench latency --browser`)."""
+    driver.get(server.url)
+    first = wait_for(lambda: (r := received(driver, "lobby", "enhanced")) and r["framesDecoded"] > 0 and r)
+    assert first, driver.execute_script("return [...window.facestream.cams.keys()]")
+    time.sleep(3.0)
+    later = received(driver, "lobby", "enhanced")
+    assert later is not None and later["framesDecoded"] > first["framesDecoded"] + 5, (first, later)
+    assert later["fps"] is not None and later["fps"] > 0 and later["framesDropped"] >= 0, later
+    assert later["jitterMs"] is not None and later["decodeMs"] is not None, later
+    shown = driver.execute_script(
+        "return [...document.querySelectorAll('section.card .s-rx')].map(b => b.textContent);"
+    )
+    assert all(float(s) > 0 for s in shown), shown
+
+
+def _metric(server: RunningServer, name: str, **labels: str) -> float | None:
+    """One sample of the server's /metrics, read over HTTP with the token."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        server.base_url + "/metrics", headers={"Authorization": f"Bearer {server.token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def _post(server: RunningServer, path: str, body: object) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        server.base_url + path,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_the_original_is_encoded_only_while_the_view_shows_it(driver) -> None:  # type: ignore[no-untyped-def]
+    """Enhanced view: the server stops sending and encoding the camera's original (its
+    facestream_track_encoding gauge falls to 0, Chromium decodes no more original frames);
+    Split brings it back on a keyframe, so the original plays again."""
+    cfg = AppConfig(
+        sources=(SourceConfig(uri="demo", name="hall", demo_width=640, demo_height=360, demo_fps=15.0),),
+        enhance=EnhanceConfig(engine="bicubic"),
+        output=OutputConfig(mode="upscale", upscale=1),
+        server=ServerConfig(port=0),
+    )
+    thread = ServerThread(cfg)
+    srv = thread.server
+    assert srv is not None
+    tracks = srv.state.tracks["hall"]
+
+    def encoding(kind: str) -> float | None:
+        return _metric(srv, "facestream_track_encoding", camera="hall", track=kind)
+
+    def decoded(kind: str) -> int:
+        r = received(driver, "hall", kind)
+        return int(r["framesDecoded"]) if r else 0
+
+    try:
+        driver.get(srv.url)
+        assert wait_for(lambda: decoded("original") > 10 and decoded("enhanced") > 10, 60)
+        assert encoding("original") == 1.0 and encoding("enhanced") == 1.0
+
+        driver.find_element("css selector", "button[data-view='enhanced']").click()
+        assert wait_for(lambda: encoding("original") == 0.0, 20), encoding("original")
+        assert not tracks.encoding("original") and tracks.encoding("enhanced")
+        time.sleep(1.5)  # frames already sent, and the page's figures (polled every 0.5 s), settle
+        paused_at = decoded("original")
+        enhanced_at = decoded("enhanced")
+        time.sleep(2.0)
+        assert decoded("original") <= paused_at + 1, (paused_at, decoded("original"))
+        assert decoded("enhanced") > enhanced_at + 5
+        assert encoding("enhanced") == 1.0
+
+        driver.find_element("css selector", "button[data-view='split']").click()
+        assert wait_for(lambda: encoding("original") == 1.0, 20)
+        assert wait_for(lambda: decoded("original") > paused_at + 10, 30), (paused_at, decoded("original"))
+
+        # The route checks what it is sent: 404 for a peer it does not know, 400 for bad tracks.
+        peer = driver.execute_script("return window.facestream.cams.get('hall').peer")
+        assert isinstance(peer, str) and len(peer) >= 16
+        url = "/api/cameras/hall/watch"
+        assert _post(srv, url, {"peer": "nope", "tracks": ["enhanced"]}) == 404
+        assert _post(srv, "/api/cameras/nope/watch", {"peer": peer, "tracks": []}) == 404
+        assert _post(srv, url, {"peer": peer, "tracks": ["sideways"]}) == 400
+        assert _post(srv, url, {"peer": peer, "tracks": "enhanced"}) == 400
+        assert _post(srv, url, {"peer": peer, "tracks": ["enhanced", "enhanced"]}) == 400
+        assert _post(srv, url, ["not", "an", "object"]) == 400
+        assert _post(srv, url, {"peer": peer, "tracks": ["enhanced", "original"]}) == 200
+    finally:
+        thread.stop()

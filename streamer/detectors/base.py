@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 ACCEPTED = (
     "'centerface' (the CenterFace model shipped with facestream), 'centerface-int8' (the same, quantized "
-    "here on first use), a path to an InsightFace/SCRFD "
+    "here on first use), a path to an InsightFace/SCRFD or YuNet "
     "detector .onnx file, or an InsightFace model pack folder holding a det_*.onnx "
     "(e.g. ~/.insightface/models/buffalo_l)"
 )

@@ -6,8 +6,9 @@ rejected by `build_detector` before InsightFace sees it. Our session options (th
 spinning off) are passed as `sess_options`; InsightFace keeps them when `prepare(ctx_id=-1)`
 resets the providers and when it builds per-resolution sessions for dynamic-shape models.
 
-An .onnx file with CenterFace's four heads is routed to our CenterFace decoder instead, so
-`--detector some/centerface.onnx` works as expected.
+An .onnx file with CenterFace's four heads is routed to our CenterFace decoder instead, and one
+with YuNet's twelve to OpenCV's YuNet (yunet.py), so `--detector some/centerface.onnx` or
+`--detector yunet_s_640_640.onnx` work as expected.
 """
 
 from __future__ import annotations
@@ -75,13 +76,18 @@ def load_onnx_detector(path: Path, cfg: DetectConfig) -> FaceDetector:
     n_outputs, model = _output_count(path)
     if is_centerface_layout(model):
         return CenterFaceDetector(cfg, model_path=path)
+    from streamer.detectors.yunet import YuNetDetector, is_yunet_layout
+
+    if is_yunet_layout(model):
+        return YuNetDetector(path, cfg)
     if n_outputs not in KEYPOINT_LAYOUTS:
         hint = (
             " (a detector without 5-point landmarks, which alignment needs)" if n_outputs in (6, 10) else ""
         )
         raise DetectorError(
             f"{path} is not a supported face detector: its graph has {n_outputs} outputs{hint}; "
-            f"expected an SCRFD/RetinaFace model with keypoints (9 or 15 outputs) or CenterFace (4)"
+            "expected an SCRFD/RetinaFace model with keypoints (9 or 15 outputs), CenterFace (4) "
+            "or YuNet (12)"
         )
     return InsightFaceDetector(path, cfg)
 

@@ -4,7 +4,10 @@ Routes (all but /healthz need the token, see auth.py):
     GET  /                                  dashboard page
     GET  /static/{file}                     its CSS/JS
     GET  /api/cameras                       cameras, their sizes, controls, backend, status
-    POST /api/cameras/{name}/offer          {sdp, type, tracks?, codec?, rendition?} -> {sdp, type, tracks}
+    POST /api/cameras/{name}/offer          {sdp, type, tracks?, codec?, rendition?}
+                                            -> {sdp, type, tracks, codec, rendition, peer}
+    POST /api/cameras/{name}/watch          {peer, tracks}: which of that peer's tracks it shows
+                                            (the others are not sent, nor encoded for it)
     POST /api/cameras/{name}/controls       {scale?, mode?, detect_interval?, upscale?} -> controls
     GET  /api/ws                            per-frame metadata and face thumbnails (JSON messages)
     POST /whep/{camera}/{track}             WHEP: SDP offer -> 201, SDP answer, Location (whep.py)
@@ -26,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -34,7 +38,7 @@ from urllib.parse import quote
 
 import aioice.ice
 from aiohttp import WSCloseCode, WSMsgType, web
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from streamer.config import AppConfig, ConfigError, SourceConfig, live_settings
 from streamer.server.auth import (
@@ -63,7 +67,7 @@ from streamer.server.signaling import (
     rtc_configuration,
 )
 from streamer.server.timeline_api import add_timeline
-from streamer.server.tracks import KINDS, CameraTracks
+from streamer.server.tracks import KINDS, CameraTracks, PacketTrack
 from streamer.server.whep import Whep, cors_middleware
 
 CameraFactory = Callable[[AppConfig, SourceConfig, Metrics], tuple[CameraRunner, CameraTracks]]
@@ -110,6 +114,11 @@ class ServerState:
         self.cameras: dict[str, CameraRunner] = {}
         self.tracks: dict[str, CameraTracks] = {}
         self.peers: dict[RTCPeerConnection, tuple[str, str]] = {}
+        self.peer_tracks: dict[RTCPeerConnection, dict[str, MediaStreamTrack]] = {}
+        """Each peer's tracks by kind, as its senders read them."""
+        self.peer_ids: dict[str, RTCPeerConnection] = {}
+        """The ids the offer route hands out, for /watch; unguessable, so a dashboard can only
+        change what its own peer connections receive."""
         self.connected: set[RTCPeerConnection] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self.ws_event = asyncio.Event()
@@ -122,18 +131,22 @@ class ServerState:
                 runner, tracks = camera_factory(cfg, source, self.metrics)
             self.cameras[runner.name] = runner
             self.tracks[runner.name] = tracks
-            self._watch(runner)
+            self._watch(runner, tracks)
         self.rtsp = RtspOut(sv, token, self.tracks, self.metrics.registry) if sv.rtsp_out else None
         self.recordings = (
             Recordings(cfg.record, self.tracks, self.metrics.registry) if cfg.record.dir else None
         )
 
-    def _watch(self, runner: CameraRunner) -> None:
+    def _watch(self, runner: CameraRunner, tracks: CameraTracks) -> None:
+        def encoding(kind: str) -> Callable[[], float]:
+            return lambda: float(tracks.encoding(kind))
+
         self.metrics.add_camera(
             runner.name,
             fps=lambda: runner.fps,
             up=lambda: float(runner.status.up),
             frame_age=lambda: runner.last_frame_age,
+            encoding={kind: encoding(kind) for kind in KINDS},
         )
 
     async def start(self) -> None:
@@ -207,7 +220,10 @@ class ServerState:
         try:
             # Our transceivers exist before the offer is applied: aiortc negotiates codecs inside
             # setRemoteDescription, and binds the offer's video m-lines to them in order.
-            add_senders(pc, self.tracks[runner.name], parsed)
+            transceivers = add_senders(pc, self.tracks[runner.name], parsed)
+            self.peer_tracks[pc] = {
+                kind: t.sender.track for kind, t in zip(parsed.tracks, transceivers, strict=True)
+            }
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # an offer the checks let through that aiortc still cannot use
@@ -237,6 +253,9 @@ class ServerState:
         fail inside aiortc's close, and a caller is usually handling another error already)."""
         owner = self.peers.pop(pc, None)
         self.pending.remove(pc)
+        self.peer_tracks.pop(pc, None)
+        for peer_id in [k for k, v in self.peer_ids.items() if v is pc]:
+            del self.peer_ids[peer_id]
         if owner is not None:
             client, camera = owner
             if pc in self.connected:
@@ -407,6 +426,9 @@ async def offer(request: web.Request) -> web.Response:
         state.client_log.info("offer refused (latest from %s): %s", client, exc)
         raise web.HTTPBadRequest(text=f"400: {exc}") from None
     pc = await state.open_peer(runner, parsed, client)
+    peer_id = secrets.token_urlsafe(16)
+    if pc in state.peers:  # not displaced from the pending hold (and closed) while it answered
+        state.peer_ids[peer_id] = pc
     return web.json_response(
         {
             "sdp": pc.localDescription.sdp,
@@ -414,8 +436,38 @@ async def offer(request: web.Request) -> web.Response:
             "tracks": list(parsed.tracks),
             "codec": parsed.codec,
             "rendition": parsed.rendition,
+            "peer": peer_id,
         }
     )
+
+
+async def watch(request: web.Request) -> web.Response:
+    """Which of a peer's tracks its viewer shows; the others stop being sent to it, and a
+    camera track nobody shows is not encoded at all. Needs the shared encoder (409 without:
+    per-viewer encoding reads every frame of both kinds through one relay)."""
+    state = _state(request)
+    runner = _camera(request)
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text='400: send a JSON object {"peer": id, "tracks": [...]}')
+    peer_id = body.get("peer")
+    pc = state.peer_ids.get(peer_id) if isinstance(peer_id, str) else None
+    if pc is None or state.peers.get(pc, ("", ""))[1] != runner.name:
+        raise web.HTTPNotFound(text=f"404: no open peer connection with that 'peer' id on {runner.name!r}")
+    tracks = state.peer_tracks.get(pc, {})
+    shown = body.get("tracks")
+    if (
+        not isinstance(shown, list)
+        or any(not isinstance(t, str) or t not in tracks for t in shown)
+        or len(set(shown)) != len(shown)
+    ):
+        raise web.HTTPBadRequest(text=f"400: 'tracks' must be a list of distinct names from {list(tracks)}")
+    feeds = {kind: t for kind, t in tracks.items() if isinstance(t, PacketTrack)}
+    if len(feeds) != len(tracks):
+        raise web.HTTPConflict(text="409: choosing tracks needs server.shared_encoder")
+    for kind, feed in feeds.items():
+        feed.watch(kind in shown)
+    return web.json_response({"camera": runner.name, "peer": peer_id, "tracks": shown})
 
 
 def _limit_response(exc: PeerLimitError) -> web.HTTPException:
@@ -539,6 +591,7 @@ def create_app(
     app.router.add_get("/api/cameras", cameras)
     app.router.add_post("/api/cameras/{name}/offer", offer)
     app.router.add_post("/api/cameras/{name}/controls", controls)
+    app.router.add_post("/api/cameras/{name}/watch", watch)
     app.router.add_get("/api/ws", websocket)
     add_timeline(
         app,

@@ -230,6 +230,10 @@ class CameraRunner:
             return CameraStatus("stalled", s.attempt, f"no frame for {time.monotonic() - newest:.0f} s")
         return CameraStatus(s.state, s.attempt, s.last_error)
 
+    def watched(self, kind: str) -> bool:
+        """Whether a track asked for `kind` within WATCHED_S, so its frames come converted."""
+        return time.monotonic() - self._asked.get(kind, -WATCHED_S) < WATCHED_S
+
     @property
     def thumbs(self) -> tuple[int, str]:
         return self._thumbs_seq, self._thumbs_json
@@ -307,11 +311,10 @@ class CameraRunner:
     def _publish(self, result: FrameResult, processed: float) -> None:
         frame = result.frame
         frames: dict[str, av.VideoFrame | None] = {}
-        now = time.monotonic()
         published = time.monotonic()
         if self.viewers > 0:
             for kind in ("original", "enhanced"):
-                if now - self._asked.get(kind, -WATCHED_S) < WATCHED_S:
+                if self.watched(kind):
                     frames[kind] = self._prepare(kind, result, published)
         self._times.append(published)
         fps = self.fps

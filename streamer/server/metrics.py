@@ -79,6 +79,12 @@ class Metrics:
         self.viewers = Gauge(
             "facestream_viewers", "Peer connections watching the camera", ["camera"], registry=r
         )
+        self.encoding = Gauge(
+            "facestream_track_encoding",
+            "1 while the camera's track (enhanced, original) is encoded for somebody who shows it",
+            ["camera", "track"],
+            registry=r,
+        )
         self.peers = Gauge("facestream_peer_connections", "Connected WebRTC peer connections", registry=r)
         self.pending = Gauge(
             "facestream_pending_offers", "Answered offers whose peer has not connected yet", registry=r
@@ -97,6 +103,7 @@ class Metrics:
         fps: Callable[[], float],
         up: Callable[[], float],
         frame_age: Callable[[], float],
+        encoding: dict[str, Callable[[], float]],
     ) -> None:
         """Create the camera's series so dashboards see it before the first frame; the health
         gauges call back into the camera when scraped."""
@@ -105,6 +112,8 @@ class Metrics:
         self.fps.labels(camera).set_function(fps)
         self.up.labels(camera).set_function(up)
         self.frame_age.labels(camera).set_function(frame_age)
+        for track, is_encoding in encoding.items():
+            self.encoding.labels(camera, track).set_function(is_encoding)
         self._dropped_seen[camera] = 0
 
     def observe(

@@ -79,7 +79,10 @@ class PacketTrack(MediaStreamTrack):
     keyframe that subscribing forces is not spent while ICE and DTLS are still running. It
     starts at a keyframe (nothing before one decodes), and if its sender falls `MAX_LAG_S`
     behind it drops what it holds and restarts at the next keyframe, asking for one: its delay
-    stays bounded and no other viewer waits for it."""
+    stays bounded and no other viewer waits for it. A viewer that does not show this track
+    (`watch(False)`: the dashboard's Enhanced-only view does not show the original) leaves the
+    encoder, which stops once nobody is left, and the camera then stops converting that kind;
+    watching again resubscribes, on a keyframe."""
 
     kind = "video"
 
@@ -90,9 +93,12 @@ class PacketTrack(MediaStreamTrack):
         self._queue: deque[tuple[float, EncodedFrame]] = deque()
         """(time delivered, frame)"""
         self._wake = asyncio.Event()
+        self._reading = False
+        """The sender has asked for a packet: the viewer's transport is up."""
         self._subscribed = False
         self._ended = False
         self._need_key = True
+        self.watching = True
 
     @property
     def queued(self) -> int:
@@ -121,10 +127,26 @@ class PacketTrack(MediaStreamTrack):
         """The viewer reported lost pictures (PLI or FIR reached its sender)."""
         self.encoder.request_keyframe("pli")
 
-    async def recv(self) -> av.Packet:  # aiortc packetizes av.Packet as is
-        if not self._subscribed and self.readyState == "live":
-            self._subscribed = True
+    def watch(self, on: bool) -> None:
+        """Whether the viewer shows this track, so whether it is fed (and encoded for it)."""
+        self.watching = on
+        self._follow()
+
+    def _follow(self) -> None:
+        """Subscribed exactly while the sender reads, the viewer watches and the track is live."""
+        wanted = self._reading and self.watching and self.readyState == "live" and not self._ended
+        if wanted and not self._subscribed:
             self.encoder.subscribe(self)
+        elif self._subscribed and not wanted:
+            self.encoder.unsubscribe(self)
+            self._queue.clear()
+            self._need_key = True
+        self._subscribed = wanted
+
+    async def recv(self) -> av.Packet:  # aiortc packetizes av.Packet as is
+        if not self._reading:
+            self._reading = True
+            self._follow()
         while not self._queue:
             if self.readyState != "live" or self._ended:
                 raise MediaStreamError
@@ -134,7 +156,7 @@ class PacketTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
-        self.encoder.unsubscribe(self)
+        self._follow()
         self._wake.set()
 
 
@@ -159,6 +181,13 @@ class CameraTracks:
         if not self.shared:
             return self.relay.subscribe(self.sources[which], buffered=False)
         return PacketTrack(self.encoder(which, codec, rendition))
+
+    def encoding(self, kind: str) -> bool:
+        """Whether the camera's `kind` track is encoded for anybody: one of its shared encoders
+        runs, or (per-viewer encoding) viewers' senders read that kind."""
+        if self.shared:
+            return any(e.running for (which, _, _), e in self.encoders.items() if which == kind)
+        return self.camera.watched(kind)
 
     def encoder(self, which: str, codec: str, rendition: str) -> SharedEncoder:
         key = (which, codec, rendition)

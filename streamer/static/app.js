@@ -1,5 +1,7 @@
 // facestream operator dashboard. Plain browser JavaScript, no build step.
 // One RTCPeerConnection per camera (enhanced + original tracks), one WebSocket for metadata.
+// The server sends only the tracks the view shows (POST /watch), so a camera's original is not
+// encoded for a dashboard in Enhanced view.
 "use strict";
 
 (() => {
@@ -12,6 +14,7 @@
   const link = document.getElementById("link");
   const template = document.getElementById("camera-tpl");
   const cams = new Map();
+  const KINDS = ["enhanced", "original"];
   let serverInfo = { codec: "", bitrate_kbps: 0, settings: {} };
   window.facestream = { cams };
 
@@ -31,8 +34,9 @@
     const node = template.content.firstElementChild.cloneNode(true);
     const q = (sel) => node.querySelector(sel);
     const view = {
-      name: info.name, node, pc: null, meta: null, retry: 1000, lastStats: null, rateMbps: null,
-      browserMs: null, faces: new Map(), metaHistory: [],
+      name: info.name, node, pc: null, peer: null, watchChain: null, meta: null, retry: 1000,
+      lastStats: {}, history: [], rateMbps: null, browserMs: null, received: {}, faces: new Map(),
+      metaHistory: [],
       vEnh: q(".v-enh"), vOrig: q(".v-orig"), viewport: q(".viewport"), overlay: q(".overlay"),
       gallery: q(".gallery"), msg: q(".c-msg"), boxes: q(".boxes"),
     };
@@ -43,6 +47,7 @@
       node.querySelectorAll(".seg button").forEach((o) => o.classList.toggle("on", o === b));
       view.viewport.dataset.view = b.dataset.view;
       drawOverlay(view);
+      sendWatch(view);
     }));
     const split = q(".split");
     split.addEventListener("input", () => view.viewport.style.setProperty("--split", `${split.value}%`));
@@ -149,8 +154,10 @@
     if (view.pc) view.pc.close();
     const pc = new RTCPeerConnection({ iceServers: [] });
     view.pc = pc;
+    view.peer = null;
     view.history = [];
-    view.lastStats = null;
+    view.lastStats = {};
+    view.received = {};
     const tEnh = pc.addTransceiver("video", { direction: "recvonly" });
     const tOrig = pc.addTransceiver("video", { direction: "recvonly" });
     pc.addEventListener("track", (e) => {
@@ -170,10 +177,12 @@
       await pc.setLocalDescription(await pc.createOffer());
       await iceGatheringDone(pc);
       const answer = await postJSON(`/api/cameras/${encodeURIComponent(view.name)}/offer`, {
-        sdp: pc.localDescription.sdp, type: "offer", tracks: ["enhanced", "original"],
+        sdp: pc.localDescription.sdp, type: "offer", tracks: KINDS,
         ...(rendition ? { rendition } : {}),
       });
       await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
+      view.peer = answer.peer;
+      if (shownKinds(view).length !== KINDS.length) sendWatch(view);
     } catch (err) {
       view.node.querySelector(".placeholder").textContent = `video unavailable: ${err.message}`;
       scheduleReconnect(view);
@@ -186,32 +195,73 @@
     setTimeout(() => connect(view), delay);
   }
 
-  // Receiver-side numbers from the enhanced track: bitrate, jitter buffer and decode delay.
+  // The tracks the view shows: the original layer is hidden in Enhanced view and the enhanced
+  // one in Original view.
+  function shownKinds(view) {
+    const v = view.viewport.dataset.view;
+    return v === "split" ? KINDS : [v];
+  }
+
+  // Tell the server which tracks to send; if it cannot choose (per-viewer encoding), both come.
+  // One request at a time, each sending the view as it is then: quick clicks cannot arrive out
+  // of order and leave the server sending what the view no longer shows.
+  function sendWatch(view) {
+    view.watchChain = (view.watchChain || Promise.resolve()).then(() => {
+      if (!view.peer) return null;
+      return postJSON(`/api/cameras/${encodeURIComponent(view.name)}/watch`, {
+        peer: view.peer, tracks: shownKinds(view),
+      }).catch(() => {});
+    });
+  }
+
+  // What this browser receives, per track, from getStats(): frames decoded and dropped, the
+  // decode rate over the last poll and Chromium's own framesPerSecond, jitter buffer and decode
+  // delay per frame. The newest figures are `view.received[kind]` (window.facestream.cams, for
+  // tests and `bench latency --browser`); the stats line shows the track in view.
   async function pollStats(view) {
     const pc = view.pc;
     if (!pc || pc.connectionState !== "connected") return;
-    const mid = pc.getTransceivers()[0].mid;
+    const kindOf = new Map(pc.getTransceivers().map((t, i) => [t.mid, KINDS[i]]));
     const report = await pc.getStats();
-    let now = null;
+    const now = {};
     report.forEach((s) => {
-      if (s.type === "inbound-rtp" && s.kind === "video" && s.mid === mid) now = s;
+      if (s.type === "inbound-rtp" && s.kind === "video" && kindOf.has(s.mid)) now[kindOf.get(s.mid)] = s;
     });
-    if (!now) return;
-    const prev = view.lastStats;
-    view.history = [...(view.history || []), now].slice(-5);  // bitrate over ~2 s: steady at low fps
-    const old = view.history[0];
-    const span = (now.timestamp - old.timestamp) / 1000;
-    if (span > 0) view.rateMbps = ((now.bytesReceived - old.bytesReceived) * 8) / span / 1e6;
-    if (prev) {
-      const emitted = (now.jitterBufferEmittedCount || 0) - (prev.jitterBufferEmittedCount || 0);
-      const decoded = (now.framesDecoded || 0) - (prev.framesDecoded || 0);
-      if (emitted > 0 && decoded > 0) {
-        const jb = ((now.jitterBufferDelay || 0) - (prev.jitterBufferDelay || 0)) / emitted;
-        const dec = ((now.totalDecodeTime || 0) - (prev.totalDecodeTime || 0)) / decoded;
-        view.browserMs = (jb + dec) * 1000;
+    for (const [kind, cur] of Object.entries(now)) {
+      const prev = view.lastStats[kind];
+      const r = {
+        framesDecoded: cur.framesDecoded || 0, framesDropped: cur.framesDropped || 0,
+        framesPerSecond: cur.framesPerSecond ?? null, bytesReceived: cur.bytesReceived || 0,
+        fps: null, jitterMs: null, decodeMs: null, at: cur.timestamp,
+      };
+      if (prev) {
+        const decoded = r.framesDecoded - (prev.framesDecoded || 0);
+        const emitted = (cur.jitterBufferEmittedCount || 0) - (prev.jitterBufferEmittedCount || 0);
+        const span = (cur.timestamp - prev.timestamp) / 1000;
+        if (span > 0) r.fps = decoded / span;
+        const jitterS = (cur.jitterBufferDelay || 0) - (prev.jitterBufferDelay || 0);
+        const decodeS = (cur.totalDecodeTime || 0) - (prev.totalDecodeTime || 0);
+        if (emitted > 0) r.jitterMs = (jitterS / emitted) * 1000;
+        if (decoded > 0) r.decodeMs = (decodeS / decoded) * 1000;
       }
+      view.received[kind] = r;
+      view.lastStats[kind] = cur;
     }
-    view.lastStats = now;
+    const kind = primaryKind(view);
+    const shown = now[kind];
+    if (!shown) return;
+    if (view.history.length && view.history[0].mid !== shown.mid) view.history = [];
+    view.history = [...view.history, shown].slice(-5);  // bitrate over ~2 s: steady at low fps
+    const old = view.history[0];
+    const span = (shown.timestamp - old.timestamp) / 1000;
+    if (span > 0) view.rateMbps = ((shown.bytesReceived - old.bytesReceived) * 8) / span / 1e6;
+    const r = view.received[kind];
+    if (r.jitterMs !== null && r.decodeMs !== null) view.browserMs = r.jitterMs + r.decodeMs;
+  }
+
+  // The track whose numbers the stats line shows.
+  function primaryKind(view) {
+    return view.viewport.dataset.view === "original" ? "original" : "enhanced";
   }
 
   // ---- metadata ---------------------------------------------------------------------------
@@ -291,6 +341,7 @@
       q(".s-fps").textContent = fmt(view.status.fps, 1);
     }
     q(".s-rate").textContent = fmt(view.rateMbps, 2);
+    q(".s-rx").textContent = fmt(view.received[primaryKind(view)]?.fps, 1);
   }
 
   function renderFaces(view, faces) {
