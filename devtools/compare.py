@@ -81,7 +81,8 @@ def hallway(path: Path, frames: int = 20) -> None:
     result = _last_result(cfg, SourceConfig(uri=str(HALLWAY)), frames)
     frame = result.frame.image
     bic = cv2.resize(frame, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-    tracks = sorted(result.tracks, key=lambda t: float(t.box[2] - t.box[0]), reverse=True)[:3]
+    steady = [t for t in result.tracks if t.hits >= 10]  # confirmed faces, not a one-off detection
+    tracks = sorted(steady, key=lambda t: float(t.box[2] - t.box[0]), reverse=True)[:2]
     rows = []
     for t in tracks:
         cx, cy = (t.box[0] + t.box[2]), (t.box[1] + t.box[3])  # centre, in x2 pixels
