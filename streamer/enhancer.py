@@ -25,6 +25,7 @@ def build_enhancer(cfg: EnhanceConfig, scale: int | None = None) -> Enhancer:
         threads=cfg.threads,
         weights_dir=Path(cfg.weights_dir) if cfg.weights_dir else None,
         trt_cache_dir=Path(cfg.trt_cache_dir) if cfg.trt_cache_dir else None,
+        precision=cfg.precision,
     )
 
 

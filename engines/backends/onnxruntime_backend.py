@@ -60,7 +60,7 @@ class OnnxRuntimeBackend:
             )
         self.input_spec = _spec(inputs[0])
         self.output_spec = _spec(outputs[0])
-        self.name = "onnxruntime"
+        self.name = "onnxruntime-int8" if model.precision == "int8" else "onnxruntime"
         log.debug("onnxruntime: %s loaded with %d thread(s)", model.onnx, options.threads)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
