@@ -162,28 +162,30 @@ def load_calibration(
     seed: int,
     finder: FinderFactory | None = None,
 ) -> Calibration:
-    """`per_dataset` faces of each dataset's training split, a seeded random choice (the cache's
-    order is the split list's, so its first faces would all be alike)."""
-    hr = load_hr("train", cache, data, datasets=dataset, finder=finder)
+    """`per_dataset` faces of each dataset's training split, a seeded random choice (a split's
+    first faces would be one source's, all alike)."""
     rng = np.random.default_rng(seed)
-    pick = np.sort(
-        rng.choice(len(hr), size=min(len(hr), per_dataset * len(dataset.split(","))), replace=False)
-    )
-    return Calibration(hr[pick], dataset, seed)
+    parts = []
+    for name in names(dataset):
+        hr = load_hr("train", cache, data, datasets=name, finder=finder)
+        parts.append(hr[np.sort(rng.choice(len(hr), size=min(len(hr), per_dataset), replace=False))])
+    return Calibration(np.concatenate(parts), dataset, seed)
 
 
-def _entries(manifest: dict[str, Any], variants: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(step 1 names, step 2 names) of the manifest's shipped models of `variants`."""
-    step1 = [n for n, e in manifest.items() if e.get("kind") == "step1" and n.rsplit("_", 1)[-1] in variants]
-    step2 = [n for n, e in manifest.items() if e.get("kind") == "step2" and n.rsplit("_", 1)[-1] in variants]
-    return sorted(step1), sorted(step2)
+def _variant(name: str) -> str:
+    return name.rsplit("_", 1)[-1]
+
+
+def _scale(name: str) -> int:
+    """step1_x8_fast -> 8."""
+    return int(name.split("_")[1].removeprefix("x"))
 
 
 def quantize_weights(
     weights_dir: Path,
     calibration: Calibration,
     *,
-    variants: Sequence[str] = ("fast", "quality"),
+    variants: Sequence[str] = ("fast",),
     threads: int = 1,
     command: str = "",
 ) -> dict[str, dict[str, Any]]:
@@ -195,85 +197,79 @@ def quantize_weights(
     from engines.train.export import update_manifest
 
     manifest = read_manifest(weights_dir)
-    step1_names, step2_names = _entries(manifest, variants)
-    if not step1_names and not step2_names:
-        raise FileNotFoundError(
-            f"no step 1 or step 2 models of {', '.join(variants)} in {weights_dir}/manifest.json"
-        )
+    chosen = sorted(n for n in manifest if _variant(n) in variants)
+    step1_names = [n for n in chosen if manifest[n].get("kind") == "step1"]
+    step2_names = [n for n in chosen if manifest[n].get("kind") == "step2"]
+    if not step2_names:
+        raise FileNotFoundError(f"no step 2 model of {', '.join(variants)} in {weights_dir}/manifest.json")
     rng = np.random.default_rng(calibration.seed)
     done: dict[str, dict[str, Any]] = {}
 
     def record(name: str, inputs: str, roles: dict[str, tuple[Path, float]]) -> None:
         entry = dict(read_manifest(weights_dir)[name])
-        files = dict(entry.get("files", {}))
-        info = {
+        files = dict(entry["files"]) if isinstance(entry.get("files"), dict) else {}
+        info: dict[str, Any] = {
             "recipe": RECIPE,
             "calibration": calibration.describe(),
-            "inputs": inputs,
             "faces": len(calibration.hr),
+            "inputs": inputs,
             "seed": calibration.seed,
             "onnxruntime": ort.__version__,
             "command": command,
             "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seconds": round(sum(s for _, s in roles.values()), 1),
-            "sources": {},
+            "sources": {role: file_sha256(fp32) for role, (fp32, _) in roles.items()},
         }
         for role, (fp32, _) in roles.items():
-            files[int8_role(role)] = str(int8_path(fp32).relative_to(weights_dir))
-            info["sources"][role] = file_sha256(fp32)
+            files[int8_role(role)] = int8_path(fp32).relative_to(weights_dir).as_posix()
         entry["files"], entry["int8"] = files, info
         update_manifest(weights_dir, name, entry)
-        set_section(
-            weights_dir / name, "int8", card_text(info, {r: int8_path(p) for r, (p, _) in roles.items()})
-        )
+        set_section(weights_dir / name, "int8", card_text(info, [int8_path(p) for p, _ in roles.values()]))
         done[name] = info
 
-    mr_by_variant: dict[str, list[np.ndarray]] = {}
+    mr: dict[str, list[np.ndarray]] = {}
     for name in step1_names:
-        entry = manifest[name]
-        fp32 = weights_dir / entry["files"]["onnx"]
-        lr = to_nchw(degraded(calibration.hr, int(entry["scale_in"]), rng))
+        scale, variant = _scale(name), _variant(name)
+        spec = two_step_files(scale, variant, weights_dir).step1
+        assert spec is not None  # step 1 scales always have one
+        size = INPUT_SIZE_FOR_SCALE[scale]
+        lr = to_nchw(degraded(calibration.hr, size, rng))
         t0 = time.monotonic()
-        quantize_graph(fp32, int8_path(fp32), "lr", lr)
-        inputs = (
-            f"the faces through the training degradation (engines/data/degrade.py) to {entry['scale_in']} px"
-        )
-        record(name, inputs, {"onnx": (fp32, time.monotonic() - t0)})
-        mr_by_variant.setdefault(name.rsplit("_", 1)[-1], []).append(_run(fp32, "lr", "mr", lr, threads))
-        log.info("int8: %s written", int8_path(fp32))
+        quantize_graph(spec.onnx, int8_path(spec.onnx), spec.input_name, lr)
+        inputs = f"the faces through the training degradation (engines/data/degrade.py) to {size} px"
+        record(name, inputs, {"onnx": (spec.onnx, time.monotonic() - t0)})
+        mr.setdefault(variant, []).append(_run(spec.onnx, spec.input_name, spec.output_name, lr, threads))
+        log.info("int8: %s written", int8_path(spec.onnx))
     for name in step2_names:
-        variant = name.rsplit("_", 1)[-1]
+        variant = _variant(name)
         files = two_step_files(2, variant, weights_dir)
+        enc, dec = files.encoder, files.decoder
         area = np.stack(
             [cv2.resize(h, (MR_SIZE, MR_SIZE), interpolation=cv2.INTER_AREA) for h in calibration.hr]
         )
-        mr = np.concatenate([to_nchw(area), *mr_by_variant.get(variant, [])])
+        faces = np.concatenate([to_nchw(area), *mr.get(variant, [])])
         t0 = time.monotonic()
-        quantize_graph(files.encoder.onnx, int8_path(files.encoder.onnx), "mr", mr)
+        quantize_graph(enc.onnx, int8_path(enc.onnx), enc.input_name, faces)
         t_enc = time.monotonic() - t0
-        code = _run(files.encoder.onnx, "mr", "latent", mr, threads)
+        code = _run(enc.onnx, enc.input_name, enc.output_name, faces, threads)
         mean = np.load(files.latent_mean, allow_pickle=False).astype(np.float32)
         z = interpolate_code(code, mean[0] if mean.ndim == code.ndim else mean, DEFAULT_PRIOR_STRENGTH)
         t0 = time.monotonic()
-        quantize_graph(files.decoder.onnx, int8_path(files.decoder.onnx), "latent", z)
-        sources = ", ".join(f"x{n.split('_')[1][1:]}" for n in step1_names if n.endswith(variant))
+        quantize_graph(dec.onnx, int8_path(dec.onnx), dec.input_name, z)
+        scales = ", ".join(f"x{_scale(n)}" for n in step1_names if _variant(n) == variant)
         inputs = (
             f"encoder: 64 px MR faces, the faces area-downscaled and step 1's fp32 outputs "
-            f"({sources or 'none'}); decoder: the encoder's fp32 codes of them at prior strength "
+            f"({scales or 'none'}); decoder: the encoder's fp32 codes of them at prior strength "
             f"{DEFAULT_PRIOR_STRENGTH}"
         )
-        roles = {
-            "encoder": (files.encoder.onnx, t_enc),
-            "decoder": (files.decoder.onnx, time.monotonic() - t0),
-        }
-        record(name, inputs, roles)
-        log.info("int8: %s and %s written", int8_path(files.encoder.onnx), int8_path(files.decoder.onnx))
+        record(name, inputs, {"encoder": (enc.onnx, t_enc), "decoder": (dec.onnx, time.monotonic() - t0)})
+        log.info("int8: %s and %s written", int8_path(enc.onnx), int8_path(dec.onnx))
     return done
 
 
-def card_text(info: dict[str, Any], files: dict[str, Path]) -> str:
+def card_text(info: dict[str, Any], files: Sequence[Path]) -> str:
     """The card's INT8 section: what was made, from what, how and when."""
-    sizes = ", ".join(f"`{p.name}` ({p.stat().st_size / 1e6:.2f} MB)" for p in files.values())
+    sizes = ", ".join(f"`{p.name}` ({p.stat().st_size / 1e6:.2f} MB)" for p in files)
     return "\n".join(
         [
             "## INT8 (`--precision int8`, ONNX Runtime)",
