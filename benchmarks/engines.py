@@ -84,44 +84,42 @@ def time_interleaved(
     budget_s: float,
     max_rounds: int = 200,
 ) -> list[dict[str, Any]]:
-    """Time every enhancer at each batch size, one call of each per round, round after round.
+    """Time every enhancer at every batch size, one call of each (enhancer, batch) cell per
+    round, round after round.
 
-    On a shared machine the load changes from second to second; interleaving exposes all rows to
-    the same load, so their ratios hold even when the absolute numbers drift.
+    On a shared machine the load changes from second to second; interleaving exposes all cells
+    to the same load, so their ratios hold even when the absolute numbers drift. Batch sizes are
+    interleaved too: timed one after another, a load that rose during the run made the later
+    (larger) batches look dearer per face, bicubic's as much as ours (docs/bench/engines_cpu.json
+    before this change: batch 8 cost 1.9x batch 4 per face for bicubic, 2.0x for FSR).
     """
-    per_enhancer: list[list[dict[str, Any]]] = [[] for _ in enhancers]
-    for batch in batches:
-        calls = []
-        for _, enh in enhancers:
-            crops, ids = _crops(batch, enh.input_size), list(range(batch))
-            calls.append(lambda e=enh, c=crops, i=ids: e.enhance(c, i))
-        for call in calls:
+    cells = [(k, batch) for batch in batches for k in range(len(enhancers))]
+    calls = []
+    for k, batch in cells:
+        enh = enhancers[k][1]
+        crops, ids = _crops(batch, enh.input_size), list(range(batch))
+        calls.append(lambda e=enh, c=crops, i=ids: e.enhance(c, i))
+    for call in calls:
+        call()
+        call()
+    times: list[list[float]] = [[] for _ in calls]
+    cpu: list[list[float]] = [[] for _ in calls]
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < max_rounds and (rounds < 3 or time.perf_counter() - start < budget_s * len(calls)):
+        for j, call in enumerate(calls):
+            c0, t0 = time.process_time(), time.perf_counter()
             call()
-            call()
-        times: list[list[float]] = [[] for _ in calls]
-        cpu: list[list[float]] = [[] for _ in calls]
-        start = time.perf_counter()
-        rounds = 0
-        while rounds < max_rounds and (rounds < 3 or time.perf_counter() - start < budget_s * len(calls)):
-            for k, call in enumerate(calls):
-                c0, t0 = time.process_time(), time.perf_counter()
-                call()
-                times[k].append(time.perf_counter() - t0)
-                cpu[k].append(time.process_time() - c0)
-            rounds += 1
-        for out, (meta, enh), spent, used in zip(per_enhancer, enhancers, times, cpu, strict=True):
-            size = {"input": enh.input_size, "output": enh.output_size}
-            out.append(
-                {
-                    **meta,
-                    "batch": batch,
-                    **size,
-                    "rounds_interleaved": rounds,
-                    **summarize(spent, batch),
-                    **cpu_columns(used, batch),
-                }
-            )
-    return [row for rows in per_enhancer for row in rows]
+            times[j].append(time.perf_counter() - t0)
+            cpu[j].append(time.process_time() - c0)
+        rounds += 1
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for (k, batch), spent, used in zip(cells, times, cpu, strict=True):
+        meta, enh = enhancers[k]
+        size = {"input": enh.input_size, "output": enh.output_size}
+        row = {**meta, "batch": batch, **size, "rounds_interleaved": rounds, **summarize(spent, batch)}
+        rows.append((k, {**row, **cpu_columns(used, batch)}))
+    return [row for _, row in sorted(rows, key=lambda kr: kr[0])]  # by enhancer, batches in order
 
 
 def cpu_columns(cpu_s: list[float], batch: int) -> dict[str, float]:
