@@ -66,6 +66,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="gfpgan-512=4,realesrgan-x4=8",
         help="on a CPU, skip larger batches of these slow rows (name=N,...)",
     )
+    p.add_argument(
+        "--exported-graphs",
+        action="store_true",
+        help="also time ONNX Runtime on the graphs as exported (cubic Resize not rewritten as MatMuls)",
+    )
     p.add_argument("--weights", default=str(WEIGHTS_DIR), help="weights folder (default: shipped)")
     p.add_argument(
         "--quick", action="store_true", help="batches 1,4, short budget, fast variant, no competitors"
@@ -323,6 +328,28 @@ def int8_engine(
     return [({"engine": engine, "backend": enh.name.split("/", 1)[1], "device": "cpu"}, enh)], []
 
 
+def exported_graph_rows(
+    args: argparse.Namespace, variant: str, weights: Path, precisions: list[str]
+) -> list[tuple[dict[str, Any], Enhancer]]:
+    """The same engines on ONNX Runtime with the graphs as exported (no cubic-Resize rewrite):
+    the rewrite's baseline, in the same run."""
+    timed: list[tuple[dict[str, Any], Enhancer]] = []
+    for precision in precisions:
+        enh = load_two_step(
+            args.scale,
+            variant,
+            "onnxruntime",
+            threads=args.threads,
+            weights_dir=weights,
+            precision=precision,
+            cpu_rewrites=False,
+        )
+        suffix = "-int8" if precision == "int8" else ""
+        meta = {"engine": f"fsr-x{args.scale}-{variant}{suffix}", "backend": f"onnxruntime{suffix} exported"}
+        timed.append(({**meta, "device": "cpu"}, enh))
+    return timed
+
+
 def main(args: argparse.Namespace) -> int:
     batches = [1, 4] if args.quick else [int(b) for b in args.batches.split(",")]
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
@@ -369,6 +396,8 @@ def main(args: argparse.Namespace) -> int:
             timed_int8, skipped_int8 = int8_engine(args, variant, weights, batches)
             timed += timed_int8
             rows += skipped_int8
+        if args.exported_graphs and "onnxruntime" in backends:
+            timed += exported_graph_rows(args, variant, weights, precisions)
         for backend, reason in skipped.items():
             rows += [
                 {"engine": engine, "backend": backend, "device": "-", "batch": b, "skipped": reason}

@@ -255,18 +255,20 @@ def load_two_step(
     weights_dir: Path | None = None,
     trt_cache_dir: Path | None = None,
     precision: str = "fp32",
+    cpu_rewrites: bool = True,
 ) -> TwoStepEnhancer:
     """The shipped (or `weights_dir`) two-step model for `scale` and `variant`, on `backend`.
 
     `precision` int8 runs the quantized graphs; only ONNX Runtime executes them, so `auto` lands
     there (the GPU backends refuse them with a reason, logged) and an explicit other backend
-    fails with that reason."""
+    fails with that reason. `cpu_rewrites` False runs ONNX Runtime on the graphs exactly as
+    exported (benchmarks compare the two)."""
     if scale not in INPUT_SIZE_FOR_SCALE:
         raise ValueError(f"scale must be one of {sorted(INPUT_SIZE_FOR_SCALE)}, got {scale}")
     files = two_step_files(scale, variant, weights_dir or WEIGHTS_DIR, precision)
     if not files.latent_mean.is_file():
         raise WeightsNotFound(f"{files.latent_mean} is missing; the step 2 folder is incomplete")
-    options = BackendOptions(threads=threads, trt_cache_dir=trt_cache_dir)
+    options = BackendOptions(threads=threads, trt_cache_dir=trt_cache_dir, cpu_rewrites=cpu_rewrites)
     models = [m for m in (files.step1, files.encoder, files.decoder) if m is not None]
     *step1, encoder, decoder = open_backends(backend, models, options)
     enhancer = TwoStepEnhancer(

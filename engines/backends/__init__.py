@@ -71,6 +71,8 @@ class BackendOptions:
     precision: str = "fp16"
     cuda_graphs: bool = True
     trt_cache_dir: Path | None = None
+    cpu_rewrites: bool = True
+    """ONNX Runtime: run cubic resizes as MatMuls (onnx_rewrite.py); off only to measure them."""
 
 
 @runtime_checkable

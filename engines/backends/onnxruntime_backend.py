@@ -65,7 +65,7 @@ class OnnxRuntimeBackend:
             raise FileNotFoundError(f"ONNX model not found: {model.onnx}")
         self.model = model
         self.session = ort.InferenceSession(
-            cpu_graph(model.onnx),
+            cpu_graph(model.onnx) if options.cpu_rewrites else str(model.onnx),
             sess_options=session_options(options.threads),
             providers=["CPUExecutionProvider"],
         )
