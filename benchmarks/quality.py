@@ -39,6 +39,7 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -453,9 +454,9 @@ def run_set(
     alone = step2_alone(models, hr, args.seed)
     res["step2_alone"] = {k: metrics(hr, o, ident, shapes, hr_emb) for k, o in alone.items()}
     if int8 is not None:
-        fp32 = {"step 2 alone": (alone["step 2 alone"], res["step2_alone"]["step 2 alone"])}
-        int8_out = step2_alone(int8, hr, args.seed)
-        res["int8"]["2"] = int8_rows(fp32, int8_out, hr, ident, shapes, hr_emb)
+        fp32_alone = {"step 2 alone": (alone["step 2 alone"], res["step2_alone"]["step 2 alone"])}
+        int8_alone = step2_alone(int8, hr, args.seed)
+        res["int8"]["2"] = int8_rows(fp32_alone, int8_alone, hr, ident, shapes, hr_emb)
     return res, samples
 
 
@@ -476,8 +477,8 @@ def int8_models(args: argparse.Namespace) -> Models | None:
 
 
 def int8_rows(
-    fp32: dict[str, tuple[np.ndarray | None, dict[str, float] | None]],
-    int8: dict[str, np.ndarray | None],
+    fp32: Mapping[str, tuple[np.ndarray | None, dict[str, float] | None]],
+    int8: Mapping[str, np.ndarray | None],
     hr: np.ndarray,
     ident: Identity,
     shapes: list[Any],

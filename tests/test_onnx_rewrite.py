@@ -4,6 +4,7 @@ Runtime's own Resize, on hand-built graphs and on the shipped models, fp32 and i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -16,7 +17,7 @@ from engines.backends.onnxruntime_backend import cpu_graph
 from engines.fsr import WEIGHTS_DIR
 
 
-def resize_graph(n_in: int | str, n_out: int, mode: str = "cubic", **attrs: object) -> onnx.ModelProto:
+def resize_graph(n_in: int | str, n_out: int, mode: str = "cubic", **attrs: Any) -> onnx.ModelProto:
     """x (2, 3, n_in, n_in) -> Resize to n_out; a string n_in makes H and W dynamic."""
     node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode=mode, **attrs)
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, n_in, n_in])

@@ -81,7 +81,7 @@ def _rewritable(node: Any, shapes: dict[str, tuple[Any, ...]]) -> tuple[int, int
     dims = (src[2], src[3], dst[2], dst[3])
     if any(not isinstance(d, int) or d <= 0 for d in dims):
         return None
-    return dims  # type: ignore[return-value]
+    return dims
 
 
 def _prune(graph: Any) -> None:
