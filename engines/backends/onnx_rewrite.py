@@ -85,15 +85,18 @@ def _rewritable(node: Any, shapes: dict[str, tuple[Any, ...]]) -> tuple[int, int
 
 
 def _prune(graph: Any) -> None:
-    """Drop nodes nothing reads any more (the size computations of rewritten Resizes)."""
+    """Drop the nodes and constants nothing reads any more (the size computations of rewritten
+    Resizes); ONNX Runtime would warn about each one it finds."""
     outputs = {o.name for o in graph.output}
     while True:
         used = {i for n in graph.node for i in n.input} | outputs
         dead = [n for n in graph.node if not any(o in used for o in n.output)]
         if not dead:
-            return
+            break
         for n in dead:
             graph.node.remove(n)
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
 
 
 def rewrite_cubic_resize(model: Any) -> int:
