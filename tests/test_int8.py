@@ -128,3 +128,21 @@ def test_quantize_writes_graphs_ort_runs_and_refuses_them_once_the_fp32_model_ch
     )
     with pytest.raises(WeightsNotFound, match="fp32 model changed"):
         load_two_step(8, "fast", "onnxruntime", weights_dir=weights, precision="int8")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["quantize", "--limit", "0"], "--limit must be >= 1"),
+        (["step1", "--variant", "all"], "--variant all is for quantize only"),
+    ],
+)
+def test_train_cli_rejects_bad_quantize_arguments(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch", reason="the training command line needs torch")
+    from engines.train import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
