@@ -3,10 +3,13 @@
 Rows, all measured in the same process and run (competitors possibly in a sibling interpreter):
   * bicubic, the floor (16 -> 128 px, OpenCV);
   * our two-step FSR (default x8: 16 -> 64 -> 128 px) on every backend this machine can run
-    (ONNX Runtime and PyTorch on a CPU; PyTorch CUDA fp16 with CUDA graphs and TensorRT on a GPU);
+    (ONNX Runtime and PyTorch on a CPU; PyTorch CUDA fp16 with CUDA graphs and TensorRT on a GPU),
+    and its int8 graphs (`--precision int8`) on ONNX Runtime beside the fp32 ones;
   * GFPGAN (512 px) and Real-ESRGAN x4 (RRDBNet) with random weights (benchmarks/competitors.py).
 Each cell is timed over whole `enhance` calls (uint8 BGR in and out, every conversion included),
-after two warm-up calls, for at least 3 calls and until a time budget is spent. Bicubic and our
+after two warm-up calls, for at least 3 calls and until a time budget is spent, in wall-clock
+and in CPU time of this process (all its threads: what the call costs the machine, which other
+processes' load inflates far less than the wall clock). Bicubic and our
 rows are interleaved call by call, so load from other processes hits them alike and the ratios
 hold on a shared machine. PyTorch CPU rows (whose spinning threads would slow their neighbours)
 and the competitor rows run after them, so their ratios are only as steady as the machine's load.
@@ -30,10 +33,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.competitors import COMPETITORS, summarize
-from engines.backends import AUTO_ORDER, unavailable_reason
+from engines.backends import AUTO_ORDER, BackendUnavailable, unavailable_reason
 from engines.base import INPUT_SIZE_FOR_SCALE, Enhancer
 from engines.bicubic import BicubicEnhancer
-from engines.fsr import WEIGHTS_DIR, available_models, load_two_step
+from engines.fsr import PRECISIONS, WEIGHTS_DIR, WeightsNotFound, available_models, load_two_step
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batches", default="1,4,8,32", help="comma-separated batch sizes")
     p.add_argument("--scale", type=int, default=8, choices=sorted(INPUT_SIZE_FOR_SCALE))
     p.add_argument("--variants", default="fast,quality", help="FSR variants to time")
+    p.add_argument(
+        "--precisions", default="fp32,int8", help="FSR graphs to time (int8: ONNX Runtime rows only)"
+    )
     p.add_argument(
         "--backends", default="all", help="'all' usable here, or a comma list of tensorrt,torch,onnxruntime"
     )
@@ -59,6 +65,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--competitor-max-batch",
         default="gfpgan-512=4,realesrgan-x4=8",
         help="on a CPU, skip larger batches of these slow rows (name=N,...)",
+    )
+    p.add_argument(
+        "--exported-graphs",
+        action="store_true",
+        help="also time ONNX Runtime on the graphs as exported (cubic Resize not rewritten as MatMuls)",
     )
     p.add_argument("--weights", default=str(WEIGHTS_DIR), help="weights folder (default: shipped)")
     p.add_argument(
@@ -78,35 +89,48 @@ def time_interleaved(
     budget_s: float,
     max_rounds: int = 200,
 ) -> list[dict[str, Any]]:
-    """Time every enhancer at each batch size, one call of each per round, round after round.
+    """Time every enhancer at every batch size, one call of each (enhancer, batch) cell per
+    round, round after round.
 
-    On a shared machine the load changes from second to second; interleaving exposes all rows to
-    the same load, so their ratios hold even when the absolute numbers drift.
+    On a shared machine the load changes from second to second; interleaving exposes all cells
+    to the same load, so their ratios hold even when the absolute numbers drift. Batch sizes are
+    interleaved too: timed one after another, a load that rose during the run made the later
+    (larger) batches look dearer per face, bicubic's as much as ours (docs/bench/engines_cpu.json
+    before this change: batch 8 cost 1.9x batch 4 per face for bicubic, 2.0x for FSR).
     """
-    per_enhancer: list[list[dict[str, Any]]] = [[] for _ in enhancers]
-    for batch in batches:
-        calls = []
-        for _, enh in enhancers:
-            crops, ids = _crops(batch, enh.input_size), list(range(batch))
-            calls.append(lambda e=enh, c=crops, i=ids: e.enhance(c, i))
-        for call in calls:
+    cells = [(k, batch) for batch in batches for k in range(len(enhancers))]
+    calls = []
+    for k, batch in cells:
+        enh = enhancers[k][1]
+        crops, ids = _crops(batch, enh.input_size), list(range(batch))
+        calls.append(lambda e=enh, c=crops, i=ids: e.enhance(c, i))
+    for call in calls:
+        call()
+        call()
+    times: list[list[float]] = [[] for _ in calls]
+    cpu: list[list[float]] = [[] for _ in calls]
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < max_rounds and (rounds < 3 or time.perf_counter() - start < budget_s * len(calls)):
+        for j, call in enumerate(calls):
+            c0, t0 = time.process_time(), time.perf_counter()
             call()
-            call()
-        times: list[list[float]] = [[] for _ in calls]
-        start = time.perf_counter()
-        rounds = 0
-        while rounds < max_rounds and (rounds < 3 or time.perf_counter() - start < budget_s * len(calls)):
-            for k, call in enumerate(calls):
-                t0 = time.perf_counter()
-                call()
-                times[k].append(time.perf_counter() - t0)
-            rounds += 1
-        for out, (meta, enh), spent in zip(per_enhancer, enhancers, times, strict=True):
-            size = {"input": enh.input_size, "output": enh.output_size}
-            out.append(
-                {**meta, "batch": batch, **size, "rounds_interleaved": rounds, **summarize(spent, batch)}
-            )
-    return [row for rows in per_enhancer for row in rows]
+            times[j].append(time.perf_counter() - t0)
+            cpu[j].append(time.process_time() - c0)
+        rounds += 1
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for (k, batch), spent, used in zip(cells, times, cpu, strict=True):
+        meta, enh = enhancers[k]
+        size = {"input": enh.input_size, "output": enh.output_size}
+        row = {**meta, "batch": batch, **size, "rounds_interleaved": rounds, **summarize(spent, batch)}
+        rows.append((k, {**row, **cpu_columns(used, batch)}))
+    return [row for _, row in sorted(rows, key=lambda kr: kr[0])]  # by enhancer, batches in order
+
+
+def cpu_columns(cpu_s: list[float], batch: int) -> dict[str, float]:
+    """CPU milliseconds per face of the timed calls (process time, every thread), median and p95."""
+    stats = summarize(cpu_s, batch)
+    return {"cpu_ms_per_face_p50": stats["ms_per_face_p50"], "cpu_ms_per_face_p95": stats["ms_per_face_p95"]}
 
 
 def fsr_backends(requested: str) -> tuple[list[str], dict[str, str]]:
@@ -218,7 +242,7 @@ def add_ratios(rows: list[dict[str, Any]], reference_engine: str) -> None:
 def format_rows(rows: list[dict[str, Any]]) -> str:
     head = (
         f"{'engine':<24}{'backend':<24}{'px':>9}{'batch':>6}"
-        f"{'ms/face p50':>13}{'p95':>9}{'faces/s':>10}{'x ours':>8}"
+        f"{'ms/face p50':>13}{'p95':>9}{'CPU ms/face p50':>17}{'p95':>9}{'faces/s':>10}{'x ours':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -228,9 +252,11 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
                 f"{r['engine']:<24}{r['backend']:<24}{px:>9}{r['batch']:>6}  skipped: {r['skipped']}"
             )
             continue
+        nan = float("nan")
         lines.append(
             f"{r['engine']:<24}{r['backend']:<24}{px:>9}{r['batch']:>6}{r['ms_per_face_p50']:>13.2f}"
-            f"{r['ms_per_face_p95']:>9.2f}{r['faces_per_s']:>10.1f}{r.get('x_ours', float('nan')):>8.2f}"
+            f"{r['ms_per_face_p95']:>9.2f}{r.get('cpu_ms_per_face_p50', nan):>17.2f}"
+            f"{r.get('cpu_ms_per_face_p95', nan):>9.2f}{r['faces_per_s']:>10.1f}{r.get('x_ours', nan):>8.2f}"
         )
     return "\n".join(lines)
 
@@ -285,8 +311,50 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     plt.close(fig)
 
 
+def int8_engine(
+    args: argparse.Namespace, variant: str, weights: Path, batches: list[int]
+) -> tuple[list[tuple[dict[str, Any], Enhancer]], list[dict[str, Any]]]:
+    """The int8 row of one variant (ONNX Runtime: the one backend that runs int8 graphs), or
+    'skipped' rows saying why (no int8 files: `run.py train quantize`). It is an engine of its own,
+    so its 'x ours' is its cost over the fp32 model's."""
+    engine = f"fsr-x{args.scale}-{variant}-int8"
+    try:
+        enh = load_two_step(
+            args.scale, variant, "onnxruntime", threads=args.threads, weights_dir=weights, precision="int8"
+        )
+    except (WeightsNotFound, BackendUnavailable) as exc:
+        skip = {"engine": engine, "backend": "onnxruntime-int8", "device": "cpu", "skipped": str(exc)}
+        return [], [{**skip, "batch": b} for b in batches]
+    return [({"engine": engine, "backend": enh.name.split("/", 1)[1], "device": "cpu"}, enh)], []
+
+
+def exported_graph_rows(
+    args: argparse.Namespace, variant: str, weights: Path, precisions: list[str]
+) -> list[tuple[dict[str, Any], Enhancer]]:
+    """The same engines on ONNX Runtime with the graphs as exported (no cubic-Resize rewrite):
+    the rewrite's baseline, in the same run."""
+    timed: list[tuple[dict[str, Any], Enhancer]] = []
+    for precision in precisions:
+        enh = load_two_step(
+            args.scale,
+            variant,
+            "onnxruntime",
+            threads=args.threads,
+            weights_dir=weights,
+            precision=precision,
+            cpu_rewrites=False,
+        )
+        suffix = "-int8" if precision == "int8" else ""
+        meta = {"engine": f"fsr-x{args.scale}-{variant}{suffix}", "backend": f"onnxruntime{suffix} exported"}
+        timed.append(({**meta, "device": "cpu"}, enh))
+    return timed
+
+
 def main(args: argparse.Namespace) -> int:
     batches = [1, 4] if args.quick else [int(b) for b in args.batches.split(",")]
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if unknown := sorted(set(precisions) - set(PRECISIONS)):
+        raise ValueError(f"--precisions: unknown {', '.join(unknown)}; valid: {', '.join(PRECISIONS)}")
     variants = ["fast"] if args.quick else [v.strip() for v in args.variants.split(",")]
     budget = 0.3 if args.quick else args.budget
     args.budget = budget
@@ -317,13 +385,19 @@ def main(args: argparse.Namespace) -> int:
                 for b in batches
             ]
             continue
-        for backend in backends:
+        for backend in backends if "fp32" in precisions else []:
             enh = load_two_step(args.scale, variant, backend, threads=args.threads, weights_dir=weights)
             bname = enh.name.split("/", 1)[1]
             dev = "cuda" if ("cuda" in bname or "tensorrt" in bname) else "cpu"
             device = "cuda" if dev == "cuda" else device
             timed.append(({"engine": engine, "backend": bname, "device": dev}, enh))
             reference = reference or engine
+        if "int8" in precisions:
+            timed_int8, skipped_int8 = int8_engine(args, variant, weights, batches)
+            timed += timed_int8
+            rows += skipped_int8
+        if args.exported_graphs and "onnxruntime" in backends:
+            timed += exported_graph_rows(args, variant, weights, precisions)
         for backend, reason in skipped.items():
             rows += [
                 {"engine": engine, "backend": backend, "device": "-", "batch": b, "skipped": reason}

@@ -20,11 +20,13 @@ class Onnx:
     def __init__(self, path: Path, threads: int) -> None:
         import onnxruntime as ort
 
+        from engines.backends.onnxruntime_backend import cpu_graph  # the graph the engine runs
+
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.sess = ort.InferenceSession(cpu_graph(path), so, providers=["CPUExecutionProvider"])
         self.inp = self.sess.get_inputs()[0].name
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

@@ -31,6 +31,10 @@ last K frames of the clip as well.
 
 All models run through ONNX Runtime from engines/weights (ablations from engines/weights/ablations).
 
+INT8: where the variant has int8 graphs (`run.py train quantize`), step 1 + bicubic, the two-step
+model and step 2 alone run again on their int8 twins over the same LR faces, each with its loss
+against its fp32 row (PSNR, SSIM) and its PSNR against the fp32 output itself.
+
     python run.py bench quality [--quick] [--limit N] [--json F] [--plot F] [--cards]
     python run.py bench quality --video     real talking-head video with ground truth
                                             (benchmarks/quality_video.py)
@@ -42,6 +46,7 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -105,22 +110,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 class Models:
-    """The ONNX graphs of one variant that exist in the weights folder; absent ones give None."""
+    """The ONNX graphs of one variant that exist in the weights folder; absent ones give None.
+    `suffix` "_int8" takes their int8 twins (model_int8.onnx, ...)."""
 
-    def __init__(self, weights: Path, variant: str, threads: int) -> None:
-        self.weights, self.variant, self.threads = weights, variant, threads
+    def __init__(self, weights: Path, variant: str, threads: int, suffix: str = "") -> None:
+        self.weights, self.variant, self.threads, self.suffix = weights, variant, threads, suffix
         s2 = weights / f"step2_{variant}"
-        if not (s2 / "encoder.onnx").exists():
+        if not (s2 / f"encoder{suffix}.onnx").exists():
             raise FileNotFoundError(
                 f"no step2_{variant} in {weights}; train it (`python run.py train step2 "
                 f"--variant {variant}`) or pass --weights"
             )
-        self.encoder = Onnx(s2 / "encoder.onnx", threads)
-        self.decoder = Onnx(s2 / "decoder.onnx", threads)
+        self.encoder = Onnx(s2 / f"encoder{suffix}.onnx", threads)
+        self.decoder = Onnx(s2 / f"decoder{suffix}.onnx", threads)
         self.mean = np.load(s2 / "latent_mean.npy")
 
     def _get(self, rel: str) -> Onnx | None:
-        path = self.weights / rel / "model.onnx"
+        path = self.weights / rel / f"model{self.suffix}.onnx"
         return Onnx(path, self.threads) if path.exists() else None
 
     def step1(self, scale: int, synthetic: bool = False, frames: int = 1) -> Onnx | None:
@@ -304,6 +310,7 @@ def _set_table(name: str, res: dict[str, Any], variant: str) -> list[str]:
     for m in METHODS:
         lines.append(f"{m:<26}" + "".join(f"{_cell(res['scales'][s].get(m)):>31}" for s in res["scales"]))
     lines.append(f"(identity cosine between different test people: {res['impostor_cosine']:.3f})")
+    lines += int8_table(res.get("int8", {}))
     if res.get("step2_alone"):
         lines.append(
             "64 px input (native-size faces) -> 128 px: "
@@ -383,7 +390,9 @@ def run_set(
         "sequences": n_seq,
         "frames": n_frames,
         "impostor_cosine": impostor_cosine(hr_emb),
+        "int8": {},
     }
+    int8 = int8_models(args)
     samples: dict[int, dict[str, Any]] = {}
     for sc in scales:
         rng = np.random.default_rng(args.seed + sc)
@@ -394,6 +403,10 @@ def run_set(
         res["scales"][str(sc)] = {
             m: (metrics(hr, o, ident, shapes, hr_emb) if o is not None else None) for m, o in outs.items()
         }
+        if int8 is not None:
+            fp32 = {m: (outs[m], res["scales"][str(sc)][m]) for m in INT8_METHODS}
+            int8_out = run_methods(int8, sc, lr, args.prior_strength)
+            res["int8"][str(sc)] = int8_rows(fp32, int8_out, hr, ident, shapes, hr_emb)
         samples[sc] = {
             "lr": lr[:4],
             "hr": hr[:4],
@@ -403,9 +416,12 @@ def run_set(
             models, sc, hr[:n_seq], n_frames, args.prior_strength, np.random.default_rng(args.seed + 100 + sc)
         )
         log.info("%s x%d done", name, sc)
-    res["step2_alone"] = {
-        k: metrics(hr, o, ident, shapes, hr_emb) for k, o in step2_alone(models, hr, args.seed).items()
-    }
+    alone = step2_alone(models, hr, args.seed)
+    res["step2_alone"] = {k: metrics(hr, o, ident, shapes, hr_emb) for k, o in alone.items()}
+    if int8 is not None:
+        fp32_alone = {"step 2 alone": (alone["step 2 alone"], res["step2_alone"]["step 2 alone"])}
+        int8_alone = step2_alone(int8, hr, args.seed)
+        res["int8"]["2"] = int8_rows(fp32_alone, int8_alone, hr, ident, shapes, hr_emb)
     res["multi_frame"] = {
         str(sc): {
             k: metrics(hr, o, ident, shapes, hr_emb)
@@ -415,6 +431,63 @@ def run_set(
         if models.step1(sc, frames=3) is not None or models.step1(sc, frames=5) is not None
     }
     return res, samples
+
+
+INT8_METHODS = ("step1 + bicubic", "two-step (ours)")
+"""The rows that have int8 twins (the ablations are not quantized)."""
+
+
+def int8_models(args: argparse.Namespace) -> Models | None:
+    """The variant's int8 graphs, or None (logged) when it has none or they are stale."""
+    from engines.fsr import WeightsNotFound, two_step_files
+
+    try:
+        two_step_files(2, args.variant, args.weights, "int8")
+    except WeightsNotFound as exc:
+        log.info("no int8 rows: %s", exc)
+        return None
+    return Models(args.weights, args.variant, args.threads, suffix="_int8")
+
+
+def int8_rows(
+    fp32: Mapping[str, tuple[np.ndarray | None, dict[str, float] | None]],
+    int8: Mapping[str, np.ndarray | None],
+    hr: np.ndarray,
+    ident: Identity,
+    shapes: list[Any],
+    hr_emb: list[np.ndarray],
+) -> dict[str, dict[str, float]]:
+    """Metrics of each int8 output, its loss against its fp32 row (positive: int8 is worse) and
+    its mean PSNR against the fp32 output on the same faces."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    rows = {}
+    for method, (ref, ref_metrics) in fp32.items():
+        out = int8.get(method)
+        if out is None or ref is None or ref_metrics is None:
+            continue
+        r = metrics(hr, out, ident, shapes, hr_emb)
+        r["psnr_loss"] = ref_metrics["psnr"] - r["psnr"]
+        r["ssim_loss"] = ref_metrics["ssim"] - r["ssim"]
+        r["psnr_vs_fp32"] = float(
+            np.mean([peak_signal_noise_ratio(a, b, data_range=255) for a, b in zip(ref, out, strict=True)])
+        )
+        rows[method] = r
+    return rows
+
+
+def int8_table(res_int8: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """The int8 lines of one set's table (none when the variant has no int8 graphs)."""
+    if not res_int8:
+        return []
+    lines = ["int8 graphs, same faces: PSNR / SSIM, loss against fp32 (dB / SSIM), PSNR against fp32 output"]
+    for sc, rows in res_int8.items():
+        for method, r in rows.items():
+            lines.append(
+                f"  x{sc:<3}{method + ' int8':<26}{r['psnr']:.2f} / {r['ssim']:.3f}   loss "
+                f"{r['psnr_loss']:+.3f} dB / {r['ssim_loss']:+.4f}   vs fp32 {r['psnr_vs_fp32']:.1f} dB"
+            )
+    return lines
 
 
 def set_plot(path: Path, name: str) -> Path:

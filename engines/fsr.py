@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from engines.backends import Backend, BackendOptions, ModelSpec, open_backends
+from engines.backends.trt_cache import file_sha256
 from engines.base import INPUT_SIZE_FOR_SCALE, STEP1_SCALES, check_batch
 from engines.history import TrackHistory
 from engines.latent import TemporalLatent, interpolate_code
@@ -52,7 +53,19 @@ class TwoStepFiles:
     latent_mean: Path
 
 
-def _manifest(weights_dir: Path) -> dict[str, Any]:
+PRECISIONS = ("fp32", "int8")
+"""Which ONNX graphs the engine runs: the exported fp32 ones, or their statically quantized
+twins (engines/train/quantize.py), which only ONNX Runtime executes."""
+INT8_SUFFIX = "_int8"
+
+
+def int8_role(role: str) -> str:
+    """The manifest's `files` key of a graph's int8 twin ("onnx" -> "onnx_int8")."""
+    return f"{role}{INT8_SUFFIX}"
+
+
+def read_manifest(weights_dir: Path) -> dict[str, Any]:
+    """{model name: entry} of the weights folder's manifest.json ({} when it has none)."""
     path = weights_dir / "manifest.json"
     if not path.is_file():
         return {}
@@ -65,11 +78,30 @@ def step1_name(scale: int, variant: str, frames: int = 1) -> str:
     return f"step1_x{scale}_{variant}" + (f"_k{frames}" if frames > 1 else "")
 
 
+def _int8_graph(weights_dir: Path, name: str, entry: dict[str, Any], role: str, fp32: Path) -> Path:
+    """The int8 twin of `fp32`, refused when it is missing or was made from other fp32 weights
+    (retrained since): mixing them would run a quantized copy of a model that is gone."""
+    files = entry.get("files", {})
+    rel = files.get(int8_role(role)) if isinstance(files, dict) else None
+    remedy = "make it with `python run.py train quantize`, or use --precision fp32"
+    if not rel or not (weights_dir / rel).is_file():
+        raise WeightsNotFound(f"{name} has no int8 {role} graph in {weights_dir}; {remedy}")
+    source = entry.get("int8", {}).get("sources", {}).get(role)
+    if source != file_sha256(fp32):
+        raise WeightsNotFound(
+            f"{weights_dir / rel} was made from another {fp32.name} (the fp32 model changed since); {remedy}"
+        )
+    return weights_dir / rel
+
+
 def two_step_files(
-    scale: int, variant: str, weights_dir: Path = WEIGHTS_DIR, frames: int = 1
+    scale: int, variant: str, weights_dir: Path = WEIGHTS_DIR, frames: int = 1, precision: str = "fp32"
 ) -> TwoStepFiles:
     """Model specs of one scale and variant, following the weights folder's contract; x2 (step 2
-    alone) has no step 1. `frames` > 1 picks the multi-frame step 1."""
+    alone) has no step 1. `frames` > 1 picks the multi-frame step 1; `precision` int8 points
+    every spec at its graph's int8 twin."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     step1_name_, step2_name = step1_name(scale, variant, frames), f"step2_{variant}"
     wanted = [step2_name] if scale not in STEP1_SCALES else [step1_name_, step2_name]
     missing = [name for name in wanted if not (weights_dir / name).is_dir()]
@@ -80,7 +112,7 @@ def two_step_files(
             f"(missing {', '.join(missing)}); available: {have}. "
             "Pick one of those, or train it with `python run.py train`"
         )
-    manifest = _manifest(weights_dir)
+    manifest = read_manifest(weights_dir)
 
     def spec(name: str, role: str, inp: str, out: str) -> ModelSpec:
         """`role` is the key in the manifest's `files` ("onnx", "encoder", "decoder")."""
@@ -93,15 +125,19 @@ def two_step_files(
         }
         weights = weights_dir / files.get("state_dict", f"{name}/model.pt")
         part = entry.get("arch_parts", {}).get(role, role) if role != "onnx" else ""
+        onnx = weights_dir / files.get(role, default[role])
+        if precision == "int8":
+            onnx = _int8_graph(weights_dir, name, entry, role, onnx)
         return ModelSpec(
             name=f"{name}.{role}" if part else name,
-            onnx=weights_dir / files.get(role, default[role]),
+            onnx=onnx,
             input_name=inp,
             output_name=out,
             arch=entry.get("arch", ""),
             arch_kwargs=entry.get("arch_kwargs", {}),
             torch_weights=weights if weights.is_file() else None,
             torch_part=part,
+            precision=precision,
         )
 
     step2_files = manifest.get(step2_name, {}).get("files", {})
@@ -239,10 +275,17 @@ def load_two_step(
     weights_dir: Path | None = None,
     trt_cache_dir: Path | None = None,
     frames: int = 1,
+    precision: str = "fp32",
+    cpu_rewrites: bool = True,
 ) -> TwoStepEnhancer:
     """The shipped (or `weights_dir`) two-step model for `scale` and `variant`, on `backend`.
+
     `frames` > 1 asks for the multi-frame step 1; a factor that has none (only some are
-    trained) keeps its single-frame one, and the log says so."""
+    trained) keeps its single-frame one, and the log says so. `precision` int8 runs the
+    quantized graphs; only ONNX Runtime executes them, so `auto` lands there (the GPU backends
+    refuse them with a reason, logged) and an explicit other backend fails with that reason.
+    `cpu_rewrites` False runs ONNX Runtime on the graphs exactly as exported (benchmarks
+    compare the two)."""
     if scale not in INPUT_SIZE_FOR_SCALE:
         raise ValueError(f"scale must be one of {sorted(INPUT_SIZE_FOR_SCALE)}, got {scale}")
     weights_dir = weights_dir or WEIGHTS_DIR
@@ -260,10 +303,10 @@ def load_two_step(
             scale,
         )
         frames = 1
-    files = two_step_files(scale, variant, weights_dir, frames if scale in STEP1_SCALES else 1)
+    files = two_step_files(scale, variant, weights_dir, frames if scale in STEP1_SCALES else 1, precision)
     if not files.latent_mean.is_file():
         raise WeightsNotFound(f"{files.latent_mean} is missing; the step 2 folder is incomplete")
-    options = BackendOptions(threads=threads, trt_cache_dir=trt_cache_dir)
+    options = BackendOptions(threads=threads, trt_cache_dir=trt_cache_dir, cpu_rewrites=cpu_rewrites)
     models = [m for m in (files.step1, files.encoder, files.decoder) if m is not None]
     *step1, encoder, decoder = open_backends(backend, models, options)
     enhancer = TwoStepEnhancer(

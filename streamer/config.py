@@ -31,6 +31,7 @@ from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationE
 
 from engines.backends import valid_names as backend_names
 from engines.base import STEP1_SCALES
+from engines.fsr import PRECISIONS
 
 
 class ConfigError(ValueError):
@@ -241,6 +242,15 @@ class EnhanceConfig:
     ] = "native"
     variant: Annotated[str, setting("model size", choices=("fast", "quality"), flag="--variant")] = "fast"
     backend: Annotated[str, setting("inference backend", choices=backend_names(), flag="--backend")] = "auto"
+    precision: Annotated[
+        str,
+        setting(
+            "FSR graphs: fp32, or int8 (statically quantized, made by `run.py train quantize`; "
+            "ONNX Runtime only, so backend auto or onnxruntime)",
+            choices=PRECISIONS,
+            flag="--precision",
+        ),
+    ] = "fp32"
     prior_strength: Annotated[
         float,
         setting("latent interpolation toward the prior mean, 0..1", ge=0.0, le=1.0, flag="--prior-strength"),
@@ -673,6 +683,10 @@ def _check_across(cfg: AppConfig) -> None:
     e = cfg.enhance
     _check(
         not e.weights_dir or Path(e.weights_dir).is_dir(), f"weights_dir {e.weights_dir!r} is not a folder"
+    )
+    _check(
+        e.precision != "int8" or e.backend in ("auto", "onnxruntime"),
+        f"precision int8 runs on ONNX Runtime only; use backend auto or onnxruntime, not {e.backend}",
     )
     sv = cfg.server
     _check(bool(sv.cert) == bool(sv.key), "HTTPS needs both cert and key")

@@ -26,6 +26,7 @@ def build_enhancer(cfg: EnhanceConfig, scale: int | None = None) -> Enhancer:
         weights_dir=Path(cfg.weights_dir) if cfg.weights_dir else None,
         trt_cache_dir=Path(cfg.trt_cache_dir) if cfg.trt_cache_dir else None,
         frames=cfg.frames,
+        precision=cfg.precision,
     )
 
 

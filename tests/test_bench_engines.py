@@ -37,9 +37,10 @@ def test_quick_run_writes_table_json_and_plot(tmp_path: Path, capsys: pytest.Cap
     result = json.loads(out_json.read_text())
     assert result["batches"] == [1, 4] and result["reference"] == "fsr-x8-fast"
     timed = [r for r in result["rows"] if "skipped" not in r]
-    assert {r["engine"] for r in timed} == {"bicubic", "fsr-x8-fast"}
+    assert {r["engine"] for r in timed} == {"bicubic", "fsr-x8-fast", "fsr-x8-fast-int8"}
     for r in timed:
         assert r["ms_per_face_p50"] > 0 and r["ms_per_face_p95"] >= r["ms_per_face_p50"]
+        assert r["cpu_ms_per_face_p50"] > 0 and r["cpu_ms_per_face_p95"] >= r["cpu_ms_per_face_p50"]
         assert r["repeats"] >= 3 and "x_ours" in r
     ours = [r for r in timed if r["engine"] == "fsr-x8-fast"]
     assert all(abs(r["x_ours"] - 1.0) < 1e-9 for r in ours)

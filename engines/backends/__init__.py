@@ -47,6 +47,8 @@ class ModelSpec:
     the module from the manifest's `arch` import path ("pkg.module:Class" or "pkg.module.Class"),
     its `arch_kwargs` and the state dict in `torch_weights`; `torch_part` picks a submodule or
     method of that module (e.g. "encoder" of the step 2 network, whose ONNX is split in two).
+    `precision` is the ONNX file's: "int8" marks a statically quantized QDQ graph, which only
+    ONNX Runtime runs (the others rebuild or compile the fp32 network and refuse it).
     """
 
     name: str
@@ -57,6 +59,7 @@ class ModelSpec:
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     torch_weights: Path | None = None
     torch_part: str = ""
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class BackendOptions:
     precision: str = "fp16"
     cuda_graphs: bool = True
     trt_cache_dir: Path | None = None
+    cpu_rewrites: bool = True
+    """ONNX Runtime: run cubic resizes as MatMuls (onnx_rewrite.py); off only to measure them."""
 
 
 @runtime_checkable
@@ -204,6 +209,15 @@ def open_backends(
 def open_backend(name: str, model: ModelSpec, options: BackendOptions | None = None) -> Backend:
     """Open one `model` with backend `name` (or the first that works for `auto`)."""
     return open_backends(name, [model], options)[0]
+
+
+def refuse_int8(backend: str, model: ModelSpec) -> None:
+    """Backends that cannot run a QDQ int8 graph say so (`auto` then moves on to ONNX Runtime)."""
+    if model.precision == "int8":
+        raise BackendUnavailable(
+            f"backend {backend} does not run int8 graphs ({model.onnx.name}); "
+            "--precision int8 runs on onnxruntime (--backend onnxruntime or auto)"
+        )
 
 
 def _names(models: Sequence[ModelSpec]) -> str:

@@ -24,6 +24,7 @@ from engines.backends import (
     ModelSpec,
     TensorSpec,
     cuda_unavailable_reason,
+    refuse_int8,
     run_chunked,
     single_input,
 )
@@ -125,6 +126,8 @@ class TensorRTBackend:
 
     def __init__(self, model: ModelSpec, options: BackendOptions | None = None) -> None:
         options = options or BackendOptions()
+        # TensorRT can build QDQ graphs, but no int8 engine was built or checked against fp32 here.
+        refuse_int8("tensorrt", model)
         if (reason := cuda_unavailable_reason()) is not None:
             raise BackendUnavailable(f"backend tensorrt: {reason}")
         onnx_path, precision = model.onnx, options.precision

@@ -22,6 +22,7 @@ from engines.backends import (
     ModelSpec,
     bucket_for,
     cuda_unavailable_reason,
+    refuse_int8,
     run_chunked,
     single_input,
 )
@@ -111,6 +112,7 @@ class TorchBackend:
 
     def __init__(self, model: ModelSpec, options: BackendOptions | None = None) -> None:
         options = options or BackendOptions()
+        refuse_int8("torch", model)  # it rebuilds the fp32 network from the state dict
         device = options.device
         if device == "auto":
             device = "cuda" if cuda_unavailable_reason() is None else "cpu"

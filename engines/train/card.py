@@ -89,12 +89,23 @@ def write_card(out_dir: Path, name: str, info: dict[str, Any], dataset: str = "c
 
 def set_benchmark(out_dir: Path, text: str) -> None:
     """Replace the benchmark section of an existing card."""
+    _set_block(out_dir, BENCH_START, BENCH_END, text)
+
+
+def set_section(out_dir: Path, tag: str, text: str) -> None:
+    """Replace (or append) the section marked `<!-- tag -->` of an existing card. Retraining
+    rewrites the card without it, as it should: the section describes files made from the old
+    weights (the int8 graphs)."""
+    _set_block(out_dir, f"<!-- {tag} -->", f"<!-- /{tag} -->", text)
+
+
+def _set_block(out_dir: Path, start: str, end: str, text: str) -> None:
     path = out_dir / "MODEL_CARD.md"
     if not path.exists():
         return
-    block = f"{BENCH_START}\n{text.strip()}\n{BENCH_END}"
+    block = f"{start}\n{text.strip()}\n{end}"
     body = path.read_text()
-    pattern = re.escape(BENCH_START) + r".*?" + re.escape(BENCH_END)
+    pattern = re.escape(start) + r".*?" + re.escape(end)
     body = (
         re.sub(pattern, lambda _m: block, body, flags=re.S)
         if re.search(pattern, body, re.S)

@@ -9,6 +9,7 @@ run.py train step1 --scale 8 --frames 3 --no-learned --init-from engines/weights
 run.py train onestep --scale 8             the one-step ablation (LR -> 128 at equal cost)
 run.py train all [--ablations]             step 2 and step 1 at x4, x8, x16 for --variant
 run.py train init                          random-init weights in the shipped layout
+run.py train quantize [--variant all]      int8 twins of the fp32 graphs (--precision int8)
 run.py train --adapt SOURCE --out DIR      fine-tune step 1 on one camera's faces
 """
 
@@ -23,13 +24,20 @@ from engines.train.common import REPO, TrainOptions
 
 log = logging.getLogger(__name__)
 
-WHAT = ("prepare", "step1", "step2", "onestep", "all", "init")
+WHAT = ("prepare", "step1", "step2", "onestep", "all", "init", "quantize")
 DEFAULT_STEPS = {"step1": 3000, "step2": 3000, "onestep": 3000, "adapt": 300}
+QUANTIZE_FACES = 128
+"""Calibration faces per dataset for quantize (256 for the default celeba,allage)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", nargs="?", choices=WHAT, help="what to train (omit with --adapt)")
-    parser.add_argument("--variant", choices=("fast", "quality"), default="fast")
+    parser.add_argument(
+        "--variant",
+        choices=("fast", "quality", "all"),
+        default="fast",
+        help="model size (quantize also takes all)",
+    )
     parser.add_argument("--scale", type=int, choices=(4, 8, 16), default=8)
     parser.add_argument(
         "--synthetic-only", action="store_true", help="step1: synthetic degradations only (ablation)"
@@ -65,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights",
         type=Path,
         default=REPO / "engines" / "weights",
-        help="weights folder --adapt starts from",
+        help="weights folder --adapt starts from and quantize works in",
     )
     parser.add_argument("--data", type=Path, help="folder holding celeba/ (default ../shared/data/faces)")
     parser.add_argument(
@@ -86,7 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt-every", type=int, default=250)
     parser.add_argument("--time-budget", type=float, help="seconds; ends training sooner (decaying the rate)")
     parser.add_argument("--stop-after", type=int, help="end this invocation after N steps (resume later)")
-    parser.add_argument("--limit", type=int, help="use only the first N training faces (smoke tests)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        help="use only the first N training faces (smoke tests); quantize: N calibration faces per dataset "
+        f"(default {QUANTIZE_FACES})",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -143,6 +156,10 @@ def main(args: argparse.Namespace, finder: FinderFactory | None = None) -> int:
         return 0
     if args.what is None:
         raise ValueError("say what to train: one of " + ", ".join(WHAT) + ", or --adapt SOURCE")
+    if args.variant == "all" and args.what != "quantize":
+        raise ValueError(f"--variant all is for quantize only; {args.what} takes fast or quality")
+    if args.what == "quantize":
+        return _quantize(args, finder)
     if args.what == "prepare":
         from engines.data.faces import SPLITS_DIR, load_faces, make_splits, shared_faces_dir, write_splits
         from engines.data.harvest import load_real_lr
@@ -201,6 +218,28 @@ def main(args: argparse.Namespace, finder: FinderFactory | None = None) -> int:
                     tag="synth",
                 )
                 train_restorer("onestep", scale, args.variant, options(args, finder=finder, kind="onestep"))
+    return 0
+
+
+def _quantize(args: argparse.Namespace, finder: FinderFactory | None) -> int:
+    import shlex
+    import sys
+
+    from engines.train.quantize import load_calibration, quantize_weights
+
+    per_dataset = args.limit if args.limit is not None else QUANTIZE_FACES
+    if per_dataset < 1:
+        raise ValueError(f"--limit must be >= 1, got {per_dataset}")
+    calibration = load_calibration(args.cache, args.data, args.dataset, per_dataset, args.seed, finder)
+    variants = ("fast", "quality") if args.variant == "all" else (args.variant,)
+    done = quantize_weights(
+        args.weights,
+        calibration,
+        variants=variants,
+        threads=args.threads,
+        command="python run.py " + shlex.join(sys.argv[1:]),
+    )
+    log.info("int8 graphs written for %s (%s)", ", ".join(done), calibration.describe())
     return 0
 
 
