@@ -442,7 +442,7 @@ def int8_models(args: argparse.Namespace) -> Models | None:
     from engines.fsr import WeightsNotFound, two_step_files
 
     try:
-        two_step_files(2, args.variant, args.weights, "int8")
+        two_step_files(2, args.variant, args.weights, precision="int8")
     except WeightsNotFound as exc:
         log.info("no int8 rows: %s", exc)
         return None

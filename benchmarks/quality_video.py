@@ -50,6 +50,11 @@ BLUR = 0.4
 MIN_SIDE = 256
 """Small frames are centred on a grey canvas at least this wide, so the detector sees a scene
 around the face (a 16 px face alone in a 40 px frame is no camera picture)."""
+MIRROR = 0.15
+"""Around the picture the canvas mirrors it for this fraction of its side: a face that fills its
+clip has an aligned crop reaching past the picture's edges, where the ground truth's crop of the
+full frame mirrors too (engines.data.align pads so), so both sides see the same context there.
+Not more, or the detector finds the mirrored face as a second person."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -114,17 +119,20 @@ class SmallVideo:
 
 
 def small_video(frames: list[np.ndarray], down: float, crf: int) -> SmallVideo:
-    """Blur, area downscale by `down`, centre on a canvas, code with libx264 and decode."""
+    """Blur, area downscale by `down`, centre on a canvas (mirrored near the picture), code with
+    libx264 and decode."""
     h, w = frames[0].shape[:2]
     sw, sh = max(2, round(w / down / 2) * 2), max(2, round(h / down / 2) * 2)
     cw, ch = max(MIN_SIDE, sw), max(MIN_SIDE, sh)
     ox, oy = (cw - sw) // 2 // 2 * 2, (ch - sh) // 2 // 2 * 2
     sigma = BLUR * w / sw
+    mx, my = min(ox, round(MIRROR * sw)), min(oy, round(MIRROR * sh))
     clip = []
     for f in frames:
         small = cv2.resize(cv2.GaussianBlur(f, (0, 0), sigma), (sw, sh), interpolation=cv2.INTER_AREA)
+        mirrored = cv2.copyMakeBorder(small, my, my, mx, mx, cv2.BORDER_REFLECT)
         canvas = np.full((ch, cw, 3), 118, np.uint8)
-        canvas[oy : oy + sh, ox : ox + sw] = small
+        canvas[oy - my : oy + sh + my, ox - mx : ox + sw + mx] = mirrored
         clip.append(canvas[..., ::-1])
     decoded = [np.ascontiguousarray(d[..., ::-1]) for d in h264_clip(clip, crf)]
     return SmallVideo(decoded, (w / sw, h / sh), (ox, oy))
@@ -240,12 +248,27 @@ def enhance_tracks(engine: Any, tracks: dict[int, TrackFaces]) -> dict[int, np.n
     return out
 
 
-def score(tracks: dict[int, TrackFaces], outs: dict[int, np.ndarray], ident: Identity) -> dict[str, float]:
-    gt = np.concatenate([np.stack(t.gt) for t in tracks.values()])[..., ::-1]
-    out = np.concatenate([outs[tid] for tid in tracks])[..., ::-1]
-    shapes = [ident.landmarks(g) for g in gt]
-    emb = [ident.embed(g, s) for g, s in zip(gt, shapes, strict=True)]
-    m = metrics(np.ascontiguousarray(gt), np.ascontiguousarray(out), ident, shapes, emb)
+@dataclass
+class Truth:
+    """The ground truth of a clip at one factor, RGB, with its dlib landmarks and embeddings
+    (computed once, shared by every method's score)."""
+
+    faces: np.ndarray
+    shapes: list[Any]
+    embeddings: list[np.ndarray]
+
+    @classmethod
+    def of(cls, tracks: dict[int, TrackFaces], ident: Identity) -> Truth:
+        faces = np.ascontiguousarray(np.concatenate([np.stack(t.gt) for t in tracks.values()])[..., ::-1])
+        shapes = [ident.landmarks(g) for g in faces]
+        return cls(faces, shapes, [ident.embed(g, s) for g, s in zip(faces, shapes, strict=True)])
+
+
+def score(
+    tracks: dict[int, TrackFaces], outs: dict[int, np.ndarray], truth: Truth, ident: Identity
+) -> dict[str, float]:
+    out = np.ascontiguousarray(np.concatenate([outs[tid] for tid in tracks])[..., ::-1])
+    m = metrics(truth.faces, out, ident, truth.shapes, truth.embeddings)
     flick = [
         (flicker(outs[tid], np.stack(t.gt)), len(t.gt) - 1) for tid, t in tracks.items() if len(t.gt) > 1
     ]
@@ -277,11 +300,12 @@ def run_clip(path: Path, args: argparse.Namespace, ident: Identity) -> tuple[dic
             tid_: np.stack([cv2.resize(c, (128, 128), interpolation=cv2.INTER_CUBIC) for c in t.lr])
             for tid_, t in tracks.items()
         }
-        row["bicubic"] = score(tracks, bic, ident)
+        truth = Truth.of(tracks, ident)
+        row["bicubic"] = score(tracks, bic, truth, ident)
         outs = {"bicubic": bic}
         for name, engine in methods(args.weights, factor, args.threads).items():
             outs[name] = enhance_tracks(engine, tracks)
-            row[name] = score(tracks, outs[name], ident)
+            row[name] = score(tracks, outs[name], truth, ident)
         res[str(factor)] = row
         k = len(tracks[tid].lr) // 2
         sample = {

@@ -95,7 +95,7 @@ def _int8_graph(weights_dir: Path, name: str, entry: dict[str, Any], role: str, 
 
 
 def two_step_files(
-    scale: int, variant: str, weights_dir: Path = WEIGHTS_DIR, frames: int = 1, precision: str = "fp32"
+    scale: int, variant: str, weights_dir: Path = WEIGHTS_DIR, *, frames: int = 1, precision: str = "fp32"
 ) -> TwoStepFiles:
     """Model specs of one scale and variant, following the weights folder's contract; x2 (step 2
     alone) has no step 1. `frames` > 1 picks the multi-frame step 1; `precision` int8 points
@@ -303,7 +303,9 @@ def load_two_step(
             scale,
         )
         frames = 1
-    files = two_step_files(scale, variant, weights_dir, frames if scale in STEP1_SCALES else 1, precision)
+    files = two_step_files(
+        scale, variant, weights_dir, frames=frames if scale in STEP1_SCALES else 1, precision=precision
+    )
     if not files.latent_mean.is_file():
         raise WeightsNotFound(f"{files.latent_mean} is missing; the step 2 folder is incomplete")
     options = BackendOptions(threads=threads, trt_cache_dir=trt_cache_dir, cpu_rewrites=cpu_rewrites)
