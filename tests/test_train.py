@@ -103,23 +103,42 @@ def test_step2_trains_and_exports_the_latent_contract(tmp_path: Path, cache: Pat
 
 
 def test_step2_cascade_learns_on_step1_outputs(tmp_path: Path, cache: Path) -> None:
-    """With --cascade, step 2 reads step 1's training checkpoint and half of each batch is its
-    output; the run differs from a plain one from the same seed, and the card says so."""
+    """With --cascade SHARE, step 2 reads step 1's training checkpoint and that share of each
+    batch is its output, on synthetic and video-coded LR faces; the run differs from a plain one
+    from the same seed, and the card says so. --init-from starts from a trained step 2."""
+    from engines.data.video_degrade import load_pool
     from engines.train.step2 import Cascade
 
     opts = _opts(tmp_path, cache, "cas", steps=2)
-    train_restorer("step1", 8, "fast", opts, learned=False)  # also exercises the video pool
-    cas = Cascade(opts.ckpt_dir, "fast", torch.device("cpu"))
+    train_restorer("step1", 8, "fast", opts, learned=False)  # also builds the video pool
+    hr = np.zeros((12, 128, 128, 3), np.uint8)
+    pool = load_pool(hr, 16, cache, "celeba_train")
+    calls: list[int] = []
+
+    def pools(size: int) -> np.ndarray:
+        calls.append(size)
+        return pool
+
+    cas = Cascade(opts.ckpt_dir, "fast", torch.device("cpu"), pools)
     cas.refresh()
     assert list(cas.nets) == [8]
-    mr = cas.mr(np.zeros((2, 128, 128, 3), np.uint8), np.random.default_rng(0))
-    assert mr is not None and mr.shape == (2, 3, 64, 64)
-    info = train_step2("fast", opts, cascade=True)
+    rows, flip = np.array([0, 5, 7, 11]), np.array([False, True, False, True])
+    mr = cas.mr(hr[rows], rows, flip, np.random.default_rng(0))
+    assert mr is not None and mr.shape == (4, 3, 64, 64) and calls == [16]
+    with pytest.raises(ValueError, match="share in 0..1"):
+        train_step2("fast", opts, cascade=1.5)
+    info = train_step2("fast", opts, cascade=0.75)
     plain = train_step2("fast", _opts(tmp_path, cache, "plain", steps=2))
-    assert "step 1's output" in info["data"] and "step 1's output" not in plain["data"]
+    assert "--cascade 0.75" in info["data"] and "step 1's output" not in plain["data"]
     a = _state(tmp_path / "cas/weights/step2_fast/model.pt")
     b = _state(tmp_path / "plain/weights/step2_fast/model.pt")
     assert any(not torch.equal(a[k], b[k]) for k in a)
+    tuned = train_step2(
+        "fast", _opts(tmp_path, cache, "tuned", steps=1, lr=0.0), init_from=tmp_path / "cas/weights"
+    )
+    assert "fine-tuned from" in tuned["data"]
+    c = _state(tmp_path / "tuned/weights/step2_fast/model.pt")
+    assert all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_multi_frame_step1_starts_as_the_single_frame_model_and_learns_from_history(
@@ -205,3 +224,24 @@ def test_adapt_to_one_camera_writes_a_complete_weights_folder(tmp_path: Path, ca
         adapt(
             str(clip), 8, "fast", _opts(tmp_path, cache, "ad2", steps=2, out=src), weights=src, max_frames=20
         )
+
+
+def test_step1_through_a_frozen_step2_learns_its_hr_loss_and_leaves_step2_alone(
+    tmp_path: Path, cache: Path
+) -> None:
+    """--through-step2: step 1 also gets the HR loss of a trained step 2 on its output; the run
+    differs from the MR-only one of the same seed, the step 2 file is untouched, the card says so."""
+    train_step2("fast", _opts(tmp_path, cache, "s2", steps=2))
+    s2 = tmp_path / "s2/weights"
+    before = _state(s2 / "step2_fast/model.pt")
+    info = train_restorer("step1", 8, "fast", _opts(tmp_path, cache, "th"), learned=False, through_step2=s2)
+    plain = train_restorer("step1", 8, "fast", _opts(tmp_path, cache, "pl"), learned=False)
+    assert "hr" in info["final_losses"] and "hr" not in plain["final_losses"]
+    assert "frozen step 2" in info["data"]
+    a = _state(tmp_path / "th/weights/step1_x8_fast/model.pt")
+    b = _state(tmp_path / "pl/weights/step1_x8_fast/model.pt")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    after = _state(s2 / "step2_fast/model.pt")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(ValueError, match="one-step"):
+        train_restorer("onestep", 8, "fast", _opts(tmp_path, cache, "os"), through_step2=s2)

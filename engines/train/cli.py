@@ -56,12 +56,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--init-from",
         type=Path,
-        help="step1: start from this weights folder's single-frame model of --scale (widened to --frames)",
+        help="step1: start from this weights folder's single-frame model of --scale (widened to "
+        "--frames); step2: fine-tune this folder's step 2",
+    )
+    parser.add_argument(
+        "--through-step2",
+        type=Path,
+        metavar="WEIGHTS",
+        help="step1: also train on the HR output of this weights folder's step 2 (frozen)",
     )
     parser.add_argument(
         "--cascade",
-        action="store_true",
-        help="step2: half of each batch's MR faces made by step 1 (its training checkpoints in --ckpt-dir)",
+        type=float,
+        nargs="?",
+        const=0.5,
+        default=0.0,
+        metavar="SHARE",
+        help="step2: this share of each batch's MR faces made by step 1 (its training checkpoints in "
+        "--ckpt-dir; bare flag = 0.5)",
     )
     parser.add_argument(
         "--ablations", action="store_true", help="all: also the synthetic-only and one-step models"
@@ -183,7 +195,12 @@ def main(args: argparse.Namespace, finder: FinderFactory | None = None) -> int:
         export_random(args.out or REPO / "engines" / "weights", variants=(args.variant,), seed=args.seed)
         return 0
     if args.what == "step2":
-        train_step2(args.variant, options(args, finder=finder, kind="step2"), cascade=args.cascade)
+        train_step2(
+            args.variant,
+            options(args, finder=finder, kind="step2"),
+            cascade=args.cascade,
+            init_from=args.init_from,
+        )
     elif args.what == "step1":
         train_restorer(
             "step1",
@@ -195,6 +212,7 @@ def main(args: argparse.Namespace, finder: FinderFactory | None = None) -> int:
             learned=not args.no_learned,
             frames=args.frames,
             init_from=args.init_from,
+            through_step2=args.through_step2,
         )
     elif args.what == "onestep":
         train_restorer(

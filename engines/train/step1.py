@@ -50,7 +50,19 @@ from engines.train.common import (
 from engines.train.export import export_restorer
 
 W_FFT, W_ADV, W_CYCLE, W_LOWFREQ = 0.1, 0.05, 1.0, 1.0
+W_THROUGH = 1.0
 BOOTSTRAP = 0.25
+
+
+def frozen_step2(weights: Path, variant: str, device: torch.device) -> torch.nn.Module:
+    """The step 2 of a weights folder, frozen: step 1 trained through it learns the MR faces that
+    this prior turns into the best HR faces, not only MR faces close to a downscale (the split
+    at MR otherwise costs the two-step model what a one-step model learns end to end)."""
+    prior = build(C.step2_arch(variant), C.step2_kwargs(variant)).to(device)
+    prior.load_state_dict(
+        torch.load(weights / C.name("step2", None, variant) / "model.pt", map_location=device)
+    )
+    return prior.eval().requires_grad_(False)
 
 
 def _flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -118,6 +130,7 @@ def train_restorer(
     learned: bool = True,
     video: bool = True,
     frames: int = 1,
+    through_step2: Path | None = None,
 ) -> dict[str, Any]:
     """Train step 1 (kind "step1") or the one-step ablation (kind "onestep") at one scale.
 
@@ -127,6 +140,8 @@ def train_restorer(
     `learned` / `video` add G's and the video pool's pairs to the synthetic ones
     (`synthetic_only` turns both off). `frames` > 1 trains the multi-frame step 1 on track
     histories (the video pool's clips, and synthetic frames with the aligner's jitter).
+    `through_step2` (a weights folder) adds the HR loss of that frozen step 2 on step 1's output
+    to the MR loss (see `frozen_step2`).
     """
     C.check_choice(scale, variant)
     if kind not in ("step1", "onestep"):
@@ -138,8 +153,11 @@ def train_restorer(
         )
     if not 1 <= frames <= POOL_FRAMES:
         raise ValueError(f"frames must be in 1..{POOL_FRAMES}, got {frames}")
+    if through_step2 is not None and kind != "step1":
+        raise ValueError("--through-step2 trains a step 1 (the one-step model has no step 2)")
     s = C.SCALES[scale]
     device = setup_torch(opts)
+    prior = frozen_step2(through_step2, variant, device) if through_step2 is not None else None
     rng = np.random.default_rng(opts.seed)
     hr_all = load_hr(
         "train", opts.cache, opts.data, datasets=opts.dataset, limit=opts.limit, finder=opts.finder
@@ -221,23 +239,25 @@ def train_restorer(
         if fake is not None and t >= BOOTSTRAP:
             lr_parts.append(fake[cut[-2] :].detach())
         lr_in = torch.cat(lr_parts)
+        out = net(lr_in)
+        rec = F.l1_loss(out, target) + W_FFT * fft_loss(out, target)
+        parts = {"rec": rec}
+        if prior is not None:
+            final = prior(out)
+            parts["hr"] = F.l1_loss(final, hr) + W_FFT * fft_loss(final, hr)
+            rec = rec + W_THROUGH * parts["hr"]
         if fake is None:
-            out = net(lr_in)
-            rec = F.l1_loss(out, target) + W_FFT * fft_loss(out, target)
             loss = rec
-            parts = {"rec": rec}
         else:
             assert real_lr is not None  # the learned path loaded it above
             real = to_tensor(_flip(real_lr[rng.integers(0, len(real_lr), opts.batch)], rng), device)
-            out = net(lr_in)
-            rec = F.l1_loss(out, target) + W_FFT * fft_loss(out, target)
             restored = area(net(real), C.MR_SIZE)
             cycle = F.l1_loss(gen(restored, torch.randn(opts.batch, 1, s, s, device=device)), real)
             low = max(2, s // 2)
             lowfreq = F.l1_loss(area(fake, low), area(mr, low))
             adv = g_loss(disc(fake))
             loss = rec + W_ADV * adv + W_CYCLE * cycle + W_LOWFREQ * lowfreq
-            parts = {"rec": rec, "adv": adv, "cyc": cycle, "lf": lowfreq}
+            parts.update({"adv": adv, "cyc": cycle, "lf": lowfreq})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -273,7 +293,13 @@ def train_restorer(
         "data": f"HR: {len(hr_all)} aligned {opts.dataset} training faces at 128 px (MR = area downscale "
         "to 64 px)"
         + (f"; real LR: {real_desc}" if learned else "")
-        + (f"; LR input: track histories of {frames} frames, newest last" if frames > 1 else ""),
+        + (f"; LR input: track histories of {frames} frames, newest last" if frames > 1 else "")
+        + (
+            f"; loss: MR L1 + FFT, plus {W_THROUGH:g} x the HR L1 + FFT of the frozen step 2 of "
+            f"{through_step2} on the output"
+            if through_step2 is not None
+            else ""
+        ),
         "split": split_note(opts.dataset),
         "degradation": " + ".join(
             ["synthetic (blur, noise, H.264/JPEG)"]

@@ -19,6 +19,8 @@ around every training code as well.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from engines.arch import build
 from engines.arch.disc_arch import PatchDiscriminator
 from engines.data.datasets import load_hr, split_note
 from engines.data.degrade import degrade
+from engines.data.video_degrade import load_pool
 from engines.train import configs as C
 from engines.train.card import write_card
 from engines.train.common import (
@@ -48,7 +51,7 @@ from engines.train.common import (
     to_tensor,
 )
 from engines.train.export import export_step2
-from engines.train.step1 import _device_name, _flip
+from engines.train.step1 import _device_name, _flip_by
 
 W_FFT, W_ADV, W_CODE = 0.1, 0.02, 1e-4
 CODE_NOISE = 0.1
@@ -75,10 +78,20 @@ def latent_mean(prior: Any, faces: np.ndarray, device: torch.device, batch: int 
 class Cascade:
     """Step 1 restorers (one per scale, frozen), read from their training checkpoints and
     re-read as those runs save newer ones: step 2 then learns on the MR faces step 1 really
-    makes, not only on softened downscales. Runs that have no checkpoint yet are skipped."""
+    makes, not only on softened downscales. Runs that have no checkpoint yet are skipped.
 
-    def __init__(self, ckpt_dir: Path, variant: str, device: torch.device) -> None:
-        self.ckpt_dir, self.variant, self.device = ckpt_dir, variant, device
+    Step 1 sees the LR faces it was trained on: half synthetic degradations, half the video
+    pool's coded frames (`pools`, per scale, rows = the HR training faces) where one is given,
+    so step 2 learns what step 1 leaves behind on both."""
+
+    def __init__(
+        self,
+        ckpt_dir: Path,
+        variant: str,
+        device: torch.device,
+        pools: Callable[[int], np.ndarray] | None = None,
+    ) -> None:
+        self.ckpt_dir, self.variant, self.device, self.pools = ckpt_dir, variant, device, pools
         self.nets: dict[int, torch.nn.Module] = {}
         self.stamps: dict[int, float] = {}
 
@@ -94,17 +107,32 @@ class Cascade:
             self.stamps[scale] = path.stat().st_mtime
 
     @torch.no_grad()
-    def mr(self, hr_np: np.ndarray, rng: np.random.Generator) -> torch.Tensor | None:
-        """Step 1's MR faces for a batch of HR faces (one random scale), or None if none loaded."""
+    def mr(
+        self, hr_np: np.ndarray, rows: np.ndarray, flip: np.ndarray, rng: np.random.Generator
+    ) -> torch.Tensor | None:
+        """Step 1's MR faces for a batch of HR faces (training rows `rows`, mirrored where `flip`;
+        one random scale), or None if no step 1 is loaded."""
         if not self.nets:
             return None
         scale = list(self.nets)[int(rng.integers(len(self.nets)))]
-        lr = to_tensor(degrade(hr_np, C.SCALES[scale], rng), self.device)
-        return self.nets[scale](lr)
+        size = C.SCALES[scale]
+        lr = degrade(hr_np, size, rng)
+        if self.pools is not None:
+            pool = self.pools(size)
+            half = len(rows) // 2
+            coded = pool[rng.integers(0, len(pool), len(rows) - half), rows[half:], -1]
+            lr[half:] = _flip_by(coded, flip[half:])
+        return self.nets[scale](to_tensor(lr, self.device))
 
 
-def train_step2(variant: str, opts: TrainOptions, cascade: bool = False) -> dict[str, Any]:
-    """`cascade`: half of every batch's MR inputs come from step 1 (see `Cascade`)."""
+def train_step2(
+    variant: str, opts: TrainOptions, cascade: float = 0.0, init_from: Path | None = None
+) -> dict[str, Any]:
+    """`cascade`: the share of every batch's MR inputs that step 1 makes (see `Cascade`); the
+    rest are softened downscales (what a natively 64 px face looks like). `init_from` is a
+    weights folder whose step 2 this run starts from (a fine-tune, with its own schedule)."""
+    if not 0.0 <= cascade <= 1.0:
+        raise ValueError(f"cascade must be a share in 0..1, got {cascade}")
     C.check_choice(8, variant)
     device = setup_torch(opts)
     rng = np.random.default_rng(opts.seed)
@@ -116,6 +144,10 @@ def train_step2(variant: str, opts: TrainOptions, cascade: bool = False) -> dict
     arch = C.step2_arch(variant)
     w_adv = W_ADV if variant == "quality" else 0.0
     prior: Any = build(arch, kw).to(device)  # its parts and shapes are attributes torch cannot type
+    if init_from is not None:
+        prior.load_state_dict(
+            torch.load(init_from / C.name("step2", None, variant) / "model.pt", map_location=device)
+        )
     code_ch = prior.prior_shape[0]
     disc = PatchDiscriminator(16, downs=3, max_channels=64, stem=False).to(device)
     opt = torch.optim.Adam(prior.parameters(), lr=opts.lr, betas=(0.9, 0.99))
@@ -140,11 +172,16 @@ def train_step2(variant: str, opts: TrainOptions, cascade: bool = False) -> dict
         ckpt.save(done, modules, rng, timer.elapsed, {"zmean": zmean.cpu(), "gen": gen.get_state()})
 
     loop = StepLoop(opts, name, start, timer, save)
-    step1 = Cascade(opts.ckpt_dir, variant, device) if cascade else None
+    pool_tag = f"{opts.dataset.replace(',', '+')}_train" + (f"_limit{opts.limit}" if opts.limit else "")
+    pools = functools.cache(lambda size: load_pool(hr_all, size, opts.cache, pool_tag))
+    step1 = Cascade(opts.ckpt_dir, variant, device, pools) if cascade > 0 else None
+    n_step1 = round(opts.batch * cascade)
     for step, t in loop:
         set_lr(opt, opts.lr, t)
         prior.train()
-        hr_np = _flip(hr_all[rng.integers(0, len(hr_all), opts.batch)], rng)
+        rows = rng.integers(0, len(hr_all), opts.batch)
+        flip = rng.random(opts.batch) < 0.5
+        hr_np = _flip_by(hr_all[rows], flip)
         hr = to_tensor(hr_np, device)
         mr = area(hr, C.MR_SIZE)
         sigma = torch.rand(opts.batch, 1, 1, 1, generator=gen, device=device) * MR_NOISE
@@ -154,10 +191,10 @@ def train_step2(variant: str, opts: TrainOptions, cascade: bool = False) -> dict
         if step1 is not None:
             if step % CASCADE_REFRESH == 0 or step == start:
                 step1.refresh()
-            half = opts.batch // 2
-            from_step1 = step1.mr(hr_np[half:], rng)
+            keep = opts.batch - n_step1
+            from_step1 = step1.mr(hr_np[keep:], rows[keep:], flip[keep:], rng) if n_step1 else None
             if from_step1 is not None:
-                mr_in = torch.cat([mr_in[:half], from_step1])
+                mr_in = torch.cat([mr_in[:keep], from_step1])
         latent = prior.encode(mr_in)
         z, skip = latent[:, :code_ch], latent[:, code_ch:]
         zmean.mul_(0.99).add_(0.01 * z.detach().mean(0))
@@ -213,11 +250,13 @@ def train_step2(variant: str, opts: TrainOptions, cascade: bool = False) -> dict
         f"MR input = area downscale to 64 px, softened (Gaussian blur sigma <= {MR_BLUR}) "
         f"and noisy (sigma <= {MR_NOISE})"
         + (
-            "; from --cascade on, half of each batch is step 1's output (x4/x8/x16 training "
-            "checkpoints, frozen, re-read every 100 steps) on synthetically degraded LR faces"
-            if cascade
+            f"; with --cascade {cascade:g}, that share of each batch is step 1's output (x4/x8/x16 "
+            "training checkpoints, frozen, re-read every 100 steps) on LR faces half synthetically "
+            "degraded, half from the video-coded pool"
+            if cascade > 0
             else ""
-        ),
+        )
+        + (f"; fine-tuned from {init_from}" if init_from is not None else ""),
         "split": split_note(opts.dataset),
         "summary": f"Step 2 of the two-step FSR, variant `{variant}`: 64 px MR face -> latent "
         f"{list(prior.latent_shape)} -> 128 px HR face. latent_mean.npy is the mean code "
