@@ -409,6 +409,15 @@ class ServerConfig:
     keyframe_min_gap_s: Annotated[
         float, _serve("shared encoder: keyframes asked for by viewers (PLI/FIR) at most this often", ge=0.0)
     ] = 0.5
+    encode_speed: Annotated[
+        str,
+        _serve(
+            "shared encoder: CPU against picture quality (VP8 cpu-used -6/-6/-8/-16, H.264 preset "
+            "medium/veryfast/superfast/ultrafast); measured in streamer/server/encoder.py",
+            choices=("best", "balanced", "fast", "fastest"),
+            flag="--encode-speed",
+        ),
+    ] = "fast"
     low_bitrate_kbps: Annotated[int, _serve("the low rendition's bitrate", ge=100, le=50_000)] = 1000
     low_divisor: Annotated[
         int, _serve("the low rendition's width and height divided by this", ge=1, le=4)

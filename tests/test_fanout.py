@@ -28,7 +28,14 @@ from streamer.config import (
 )
 from streamer.server import RunningServer, start_server
 from streamer.server.camera import CameraRunner
-from streamer.server.encoder import EncodedFrame, KeyframePolicy, SharedEncoder, VideoEncoder, renditions
+from streamer.server.encoder import (
+    SPEEDS,
+    EncodedFrame,
+    KeyframePolicy,
+    SharedEncoder,
+    VideoEncoder,
+    renditions,
+)
 from streamer.server.latency import read_stamp_from_frame
 from streamer.server.tracks import MAX_LAG_S, PacketTrack
 
@@ -288,6 +295,32 @@ def test_video_encoder_forces_keyframes_without_touching_the_frame(codec: str) -
     assert [p.pts for p in packets if p is not None] == [f.pts for f in frames]
     bigger = encoder.encode(pattern(12, 640, 480), keyframe=False)
     assert bigger is not None and bigger.is_keyframe, "a new size starts a new stream at a keyframe"
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+def test_every_encode_speed_gives_a_stream_a_real_decoder_plays_back_faithfully(codec: str) -> None:
+    """The speeds trade CPU for picture quality (measured in the encoder's SPEEDS note); each
+    must still be a stream a browser's decoder plays, close to the source, and the setting must
+    reach the codec: speeds with different codec settings make different streams."""
+    streams: dict[str, bytes] = {}
+    for speed in SPEEDS:
+        encoder = VideoEncoder(codec, 2000, speed)
+        decoder = av.CodecContext.create(codec, "r")
+        frames = [pattern(i) for i in range(8)]
+        decoded, data = [], b""
+        for i, f in enumerate(frames):
+            packet = encoder.encode(f, keyframe=i == 0)
+            if packet is not None:
+                data += bytes(packet)
+                decoded += [d.to_ndarray(format="gray") for d in decoder.decode(packet)]
+        assert len(decoded) == len(frames), speed
+        error = np.abs(decoded[-1].astype(int) - frames[-1].to_ndarray(format="gray")).mean()
+        assert error < 6, (speed, error)
+        streams[speed] = data
+    setting = {speed: values[0 if codec == "vp8" else 1] for speed, values in SPEEDS.items()}
+    assert len(set(streams.values())) == len(set(setting.values())), setting
+    with pytest.raises(ValueError, match="speed must be one of"):
+        VideoEncoder(codec, 1000, "warp")
 
 
 def test_a_viewer_that_falls_behind_skips_to_the_next_keyframe() -> None:
