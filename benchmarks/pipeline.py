@@ -2,14 +2,16 @@
 
 For each clip it runs, in the same process and run: a decode-only baseline (what the source costs
 alone), the pipeline with the bicubic engine (the floor), and the pipeline with the configured FSR
-engine. On the demo it adds live rows (background detection, the `per_frame` engine budget), each
-with the output encoded as a viewer's sender encodes it (aiortc's VP8 or H.264 encoder, on the
-yuv420p frame the camera prepares). It prints fps, CPU milliseconds per output frame (process
-user + system time, all threads: the figure to trust on a shared machine), p50/p95 per stage,
-faces per frame and frames dropped, and says how far the demo (720p, 4+ faces) is from the
-product goal of 30 fps on one core.
+engine, each of these file rows twice: its stages in one thread, and overlapped across threads
+(`enhance.overlap`, streamer/stage_threads.py), without an output or, with `--encode`, writing
+the mp4 as `enhance --out` does. On the demo it adds live rows (background detection, the
+`per_frame` engine budget), each with the output encoded as a viewer's sender encodes it
+(aiortc's VP8 or H.264 encoder, on the yuv420p frame the camera prepares). It prints fps, CPU
+milliseconds per output frame (process user + system time, all threads: the figure to trust on a
+shared machine), p50/p95 per stage, faces per frame and frames dropped, and says how far the demo
+(720p, 4+ faces) is from the product goal of 30 fps on one core.
 
-    python run.py bench pipeline [--videos DIR] [--frames N] [--json out.json]
+    python run.py bench pipeline [--videos DIR] [--frames N] [--encode] [--json out.json]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from dataclasses import replace
 from fractions import Fraction
@@ -25,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.config import AppConfig, EnhanceConfig, SourceConfig
+from streamer.config import AppConfig, EnhanceConfig, SourceConfig, validate
 from streamer.enhance_job import run_enhance
 from streamer.pipeline import STAGES, Pipeline
 from streamer.run_loop import run_source
@@ -60,6 +63,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=",".join(CODECS),
         help="codecs of the live demo rows (one row each, the output encoded; 'none' for no encode)",
     )
+    p.add_argument(
+        "--file-overlap",
+        default="off,on",
+        help="enhance.overlap of the file rows, one row each (off: one thread, on: stages overlapped)",
+    )
+    p.add_argument(
+        "--encode",
+        action="store_true",
+        help="file rows write their output to an mp4 (x264), as enhance --out",
+    )
     p.add_argument("--json", help="write all results here")
 
 
@@ -85,6 +98,7 @@ def decode_only(source: SourceConfig, frames: int) -> dict[str, Any]:
     arr = np.asarray(times) * 1e3 if times else np.zeros(1)
     return {
         "frames": n,
+        "seconds": wall,
         "fps": n / wall if wall else 0.0,
         "stages": {
             "source": {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95))}
@@ -146,6 +160,7 @@ def live_settings(cfg: AppConfig, source: SourceConfig, frames: int, codec: str 
     wall = time.perf_counter() - t0
     return {
         "frames": n,
+        "seconds": wall,
         "fps": n / wall if wall else 0.0,
         "faces_per_frame": faces / max(n, 1),
         "faces_enhanced_per_frame": pipe.faces_enhanced / max(n, 1),
@@ -158,11 +173,35 @@ def live_settings(cfg: AppConfig, source: SourceConfig, frames: int, codec: str 
     }
 
 
+def file_row(cfg: AppConfig, source: SourceConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """One file job (`run.py enhance`) of `args.frames` frames, with CPU per frame."""
+    cpu = FrameCpu()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.mp4" if args.encode else None
+        summary = run_enhance(cfg, source, out_path=out, max_frames=args.frames, on_result=cpu.on_result)
+    return {**summary, **cpu.summary()}
+
+
+def overlap_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Each clip and engine, overlapped against one thread (both rows of this run)."""
+    lines = []
+    for r in results:
+        seq = [s for s in results if s["clip"] == r["clip"] and s["config"] + " overlap" == r["config"]]
+        if seq:
+            s = seq[0]
+            lines.append(
+                f"Overlap, {r['clip']}, {s['config']}: {s['fps']:.1f} -> {r['fps']:.1f} fps "
+                f"({r['fps'] / s['fps']:.2f}x), CPU {s['cpu_ms']:.1f} -> {r['cpu_ms']:.1f} ms per frame."
+            )
+    return lines
+
+
 def table_row(clip: str, config: str, summary: dict[str, Any]) -> dict[str, object]:
     row: dict[str, object] = {
         "clip": clip,
         "config": config,
         "fps": summary["fps"],
+        "wall s": summary["seconds"],
         "cpu ms": summary["cpu_ms"],
         "cpu p50": summary["cpu_p50_ms"],
         "cpu p95": summary["cpu_p95_ms"],
@@ -215,6 +254,7 @@ def main(args: argparse.Namespace) -> int:
                 "clip": src.name,
                 "config": "decode only",
                 "fps": decode["fps"],
+                "wall s": decode["seconds"],
                 "cpu ms": decode["cpu_ms"],
                 "cpu p50": decode["cpu_p50_ms"],
                 "cpu p95": decode["cpu_p95_ms"],
@@ -231,11 +271,14 @@ def main(args: argparse.Namespace) -> int:
                     engine=engine,
                 ),
             )
-            cpu = FrameCpu()
-            summary = run_enhance(cfg, src, out_path=None, max_frames=args.frames, on_result=cpu.on_result)
-            summary.update(cpu.summary())
-            rows.append(table_row(src.name, summary["engine"], summary))
-            results.append({"clip": src.name, "config": engine, **summary})
+            for overlap in args.file_overlap.split(","):
+                summary = file_row(
+                    validate(replace(cfg, enhance=replace(cfg.enhance, overlap=overlap))), src, args
+                )
+                label = summary["engine"] + (", overlapped" if summary["overlapped"] else "")
+                rows.append(table_row(src.name, label, summary))
+                config = engine + (" overlap" if summary["overlapped"] else "")
+                results.append({"clip": src.name, "config": config, **summary})
         if src.uri == "demo":
             live_cfg = replace(base, mode="live", enhance=replace(base.enhance, engine=engines[-1]))
             for codec in args.live_codecs.split(","):
@@ -243,8 +286,8 @@ def main(args: argparse.Namespace) -> int:
                 label = f"live: {live['engine']}" + (f" + {codec}" if codec != "none" else "")
                 rows.append(table_row(src.name, label, live))
                 results.append({"clip": src.name, "config": f"live {codec}", **live})
-    columns = ["clip", "config", "fps", "cpu ms", "cpu p50", "cpu p95", "faces/frame", "enhanced/frame"]
-    columns += ["refresh/s"]
+    columns = ["clip", "config", "fps", "wall s", "cpu ms", "cpu p50", "cpu p95"]
+    columns += ["faces/frame", "enhanced/frame", "refresh/s"]
     columns += ["dropped", "source p50"]
     for stage in (*STAGES, "encode"):
         columns += [f"{stage} p50", f"{stage} p95"]
@@ -254,7 +297,9 @@ def main(args: argparse.Namespace) -> int:
         "mean, p50, p95;"
     )
     print(
-        "stage columns: wall ms per frame. File rows: detection inline, every face enhanced. live: "
+        "stage columns: wall ms per frame. File rows: detection inline, every face enhanced, "
+        f"{'the mp4 encoded' if args.encode else 'no output encoded'}; overlapped: decode, "
+        "detect+track+crop, enhance+composite and the consumer each in a thread. live: "
         "background detection, `per_frame` faces enhanced per frame, output encoded with the codec "
         "named; enhanced/frame: faces run through the engine (the others reuse their newest face: "
         "per_frame turn, or unchanged crop); refresh/s: engine runs per face per second at 30 fps."
@@ -264,6 +309,8 @@ def main(args: argparse.Namespace) -> int:
         f"load average (1/5/15 min) at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
         f"on {os.cpu_count()} CPUs"
     )
+    for line in overlap_lines(results):
+        print(line)
     for config, label in (("fsr", "file settings"), *((f"live {c}", f"live + {c}") for c in CODECS)):
         demo = [r for r in results if r["clip"] == "demo-720p" and r["config"] == config]
         if demo:

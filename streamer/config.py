@@ -292,6 +292,17 @@ class EnhanceConfig:
         ),
     ] = 6.0
     threads: Annotated[int, setting("engine threads", ge=1)] = 1
+    overlap: Annotated[
+        str,
+        setting(
+            "enhance jobs: decode, detect+track+crop, enhance+composite and the mp4 encode each in "
+            "their own thread, frames kept in order, none dropped (auto: on for files and the demo, "
+            "off for streams read live; served cameras always run in one thread)",
+            choices=("auto", "on", "off"),
+            flag="--overlap",
+            commands=("enhance",),
+        ),
+    ] = "auto"
     weights_dir: Annotated[str, setting("FSR weights folder (default: the shipped weights)")] = ""
     trt_cache_dir: Annotated[str, setting("TensorRT engine cache (default ~/.cache/facestream/trt)")] = ""
 

@@ -20,6 +20,7 @@ from streamer.pipeline import STAGES, Pipeline
 from streamer.run_loop import run_source
 from streamer.sink import Mp4Sink
 from streamer.sources import open_source
+from streamer.stage_threads import run_overlapped
 from streamer.stats import format_table
 from streamer.types import FrameResult
 
@@ -35,8 +36,10 @@ def run_enhance(
     on_result: Callable[[FrameResult], None] | None = None,
 ) -> dict[str, Any]:
     """Process `source_cfg` through the pipeline; write `out_path` (mp4) when given. The mode
-    (file or live) is the config's, decided where the config was built. `on_result` sees every
-    result after it was written (the benchmarks measure CPU per frame there)."""
+    (file or live) is the config's, decided where the config was built; the stages run
+    overlapped in threads unless `enhance.overlap` says otherwise (streamer.stage_threads).
+    `on_result` sees every result after it was written, in the thread that writes (the
+    benchmarks measure CPU per frame there)."""
     source = open_source(source_cfg, live=cfg.live)
     source.start()
     pipe = pipeline or Pipeline(cfg, source_cfg.display_name)
@@ -53,11 +56,15 @@ def run_enhance(
         if on_result is not None:
             on_result(result)
 
+    read_timeout = source_cfg.open_timeout_s + 5.0
     t0 = time.perf_counter()
     try:
-        frames = run_source(
-            pipe, source, write, max_frames=max_frames, read_timeout=source_cfg.open_timeout_s + 5.0
-        )
+        if overlapped(cfg):
+            frames = run_overlapped(
+                source, pipe.front, pipe.back, write, max_frames=max_frames, read_timeout=read_timeout
+            )
+        else:
+            frames = run_source(pipe, source, write, max_frames=max_frames, read_timeout=read_timeout)
     finally:
         source.stop()
         if sink is not None:
@@ -73,12 +80,20 @@ def run_enhance(
         "faces_enhanced_per_frame": pipe.faces_enhanced / frames if frames else 0.0,
         "faces_reused_per_frame": pipe.faces_reused / frames if frames else 0.0,
         "engine": pipe.backend_name,
+        "overlapped": overlapped(cfg),
         "source_stats": asdict(source.stats),
         "stages": pipe.stats.summary(),
     }
     if pipeline is None:
         pipe.close()
     return summary
+
+
+def overlapped(cfg: AppConfig) -> bool:
+    """Whether the job runs its stages in threads (`enhance.overlap`). By default not for a stream
+    read live: there the source already drops frames the job is too slow for and detection has
+    its own thread, and the overlap was measured on file jobs only (benchmarks/pipeline.py)."""
+    return cfg.enhance.overlap == "on" or (cfg.enhance.overlap == "auto" and not cfg.live)
 
 
 def summary_table(summary: dict[str, Any]) -> str:
@@ -96,7 +111,8 @@ def summary_table(summary: dict[str, Any]) -> str:
     head = (
         f"{summary['source']}: {summary['frames']} frames in {summary['seconds']:.1f} s "
         f"= {summary['fps']:.1f} fps, "
-        f"{summary['faces_per_frame']:.2f} faces/frame, engine {summary['engine']}\n"
+        f"{summary['faces_per_frame']:.2f} faces/frame, engine {summary['engine']}"
+        f"{', stages overlapped' if summary['overlapped'] else ''}\n"
         f"source: dropped {src.get('frames_dropped', 0)}, corrupt packets {src.get('corrupt_packets', 0)}, "
         f"reconnects {src.get('reconnects', 0)}"
     )

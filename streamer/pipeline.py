@@ -4,6 +4,12 @@ source frame -> detect (streamer.detection: every `interval` frames, flow in bet
 align crops -> enhance (one batched engine call per frame) -> composite. `process` is plain
 blocking CPU work, driven by `streamer.run_loop.run_source` for files, cameras and benchmarks.
 Live settings (`apply`) can change while it runs; they take effect at the next frame.
+
+`process` is two halves, `front` (detect, track, choose, crop) and `back` (enhance, composite,
+label), which a file job runs in two threads (streamer.stage_threads) so one frame is enhanced
+while the next is detected. Each half owns its own state, and whatever the back half needs from
+the front (the tracks that ended, the settings and engines in force) travels with the frame
+(`Staged`), so both halves switch at the same frame whichever thread runs them.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -32,6 +39,24 @@ from streamer.types import EnhancedFace, FaceCrop, Frame, FrameResult, StageTime
 log = logging.getLogger(__name__)
 
 STAGES = ("detect", "track", "crop", "enhance", "composite")
+
+
+@dataclass
+class Staged:
+    """A frame between the two halves: the front half's results, and what the back half must
+    take from the front rather than share with it while both run."""
+
+    frame: Frame
+    tracks: list[Track]
+    crops: list[FaceCrop]
+    dead: list[int]
+    """Tracks that ended at this frame: the back half drops their state before enhancing it."""
+    cfg: AppConfig
+    """The settings this frame was taken with (a live change applies from one frame on)."""
+    engines: dict[int, Enhancer]
+    """The engines its crops were cut for, by input side."""
+    times: dict[str, float]
+    started: float
 
 
 class Pipeline:
@@ -58,6 +83,9 @@ class Pipeline:
         self.engines = engines_factory(cfg.enhance)
         self.entries = EntryChooser(self.engines)
         self.gallery = Gallery()
+        self._back_cfg = cfg
+        self._back_engines = self.engines
+        """The settings and engines of the frame the back half is on (`Staged`)."""
         self._pending: AppConfig | None = None
         self._lock = threading.Lock()
         self.frames = 0
@@ -70,7 +98,7 @@ class Pipeline:
     @property
     def enhancer(self) -> Enhancer:
         """The engine of the configured scale (the one every face takes with fixed entry)."""
-        return self.engines[INPUT_SIZE_FOR_SCALE[self.cfg.enhance.scale]]
+        return _configured(self.cfg, self.engines)
 
     @property
     def backend_name(self) -> str:
@@ -98,15 +126,20 @@ class Pipeline:
         if new is None:
             return
         if new.enhance != self.cfg.enhance:
+            # The old engines are closed by the back half once it reaches this frame.
             engines = self.engines_factory(new.enhance)
-            for old in self.engines.values():
-                old.close()
             self.engines, self.entries = engines, EntryChooser(engines)
             log.info("%s: enhancer now %s", self.source_name, ", ".join(e.name for e in engines.values()))
         self.detection.interval = new.detect.interval
         self.cfg = new
 
     def process(self, frame: Frame) -> FrameResult:
+        """One frame through both halves in the caller's thread (cameras, benchmarks)."""
+        return self.back(self.front(frame))
+
+    def front(self, frame: Frame) -> Staged:
+        """Detect, track, choose and crop. Frames must come in order (tracking follows faces
+        from one to the next); live changes are taken here, at the start of a frame."""
         started = time.monotonic()
         self._apply_pending()
         times: dict[str, float] = {}
@@ -118,30 +151,47 @@ class Pipeline:
         with self.stats.time("track", times):
             tracks = self.tracker.update(detections, image)
             dead = self.tracker.pop_dead()
-            if dead:
-                for engine in self.engines.values():
-                    engine.forget(dead)
-                self.entries.forget(dead)
-                self.gallery.forget(dead)
-                for track_id in dead:
-                    self._latest.pop(track_id, None)
+            self.entries.forget(dead)
             self._tracks = tracks
             chosen = self._choose(tracks)
 
         with self.stats.time("crop", times):
             crops = self._crop(image, chosen)
 
+        return Staged(frame, tracks, crops, dead, self.cfg, self.engines, times, started)
+
+    def back(self, staged: Staged) -> FrameResult:
+        """Enhance, composite and label a frame from `front`, in the order `front` made them: the
+        engines keep state per track across frames."""
+        self._take_over(staged)
+        times = staged.times
+
         with self.stats.time("enhance", times):
-            faces = self._enhance(crops)
+            if staged.dead:
+                for engine in self._back_engines.values():
+                    engine.forget(staged.dead)
+                self.gallery.forget(staged.dead)
+                for track_id in staged.dead:
+                    self._latest.pop(track_id, None)
+            faces = self._enhance(staged.crops)
 
         with self.stats.time("composite", times):
-            output = self._compose(image, faces)
+            output = self._compose(staged.frame.image, faces)
             if faces:
                 label_frame(output)
 
         self.frames += 1
         self.faces_total += len(faces)
-        return FrameResult(frame, output, tracks, faces, StageTimes(times), started)
+        return FrameResult(staged.frame, output, staged.tracks, faces, StageTimes(times), staged.started)
+
+    def _take_over(self, staged: Staged) -> None:
+        """The back half switches to the settings and engines of its frame; engines a live change
+        replaced are closed here, where no earlier frame can still need them."""
+        if staged.engines is not self._back_engines:
+            for old in self._back_engines.values():
+                old.close()
+            self._back_engines = staged.engines
+        self._back_cfg = staged.cfg
 
     def _crop(self, image: np.ndarray, tracks: list[Track]) -> list[FaceCrop]:
         """Each face cropped at the input side of the engine it enters; a face too large for
@@ -166,7 +216,9 @@ class Pipeline:
         for c in self._turns(crops, cached):
             by_entry.setdefault(c.size, []).append(c)
         for side, todo in by_entry.items():
-            out = self.engines[side].enhance(np.stack([c.image for c in todo]), [c.track_id for c in todo])
+            out = self._back_engines[side].enhance(
+                np.stack([c.image for c in todo]), [c.track_id for c in todo]
+            )
             for c, img in zip(todo, out, strict=True):
                 enhanced[c.track_id] = img
                 self._latest[c.track_id] = (self.frames, img, c.image)
@@ -175,7 +227,7 @@ class Pipeline:
 
     def _cached(self) -> dict[int, np.ndarray]:
         """Each track's newest enhanced face, where it has the engine's current size."""
-        size = self.enhancer.output_size
+        size = _configured(self._back_cfg, self._back_engines).output_size
         return {tid: img for tid, (_, img, _) in self._latest.items() if img.shape[0] == size}
 
     def _turns(self, crops: list[FaceCrop], cached: Mapping[int, np.ndarray]) -> list[FaceCrop]:
@@ -183,8 +235,9 @@ class Pipeline:
         the ones enhanced longest ago. A face whose aligned LR crop differs from the one of its
         newest enhancement by less than `reuse_below` (mean absolute difference, 0-255) is not
         due at all: the engine would redraw the same face."""
-        budget = (self.cfg.enhance.per_frame if self.cfg.live else 0) or len(crops)
-        limit = self.cfg.enhance.reuse_below
+        cfg = self._back_cfg
+        budget = (cfg.enhance.per_frame if cfg.live else 0) or len(crops)
+        limit = cfg.enhance.reuse_below
         due = [
             c
             for c in crops
@@ -204,7 +257,7 @@ class Pipeline:
         return [tracks[i] for i in sorted(order)]
 
     def _compose(self, image: np.ndarray, faces: list[EnhancedFace]) -> np.ndarray:
-        out = self.cfg.output
+        out = self._back_cfg.output
         self.gallery.update(faces)
         if out.mode == "upscale":
             return compose_upscale(image, faces, out.upscale, out.feather)
@@ -216,8 +269,15 @@ class Pipeline:
 
     def close(self) -> None:
         self.detection.close()
-        for engine in self.engines.values():
+        engines = list(self.engines.values())
+        if self._back_engines is not self.engines:  # replaced by a change no frame took to the back
+            engines += self._back_engines.values()
+        for engine in engines:
             engine.close()
+
+
+def _configured(cfg: AppConfig, engines: Mapping[int, Enhancer]) -> Enhancer:
+    return engines[INPUT_SIZE_FOR_SCALE[cfg.enhance.scale]]
 
 
 def _change(a: np.ndarray, b: np.ndarray) -> float:

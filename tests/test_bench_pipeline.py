@@ -15,11 +15,21 @@ def test_quick_pipeline_bench_prints_table_and_json(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "decode only" in table and "detect p95" in table and "cpu p95" in table
     rows = json.loads(out.read_text())
-    assert [r["config"] for r in rows] == ["decode only", "bicubic", "live vp8", "live h264"]
-    for row in rows[2:]:
+    assert [r["config"] for r in rows] == [
+        "decode only",
+        "bicubic",
+        "bicubic overlap",
+        "live vp8",
+        "live h264",
+    ]
+    for row in rows[3:]:
         assert row["frames"] == 6 and row["faces_per_frame"] >= 4
         assert row["stages"]["encode"]["count"] == 6
-    assert rows[1]["frames"] == 6 and rows[1]["faces_per_frame"] >= 4
+    # The file rows, in one thread and overlapped, process the same frames and faces.
+    assert [r["overlapped"] for r in rows[1:3]] == [False, True]
+    for row in rows[1:3]:
+        assert row["frames"] == 6 and row["faces_per_frame"] == rows[1]["faces_per_frame"] >= 4
+    assert "Overlap, demo-720p, bicubic:" in table
     # CPU per frame is measured over the frames after the first, and the pipeline costs more
     # than decoding alone.
     assert all(r["cpu_frames"] == 5 for r in rows)
