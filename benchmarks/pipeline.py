@@ -6,7 +6,8 @@ engine, each of these file rows twice: its stages in one thread, and overlapped 
 (`enhance.overlap`, streamer/stage_threads.py), without an output or, with `--encode`, writing
 the mp4 as `enhance --out` does. On the demo it adds live rows (background detection, the
 `per_frame` engine budget), each with the output encoded as a viewer's sender encodes it
-(aiortc's VP8 or H.264 encoder, on the yuv420p frame the camera prepares). It prints fps, CPU
+(the shared encoder's VP8 or H.264 at `server.encode_speed`, on the yuv420p frame the camera
+prepares), with fp32 and int8 engines (`--live-precisions`). It prints fps, CPU
 milliseconds per output frame (process user + system time, all threads: the figure to trust on a
 shared machine), p50/p95 per stage, faces per frame and frames dropped, and says how far the demo
 (720p, 4+ faces) is from the product goal of 30 fps on one core.
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.config import AppConfig, EnhanceConfig, SourceConfig, validate
+from streamer.config import AppConfig, EnhanceConfig, ServerConfig, SourceConfig, validate
 from streamer.enhance_job import run_enhance
 from streamer.pipeline import STAGES, Pipeline
 from streamer.run_loop import run_source
@@ -62,6 +63,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--live-codecs",
         default=",".join(CODECS),
         help="codecs of the live demo rows (one row each, the output encoded; 'none' for no encode)",
+    )
+    p.add_argument(
+        "--live-precisions",
+        default="fp32,int8",
+        help="enhance.precision of the live demo rows (a row per precision and codec)",
     )
     p.add_argument(
         "--file-overlap",
@@ -108,17 +114,16 @@ def decode_only(source: SourceConfig, frames: int) -> dict[str, Any]:
 
 
 class OutputEncoder:
-    """The output encoded as one viewer's sender encodes it: aiortc's own encoder at the server's
-    bitrate, on the yuv420p frame the camera prepares (streamer.server.camera.yuv_frame)."""
+    """The output encoded as `serve` encodes it by default: the shared encoder's `VideoEncoder`
+    (streamer/server/encoder.py) at the server's bitrate and `encode_speed`, a keyframe every
+    `keyframe_interval_s` at 30 fps, on the yuv420p frame the camera prepares
+    (streamer.server.camera.yuv_frame)."""
 
-    def __init__(self, codec: str, kbps: int) -> None:
-        from aiortc.codecs.h264 import H264Encoder
-        from aiortc.codecs.vpx import Vp8Encoder
+    def __init__(self, codec: str, server: ServerConfig) -> None:
+        from streamer.server.encoder import VideoEncoder
 
-        from streamer.server.signaling import set_video_bitrate
-
-        set_video_bitrate(kbps)
-        self.encoder = Vp8Encoder() if codec == "vp8" else H264Encoder()
+        self.encoder = VideoEncoder(codec, server.bitrate_kbps, server.encode_speed)
+        self.gop = max(1, round(30 * server.keyframe_interval_s))
         self.frames = 0
         self.bytes = 0
 
@@ -127,8 +132,8 @@ class OutputEncoder:
 
         frame = yuv_frame(image)
         frame.pts, frame.time_base = self.frames * 3000, Fraction(1, 90_000)
-        payloads, _ = self.encoder.encode(frame)
-        self.bytes += sum(len(p) for p in payloads)
+        packet = self.encoder.encode(frame, keyframe=self.frames % self.gop == 0)
+        self.bytes += packet.size if packet is not None else 0
         self.frames += 1
 
 
@@ -137,7 +142,7 @@ def live_settings(cfg: AppConfig, source: SourceConfig, frames: int, codec: str 
     fast as it takes frames, so its fps is the most a live camera could get through; with
     `codec`, the output is encoded too (part of what a camera costs)."""
     pipe = Pipeline(cfg, source.display_name)
-    encoder = OutputEncoder(codec, cfg.server.bitrate_kbps) if codec != "none" else None
+    encoder = OutputEncoder(codec, cfg.server) if codec != "none" else None
     src = open_source(source)
     src.start()
     faces = 0
@@ -167,6 +172,8 @@ def live_settings(cfg: AppConfig, source: SourceConfig, frames: int, codec: str 
         "faces_reused_per_frame": pipe.faces_reused / max(n, 1),
         "engine": pipe.backend_name,
         "codec": codec,
+        "encode_speed": cfg.server.encode_speed if codec != "none" else None,
+        "precision": cfg.enhance.precision,
         "stages": pipe.stats.summary(),
         "source_stats": {},
         **cpu.summary(),
@@ -281,11 +288,18 @@ def main(args: argparse.Namespace) -> int:
                 results.append({"clip": src.name, "config": config, **summary})
         if src.uri == "demo":
             live_cfg = replace(base, mode="live", enhance=replace(base.enhance, engine=engines[-1]))
-            for codec in args.live_codecs.split(","):
-                live = live_settings(live_cfg, src, args.frames, codec)
-                label = f"live: {live['engine']}" + (f" + {codec}" if codec != "none" else "")
-                rows.append(table_row(src.name, label, live))
-                results.append({"clip": src.name, "config": f"live {codec}", **live})
+            for precision in args.live_precisions.split(","):
+                cfg_p = validate(replace(live_cfg, enhance=replace(live_cfg.enhance, precision=precision)))
+                for codec in args.live_codecs.split(","):
+                    live = live_settings(cfg_p, src, args.frames, codec)
+                    label = (
+                        f"live: {live['engine']}"
+                        + (f", {precision}" if precision != "fp32" else "")
+                        + (f" + {codec}" if codec != "none" else "")
+                    )
+                    rows.append(table_row(src.name, label, live))
+                    config = f"live {codec}" + (f" {precision}" if precision != "fp32" else "")
+                    results.append({"clip": src.name, "config": config, **live})
     columns = ["clip", "config", "fps", "wall s", "cpu ms", "cpu p50", "cpu p95"]
     columns += ["faces/frame", "enhanced/frame", "refresh/s"]
     columns += ["dropped", "source p50"]

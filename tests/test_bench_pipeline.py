@@ -9,7 +9,18 @@ def test_quick_pipeline_bench_prints_table_and_json(tmp_path, capsys):
     pipeline.add_arguments(parser)
     out = tmp_path / "pipe.json"
     args = parser.parse_args(
-        ["--videos", str(tmp_path), "--frames", "6", "--engines", "bicubic", "--json", str(out)]
+        [
+            "--videos",
+            str(tmp_path),
+            "--frames",
+            "6",
+            "--engines",
+            "bicubic",
+            "--live-precisions",
+            "fp32",
+            "--json",
+            str(out),
+        ]
     )
     assert pipeline.main(args) == 0
     table = capsys.readouterr().out
@@ -24,6 +35,7 @@ def test_quick_pipeline_bench_prints_table_and_json(tmp_path, capsys):
     ]
     for row in rows[3:]:
         assert row["frames"] == 6 and row["faces_per_frame"] >= 4
+        assert row["encode_speed"] == "fast" and row["precision"] == "fp32"
         assert row["stages"]["encode"]["count"] == 6
     # The file rows, in one thread and overlapped, process the same frames and faces.
     assert [r["overlapped"] for r in rows[1:3]] == [False, True]
