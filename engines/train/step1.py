@@ -54,6 +54,13 @@ W_THROUGH = 1.0
 BOOTSTRAP = 0.25
 
 
+def train_pool(hr: np.ndarray, size: int, opts: TrainOptions) -> np.ndarray:
+    """The video-coded pool of the training faces `hr` at `size` px, cached under a tag that
+    names the datasets and the limit (engines.data.video_degrade.load_pool)."""
+    tag = f"{opts.dataset.replace(',', '+')}_train" + (f"_limit{opts.limit}" if opts.limit else "")
+    return load_pool(hr, size, opts.cache, tag)
+
+
 def frozen_step2(weights: Path, variant: str, device: torch.device) -> torch.nn.Module:
     """The step 2 of a weights folder, frozen: step 1 trained through it learns the MR faces that
     this prior turns into the best HR faces, not only MR faces close to a downscale (the split
@@ -165,8 +172,7 @@ def train_restorer(
     learned, video = learned and not synthetic_only, video and not synthetic_only
     pool = None
     if video:
-        pool_tag = f"{opts.dataset.replace(',', '+')}_train" + (f"_limit{opts.limit}" if opts.limit else "")
-        pool = load_pool(hr_all, s, opts.cache, pool_tag)
+        pool = train_pool(hr_all, s, opts)
     if learned:
         if real_lr is None:
             real_lr = load_real_lr(opts.cache, s, finder=opts.finder)

@@ -32,7 +32,6 @@ from engines.arch import build
 from engines.arch.disc_arch import PatchDiscriminator
 from engines.data.datasets import load_hr, split_note
 from engines.data.degrade import degrade
-from engines.data.video_degrade import load_pool
 from engines.train import configs as C
 from engines.train.card import write_card
 from engines.train.common import (
@@ -51,7 +50,7 @@ from engines.train.common import (
     to_tensor,
 )
 from engines.train.export import export_step2
-from engines.train.step1 import _device_name, _flip_by
+from engines.train.step1 import _device_name, _flip_by, train_pool
 
 W_FFT, W_ADV, W_CODE = 0.1, 0.02, 1e-4
 CODE_NOISE = 0.1
@@ -172,8 +171,7 @@ def train_step2(
         ckpt.save(done, modules, rng, timer.elapsed, {"zmean": zmean.cpu(), "gen": gen.get_state()})
 
     loop = StepLoop(opts, name, start, timer, save)
-    pool_tag = f"{opts.dataset.replace(',', '+')}_train" + (f"_limit{opts.limit}" if opts.limit else "")
-    pools = functools.cache(lambda size: load_pool(hr_all, size, opts.cache, pool_tag))
+    pools = functools.cache(lambda size: train_pool(hr_all, size, opts))
     step1 = Cascade(opts.ckpt_dir, variant, device, pools) if cascade > 0 else None
     n_step1 = round(opts.batch * cascade)
     for step, t in loop:
