@@ -66,10 +66,16 @@ def frozen_step2(weights: Path, variant: str, device: torch.device) -> torch.nn.
     this prior turns into the best HR faces, not only MR faces close to a downscale (the split
     at MR otherwise costs the two-step model what a one-step model learns end to end)."""
     prior = build(C.step2_arch(variant), C.step2_kwargs(variant)).to(device)
-    prior.load_state_dict(
-        torch.load(weights / C.name("step2", None, variant) / "model.pt", map_location=device)
-    )
+    prior.load_state_dict(step2_state(weights, variant, device))
     return prior.eval().requires_grad_(False)
+
+
+def step2_state(weights: Path, variant: str, device: torch.device) -> dict[str, torch.Tensor]:
+    """The state dict of a weights folder's step 2 (its exported model.pt)."""
+    state: dict[str, torch.Tensor] = torch.load(
+        weights / C.name("step2", None, variant) / "model.pt", map_location=device
+    )
+    return state
 
 
 def _flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -50,7 +50,7 @@ from engines.train.common import (
     to_tensor,
 )
 from engines.train.export import export_step2
-from engines.train.step1 import _device_name, _flip_by, train_pool
+from engines.train.step1 import _device_name, _flip_by, step2_state, train_pool
 
 W_FFT, W_ADV, W_CODE = 0.1, 0.02, 1e-4
 CODE_NOISE = 0.1
@@ -144,9 +144,7 @@ def train_step2(
     w_adv = W_ADV if variant == "quality" else 0.0
     prior: Any = build(arch, kw).to(device)  # its parts and shapes are attributes torch cannot type
     if init_from is not None:
-        prior.load_state_dict(
-            torch.load(init_from / C.name("step2", None, variant) / "model.pt", map_location=device)
-        )
+        prior.load_state_dict(step2_state(init_from, variant, device))
     code_ch = prior.prior_shape[0]
     disc = PatchDiscriminator(16, downs=3, max_channels=64, stem=False).to(device)
     opt = torch.optim.Adam(prior.parameters(), lr=opts.lr, betas=(0.9, 0.99))
