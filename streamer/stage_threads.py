@@ -55,26 +55,22 @@ def run_overlapped(
     front: Callable[[Frame], S],
     back: Callable[[S], FrameResult],
     on_result: Callable[[FrameResult], None],
-    stop: threading.Event | None = None,
     *,
     max_frames: int = 0,
     read_timeout: float = 0.5,
     depth: int = DEPTH,
 ) -> int:
     """Run frames of a started `source` through `front`, then `back`, then `on_result` (in the
-    calling thread), each stage in its own thread, until the source ends, `max_frames` were read
-    (0: no limit) or `stop` is set; return how many results `on_result` took."""
+    calling thread), each stage in its own thread, until the source ends or `max_frames` were
+    read (0: no limit); return how many results `on_result` took."""
     failure = _Failure()
     frames: queue.Queue[Frame | None] = queue.Queue(depth)
     staged: queue.Queue[S | None] = queue.Queue(depth)
     results: queue.Queue[FrameResult | None] = queue.Queue(depth)
 
-    def stopped() -> bool:
-        return failure.event.is_set() or (stop is not None and stop.is_set())
-
     def read() -> None:
         try:
-            for n, frame in enumerate(read_frames(source, stopped, read_timeout), 1):
+            for n, frame in enumerate(read_frames(source, failure.event.is_set, read_timeout), 1):
                 frames.put(frame)
                 if n == max_frames:
                     break
