@@ -59,6 +59,9 @@ SHARP_HALF = 2000.0
 """Laplacian variance at which the sharpness factor is 0.5. Measured on the demo camera's 16 px
 crops (x8 engine, 640x360): about 2,400 (motion-blurred) to 9,000."""
 ORIGINAL_MARGIN = 0.25
+REPLACED_KEEP_S = 600.0
+"""A face that a better one of its track replaced stays readable (image, download) this long,
+though no longer listed: an operator who picked it from a page a minute ago still gets it."""
 MAX_PAGE = 200
 
 SCHEMA = """
@@ -86,7 +89,8 @@ CREATE TABLE IF NOT EXISTS faces (
     enhanced_size INTEGER NOT NULL,
     original_w INTEGER NOT NULL,
     original_h INTEGER NOT NULL,
-    bytes INTEGER NOT NULL
+    bytes INTEGER NOT NULL,
+    replaced REAL
 );
 CREATE INDEX IF NOT EXISTS faces_track ON faces (track, score);
 CREATE INDEX IF NOT EXISTS faces_seen ON faces (seen);
@@ -453,16 +457,16 @@ class FaceTimeline:
                     ),
                 )
                 evicted = conn.execute(
-                    "SELECT id, enhanced_file, original_file FROM faces WHERE track = ? "
+                    "SELECT id FROM faces WHERE track = ? AND replaced IS NULL "
                     "ORDER BY score DESC, id DESC LIMIT -1 OFFSET ?",
                     (track, self.cfg.faces_per_track),
                 ).fetchall()
-                conn.executemany("DELETE FROM faces WHERE id = ?", [(r[0],) for r in evicted])
+                now = time.time()
+                conn.executemany("UPDATE faces SET replaced = ? WHERE id = ?", [(now, r[0]) for r in evicted])
         except BaseException:
             for path in paths:
                 path.unlink(missing_ok=True)
             raise
-        self._remove_files([f for r in evicted for f in r[1:]])
         if self.metrics is not None:
             self.metrics.saved.labels(c.camera).inc()
 
@@ -496,19 +500,22 @@ class FaceTimeline:
                 (self.root / name).unlink()
 
     def prune(self, now: float | None = None) -> int:
-        """Apply the age and size limits (oldest faces first) now; returns how many faces went.
-        The writer does this by itself every PRUNE_EVERY_S."""
+        """Apply the age and size limits (oldest faces first) and drop faces replaced more than
+        REPLACED_KEEP_S ago, now; returns how many faces went. The writer does this by itself
+        every PRUNE_EVERY_S."""
         with self._db_lock:
             return self._prune(self._connection(), time.time() if now is None else now)
 
     def _prune(self, conn: sqlite3.Connection, now: float) -> int:
         cutoff = now - self.cfg.max_age_days * 86400
+        replaced_cutoff = now - REPLACED_KEEP_S
         room = self.cfg.max_size_mb * 1024 * 1024
         kept, removed = 0, []
-        for fid, enh, orig, size, seen in conn.execute(
-            "SELECT id, enhanced_file, original_file, bytes, seen FROM faces ORDER BY seen DESC, id DESC"
+        for fid, enh, orig, size, seen, replaced in conn.execute(
+            "SELECT id, enhanced_file, original_file, bytes, seen, replaced FROM faces "
+            "ORDER BY seen DESC, id DESC"
         ).fetchall():
-            if seen < cutoff or kept + size > room:
+            if seen < cutoff or kept + size > room or (replaced is not None and replaced < replaced_cutoff):
                 removed.append((fid, enh, orig))
             else:
                 kept += size
@@ -546,7 +553,7 @@ class FaceTimeline:
         """Tracks seen in [since, until] (0: open), newest first, each with its kept faces best
         first; `next` is the cursor of the following page (None on the last)."""
         limit = max(1, min(MAX_PAGE, limit))
-        where = ["EXISTS (SELECT 1 FROM faces f WHERE f.track = t.id)"]
+        where = ["EXISTS (SELECT 1 FROM faces f WHERE f.track = t.id AND f.replaced IS NULL)"]
         args: list[object] = []
         if camera:
             where.append("t.camera = ?")
@@ -574,7 +581,8 @@ class FaceTimeline:
             if rows:
                 marks = ",".join("?" * len(rows))
                 for f in conn.execute(
-                    f"SELECT {_FACE_COLUMNS} FROM faces WHERE track IN ({marks}) ORDER BY score DESC, id",
+                    f"SELECT {_FACE_COLUMNS} FROM faces WHERE track IN ({marks}) AND replaced IS NULL "
+                    "ORDER BY score DESC, id",
                     [r[0] for r in rows],
                 ):
                     faces[f[1]].append(_face_json(f))
@@ -594,7 +602,8 @@ class FaceTimeline:
         return {"items": items, "next": nxt, "cameras": cameras, "note": NOTE}
 
     def faces(self, ids: list[int]) -> list[dict[str, Any]]:
-        """Face records (with their track's camera and times) by id, for downloads."""
+        """Face records (with their track's camera and times) by id, for downloads; a face that a
+        better one replaced within REPLACED_KEEP_S is still here, marked `replaced`."""
         if not ids:
             return []
         with self._reader() as conn:
@@ -603,7 +612,7 @@ class FaceTimeline:
             marks = ",".join("?" * len(ids))
             rows = conn.execute(
                 f"SELECT {_FACE_COLUMNS}, t.camera, t.track_id, t.first_seen, t.last_seen, "
-                f"enhanced_file, original_file FROM faces JOIN tracks t ON t.id = faces.track "
+                f"enhanced_file, original_file, replaced FROM faces JOIN tracks t ON t.id = faces.track "
                 f"WHERE faces.id IN ({marks}) ORDER BY faces.id",
                 ids,
             ).fetchall()
@@ -616,6 +625,7 @@ class FaceTimeline:
                 first_seen=r[11],
                 last_seen=r[12],
                 files={"enhanced": r[13], "original": r[14]},
+                replaced=r[15] is not None,
             )
             out.append(rec)
         return out
@@ -663,6 +673,8 @@ def _open(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(SCHEMA)
+        if "replaced" not in {row[1] for row in conn.execute("PRAGMA table_info(faces)")}:
+            conn.execute("ALTER TABLE faces ADD COLUMN replaced REAL")  # a timeline from before it
         conn.execute("SELECT count(*) FROM faces").fetchone()
     except BaseException:
         conn.close()

@@ -22,6 +22,8 @@ from streamer.config import StorageConfig
 from streamer.provenance import NOTE, PNG_KEYWORD, label_frame
 from streamer.timeline import (
     QUEUE_MAX,
+    REPLACED_KEEP_S,
+    SCHEMA,
     FaceTimeline,
     TimelineMetrics,
     default_data_dir,
@@ -118,8 +120,16 @@ def test_keeps_the_best_faces_of_each_track_as_labelled_pngs(make, tmp_path: Pat
         assert all(f["enhanced"] is True for f in item["faces"])
     assert page["note"] == NOTE and page["cameras"] == ["cam"]
 
+    # The replaced faces are no longer listed but still readable, for a while.
+    listed = {f["id"] for item in page["items"] for f in item["faces"]}
+    replaced = [r for r in timeline.faces(list(range(1, 100))) if r["replaced"]]
+    assert replaced and not listed & {r["id"] for r in replaced}
+    assert all(timeline.path_of(r["id"], "enhanced") for r in replaced)
+    assert timeline.prune(time.time()) == 0
+    assert timeline.prune(time.time() + REPLACED_KEEP_S + 1) == len(replaced)
+    assert timeline.faces([r["id"] for r in replaced]) == []
     files = sorted((tmp_path / "data" / "faces").rglob("*.png"))
-    assert len(files) == 12, files  # 3 faces x 2 tracks x (enhanced + original); evicted ones deleted
+    assert len(files) == 12, files  # 3 faces x 2 tracks x (enhanced + original); replaced ones deleted
     enhanced = Image.open(next(f for f in files if f.name.endswith("-enhanced.png")))
     assert enhanced.size == (128, 128)
     assert enhanced.text[PNG_KEYWORD].startswith("true") and enhanced.text["Description"] == NOTE
@@ -195,6 +205,20 @@ def test_retention_by_age_and_size(make, tmp_path: Path) -> None:  # type: ignor
     on_disk = list((tmp_path / "data" / "faces").rglob("*.png"))
     assert len(on_disk) == 2 * len(rows)
     assert db.execute("SELECT count(*) FROM tracks").fetchone()[0] == len(rows)
+
+
+def test_a_timeline_from_before_replaced_faces_is_upgraded(make, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "data"
+    root.mkdir()
+    old = sqlite3.connect(root / "faces.db")
+    old.executescript(SCHEMA.replace(",\n    replaced REAL", ""))
+    old.close()
+    timeline, registry = make(root, faces_per_track=1)
+    for i in range(3):  # ever sharper: each replaces the one before
+        timeline.offer("cam", result(i, [face(1, BOX_A, 0.0, 2.0 - i, i)]), T0 + i, "bicubic")
+    assert timeline.drain() and saved(registry) == 3 and errors(registry, "io") == 0
+    assert len(timeline.query()["items"][0]["faces"]) == 1
+    assert [r["replaced"] for r in timeline.faces([1, 2, 3])] == [True, True, False]
 
 
 def test_a_deleted_data_folder_is_recreated(make, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

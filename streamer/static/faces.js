@@ -71,7 +71,8 @@
       img.src = withToken(face.enhanced_url);
       img.alt = `enhanced face ${face.id}`;
       img.title = "AI-enhanced: a reconstruction. Click to compare with the original.";
-      // A live track may replace a kept face with a better one between listing and loading.
+      // A face that a better one replaced is served for ten minutes more (REPLACED_KEEP_S); a page
+      // left open longer finds it gone.
       img.addEventListener("error", () => {
         fig.classList.add("gone");
         fig.title = "replaced by a better face of this track: press Show to refresh";
