@@ -245,3 +245,21 @@ def test_step1_through_a_frozen_step2_learns_its_hr_loss_and_leaves_step2_alone(
     assert all(torch.equal(before[k], after[k]) for k in before)
     with pytest.raises(ValueError, match="one-step"):
         train_restorer("onestep", 8, "fast", _opts(tmp_path, cache, "os"), through_step2=s2)
+
+
+def test_step1_trains_on_real_track_histories(tmp_path: Path, cache: Path) -> None:
+    """A quarter of each batch comes from the real-track cache (here a made-up one in the real
+    format): the run differs from the same seed without it, and the card says where data came from."""
+    rng = np.random.default_rng(1)
+    mr = rng.integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    lr = np.stack([[cv2.resize(m, (16, 16), interpolation=cv2.INTER_AREA)] * 5 for m in mr])
+    np.savez(cache / "real_tracks_16_k5.npz", lr=lr, mr=mr, clips=np.array(2))
+    kw = dict(learned=False, frames=3)
+    info = train_restorer("step1", 8, "fast", _opts(tmp_path, cache, "real", batch=8), real_tracks=True, **kw)
+    assert "6 real track histories (MR targets) from 2 clips" in info["data"]
+    train_restorer("step1", 8, "fast", _opts(tmp_path, cache, "plain", batch=8), **kw)
+    with_real = _state(tmp_path / "real/weights/step1_x8_fast_k3/model.pt")
+    without = _state(tmp_path / "plain/weights/step1_x8_fast_k3/model.pt")
+    assert any(not torch.equal(with_real[k], without[k]) for k in with_real)
+    with pytest.raises(ValueError, match="--real-tracks trains a step 1"):
+        train_restorer("onestep", 8, "fast", _opts(tmp_path, cache, "bad"), learned=False, real_tracks=True)

@@ -29,8 +29,9 @@ def shared_videos_dir() -> Path:
     return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "videos"
 
 
-def _frames(source: str, every: int, max_frames: int) -> Iterable[np.ndarray]:
-    """Every `every`-th decoded frame of a file or URL, BGR uint8, at most `max_frames`."""
+def decoded_frames(source: str, every: int, max_frames: int, spread: bool = True) -> Iterable[np.ndarray]:
+    """Every `every`-th decoded frame of a file or URL, BGR uint8, at most `max_frames`; with
+    `spread`, spaced wider so they cover the whole clip when its length is known."""
     import av
 
     try:
@@ -39,7 +40,7 @@ def _frames(source: str, every: int, max_frames: int) -> Iterable[np.ndarray]:
         raise ValueError(f"cannot open video source {source!r}: {exc}") from None
     with container:
         known = container.streams.video[0].frames
-        if known > 0:  # spread the samples over the whole clip
+        if spread and known > 0:
             every = max(every, known // max_frames)
         got = 0
         for i, frame in enumerate(container.decode(video=0)):
@@ -69,7 +70,10 @@ def harvest(
     for src in sources:
         n_before = len(out[sizes[0]])
         for img in tqdm(
-            _frames(src, every, max_frames), desc=Path(src).name[:30], disable=not progress, total=max_frames
+            decoded_frames(src, every, max_frames),
+            desc=Path(src).name[:30],
+            disable=not progress,
+            total=max_frames,
         ):
             for det in detector.detect(img):
                 width = float(det.box[2] - det.box[0])

@@ -66,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="step1: also train on the HR output of this weights folder's step 2 (frozen)",
     )
     parser.add_argument(
+        "--real-tracks",
+        action="store_true",
+        help="step1: a quarter of each batch from real track histories (faces moving in ../shared's "
+        "videos, made tiny and H.264-coded; MR targets)",
+    )
+    parser.add_argument(
         "--cascade",
         type=float,
         nargs="?",
@@ -173,20 +179,22 @@ def main(args: argparse.Namespace, finder: FinderFactory | None = None) -> int:
     if args.what == "quantize":
         return _quantize(args, finder)
     if args.what == "prepare":
-        from engines.data.faces import SPLITS_DIR, load_faces, make_splits, shared_faces_dir, write_splits
+        from engines.data.datasets import load_hr, names
+        from engines.data.faces import SPLITS_DIR, make_splits, shared_faces_dir, write_splits
         from engines.data.harvest import load_real_lr
 
-        if not (SPLITS_DIR / f"{args.dataset}_train.txt").exists():
-            folder = (args.data or shared_faces_dir()) / args.dataset
-            if not folder.is_dir():
-                raise FileNotFoundError(
-                    f"face folder {folder} not found; pass --data DIR holding {args.dataset}/"
-                )
-            write_splits(make_splits(folder, seed=args.seed), args.dataset)
-            log.info("wrote split lists engines/splits/%s_{train,val,test}.txt", args.dataset)
+        for name in names(args.dataset):
+            if not (SPLITS_DIR / f"{name}_train.txt").exists():
+                folder = (args.data or shared_faces_dir()) / name
+                if not folder.is_dir():
+                    raise FileNotFoundError(
+                        f"face folder {folder} not found; pass --data DIR holding {name}/"
+                    )
+                write_splits(make_splits(folder, seed=args.seed), name)
+                log.info("wrote split lists engines/splits/%s_{train,val,test}.txt", name)
         for split in ("train", "val", "test"):
-            faces = load_faces(split, args.cache, args.data, dataset=args.dataset, finder=finder)
-            log.info("%s: %d faces", split, len(faces))
+            faces = load_hr(split, args.cache, args.data, datasets=args.dataset, finder=finder)
+            log.info("%s (%s): %d faces", split, args.dataset, len(faces))
         log.info("real LR faces: %d", len(load_real_lr(args.cache, 16, finder=finder)))
         return 0
     if args.what == "init":
@@ -213,6 +221,7 @@ def main(args: argparse.Namespace, finder: FinderFactory | None = None) -> int:
             frames=args.frames,
             init_from=args.init_from,
             through_step2=args.through_step2,
+            real_tracks=args.real_tracks,
         )
     elif args.what == "onestep":
         train_restorer(

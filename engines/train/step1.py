@@ -30,6 +30,7 @@ from engines.arch.disc_arch import PatchDiscriminator
 from engines.data.datasets import load_hr, split_note
 from engines.data.degrade import degrade, have_pyav
 from engines.data.harvest import load_real_lr
+from engines.data.real_tracks import load_real_tracks
 from engines.data.video_degrade import POOL_FRAMES, jitter_faces, load_pool
 from engines.train import configs as C
 from engines.train.card import write_card
@@ -51,6 +52,8 @@ from engines.train.export import export_restorer
 
 W_FFT, W_ADV, W_CYCLE, W_LOWFREQ = 0.1, 0.05, 1.0, 1.0
 W_THROUGH = 1.0
+REAL_SHARE = 0.25
+"""Share of a batch from real track histories (--real-tracks)."""
 BOOTSTRAP = 0.25
 
 
@@ -144,6 +147,7 @@ def train_restorer(
     video: bool = True,
     frames: int = 1,
     through_step2: Path | None = None,
+    real_tracks: bool = False,
 ) -> dict[str, Any]:
     """Train step 1 (kind "step1") or the one-step ablation (kind "onestep") at one scale.
 
@@ -154,7 +158,8 @@ def train_restorer(
     (`synthetic_only` turns both off). `frames` > 1 trains the multi-frame step 1 on track
     histories (the video pool's clips, and synthetic frames with the aligner's jitter).
     `through_step2` (a weights folder) adds the HR loss of that frozen step 2 on step 1's output
-    to the MR loss (see `frozen_step2`).
+    to the MR loss (see `frozen_step2`). `real_tracks` gives REAL_SHARE of each batch to
+    histories of real footage (engines.data.real_tracks), whose targets are MR faces only.
     """
     C.check_choice(scale, variant)
     if kind not in ("step1", "onestep"):
@@ -168,6 +173,8 @@ def train_restorer(
         raise ValueError(f"frames must be in 1..{POOL_FRAMES}, got {frames}")
     if through_step2 is not None and kind != "step1":
         raise ValueError("--through-step2 trains a step 1 (the one-step model has no step 2)")
+    if real_tracks and kind != "step1":
+        raise ValueError("--real-tracks trains a step 1 (its targets are 64 px MR faces)")
     s = C.SCALES[scale]
     device = setup_torch(opts)
     prior = frozen_step2(through_step2, variant, device) if through_step2 is not None else None
@@ -176,6 +183,9 @@ def train_restorer(
         "train", opts.cache, opts.data, datasets=opts.dataset, limit=opts.limit, finder=opts.finder
     )
     learned, video = learned and not synthetic_only, video and not synthetic_only
+    tracks = load_real_tracks(opts.cache, s, finder=opts.finder) if real_tracks else None
+    n_real = int(opts.batch * REAL_SHARE) if tracks is not None else 0
+    nb = opts.batch - n_real
     pool = None
     if video:
         pool = train_pool(hr_all, s, opts)
@@ -227,15 +237,15 @@ def train_restorer(
     loop = StepLoop(opts, name, start, timer, lambda done: ckpt.save(done, modules, rng, timer.elapsed))
     for _step, t in loop:
         set_lr(opt, opts.lr, t)
-        idx = rng.integers(0, len(hr_all), opts.batch)
-        flip = rng.random(opts.batch) < 0.5
+        idx = rng.integers(0, len(hr_all), nb)
+        flip = rng.random(nb) < 0.5
         hr_np = _flip_by(hr_all[idx], flip)
         hr = to_tensor(hr_np, device)
         mr = area(hr, C.MR_SIZE)
         target = area(hr, target_size)
-        fake = gen(mr, torch.randn(opts.batch, 1, s, s, device=device)) if learned else None
+        fake = gen(mr, torch.randn(nb, 1, s, s, device=device)) if learned else None
         sources = 1 + int(pool is not None) + int(fake is not None and t >= BOOTSTRAP)
-        cut = [opts.batch * k // sources for k in range(sources + 1)]
+        cut = [nb * k // sources for k in range(sources + 1)]
         synth = degrade(hr_np[: cut[1]], s, rng)
         if frames > 1:
             synth = _stack_frames(_track_starts(_history(hr_np[: cut[1]], synth, frames, s, rng), rng))
@@ -250,12 +260,19 @@ def train_restorer(
             )
         if fake is not None and t >= BOOTSTRAP:
             lr_parts.append(fake[cut[-2] :].detach())
+        if tracks is not None:
+            pick, turn = rng.integers(0, len(tracks.lr), n_real), rng.random(n_real) < 0.5
+            clips = _flip_by(tracks.lr[pick, -frames:], turn)
+            lr_parts.append(
+                to_tensor(_stack_frames(_track_starts(clips, rng)) if frames > 1 else clips[:, 0], device)
+            )
+            target = torch.cat([target, to_tensor(_flip_by(tracks.mr[pick], turn), device)])
         lr_in = torch.cat(lr_parts)
         out = net(lr_in)
         rec = F.l1_loss(out, target) + W_FFT * fft_loss(out, target)
         parts = {"rec": rec}
         if prior is not None:
-            final = prior(out)
+            final = prior(out[:nb])  # real tracks have no HR target
             parts["hr"] = F.l1_loss(final, hr) + W_FFT * fft_loss(final, hr)
             rec = rec + W_THROUGH * parts["hr"]
         if fake is None:
@@ -306,6 +323,12 @@ def train_restorer(
         "to 64 px)"
         + (f"; real LR: {real_desc}" if learned else "")
         + (f"; LR input: track histories of {frames} frames, newest last" if frames > 1 else "")
+        + (
+            f"; {REAL_SHARE:.0%} of each batch: {len(tracks.lr)} real track histories (MR targets) "
+            f"from {tracks.clips} clips of ../shared/data/videos (engines/data/real_tracks.py)"
+            if tracks is not None
+            else ""
+        )
         + (
             f"; loss: MR L1 + FFT, plus {W_THROUGH:g} x the HR L1 + FFT of the frozen step 2 of "
             f"{through_step2} on the output"
