@@ -41,7 +41,7 @@ class TrackHistory:
                 out[i] = crop
                 continue
             past = self._crops.get(track_ids[i])
-            if past is None or past[-1].shape != crop.shape or _change(past[-1], crop) > RESET_ABOVE:
+            if past is None or crop_change(past[-1], crop) > RESET_ABOVE:
                 past = self._crops[track_ids[i]] = deque(maxlen=self.frames)
             past.append(crop.copy())
             have = list(past)
@@ -54,5 +54,8 @@ class TrackHistory:
             self._crops.pop(t, None)
 
 
-def _change(a: np.ndarray, b: np.ndarray) -> float:
+def crop_change(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two uint8 crops (inf when their sizes differ: a new scale)."""
+    if a.shape != b.shape:
+        return float("inf")
     return float(cv2.absdiff(a, b).mean())

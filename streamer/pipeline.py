@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from engines.base import INPUT_SIZE_FOR_SCALE, Enhancer
+from engines.history import crop_change
 from streamer.align import crop_tracks
 from streamer.composite import Gallery, compose_gallery, compose_inset, compose_upscale
 from streamer.config import AppConfig, ConfigError, EnhanceConfig, apply, live_settings
@@ -241,7 +241,7 @@ class Pipeline:
         due = [
             c
             for c in crops
-            if c.track_id not in cached or _change(c.image, self._latest[c.track_id][2]) >= limit
+            if c.track_id not in cached or crop_change(c.image, self._latest[c.track_id][2]) >= limit
         ]
         self.faces_reused += len(crops) - len(due)
         order = sorted(due, key=lambda c: self._latest[c.track_id][0] if c.track_id in cached else -1)
@@ -278,13 +278,6 @@ class Pipeline:
 
 def _configured(cfg: AppConfig, engines: Mapping[int, Enhancer]) -> Enhancer:
     return engines[INPUT_SIZE_FOR_SCALE[cfg.enhance.scale]]
-
-
-def _change(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of two uint8 crops (inf when their sizes differ: a new scale)."""
-    if a.shape != b.shape:
-        return float("inf")
-    return float(cv2.absdiff(a, b).mean())
 
 
 def _live_values(cfg: AppConfig) -> dict[str, object]:
