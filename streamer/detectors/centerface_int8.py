@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tempfile
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from streamer.sources.demo import group_print
 
 log = logging.getLogger(__name__)
 
-RECIPE = "qdq-u8s8-perchannel-demoprint-v2"
+RECIPE = "qdq-u8s8-perchannel-reducerange-demoprint-v3"
 """Changes whenever the quantization settings or calibration data change (part of the cache key)."""
 
 CALIBRATION_FACE_PX = (12, 16, 24, 40, 130)
@@ -63,54 +62,19 @@ def _calibration_blobs() -> list[np.ndarray]:
     return blobs
 
 
-class _QuietQuantizer(logging.Filter):
-    """ONNX Runtime's quantizer warns through the root logger about a pre-processing step we run
-    and about batch-norm vectors it rightly leaves per-tensor; neither needs the user."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        return not ("pre-processing" in msg or "out-of-range for weight" in msg)
-
-
 def _quantize(graph: bytes, target: Path) -> None:
     import onnx
     from onnx import version_converter
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    class Reader(CalibrationDataReader):
-        def __init__(self, name: str) -> None:
-            self.feeds = iter([{name: b} for b in _calibration_blobs()])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.feeds, None)
+    from engines.train.quantize import quantize_graph
 
     model = version_converter.convert_version(onnx.load_from_string(graph), 13)
-    quiet = _QuietQuantizer()
-    logging.getLogger().addFilter(quiet)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            float_path = Path(tmp) / "centerface_opset13.onnx"
-            onnx.save(model, str(float_path))
-            prepared = Path(tmp) / "centerface_prepared.onnx"
-            # Symbolic shape inference cannot follow CenterFace's free H/W; ONNX's own suffices.
-            quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
-            out = Path(tmp) / "centerface_int8.onnx"
-            quantize_static(
-                str(prepared),
-                str(out),
-                Reader(model.graph.input[0].name),
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-            )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_bytes(out.read_bytes())
-            os.replace(partial, target)  # atomic: a concurrent reader sees no file or the whole file
-    finally:
-        logging.getLogger().removeFilter(quiet)
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "centerface_opset13.onnx"
+        onnx.save(model, str(float_path))
+        quantize_graph(
+            float_path, target, model.graph.input[0].name, _calibration_blobs(), symbolic_shapes=False
+        )
 
 
 def quantized_model(cache_dir: Path, source: Path | None = None) -> Path:
