@@ -56,12 +56,14 @@ async def get_json(http: aiohttp.ClientSession, url: str) -> dict:  # type: igno
         return await r.json()  # type: ignore[no-any-return]
 
 
-async def wait_for_tracks(http: aiohttp.ClientSession, base: str, n: int, timeout: float = 90.0) -> dict:  # type: ignore[type-arg]
+async def wait_for_tracks(  # type: ignore[type-arg]
+    http: aiohttp.ClientSession, base: str, n: int, timeout: float = 90.0, camera: str = ""
+) -> dict:
     import asyncio
 
     deadline = time.monotonic() + timeout
     while True:
-        page = await get_json(http, f"{base}/api/faces?limit=50")
+        page = await get_json(http, f"{base}/api/faces?limit=50&camera={camera}")
         if len(page["items"]) >= n or time.monotonic() > deadline:
             return page
         await asyncio.sleep(0.5)
@@ -107,7 +109,7 @@ async def test_seen_faces_are_listed_newest_first_with_both_images(
 async def test_pages_follow_the_cursor_and_bad_queries_are_refused(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
-    await wait_for_tracks(http, server.base_url, 3)
+    await wait_for_tracks(http, server.base_url, 4, camera="cam1")  # three pages, each with a next
     seen: list[int] = []
     url = f"{server.base_url}/api/faces?limit=1&camera=cam1"
     for _ in range(3):
