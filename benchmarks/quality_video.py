@@ -34,7 +34,7 @@ import numpy as np
 
 from benchmarks.face_metrics import ROOT, Identity, Onnx, flicker, metrics, to_nchw, to_nhwc
 from engines.base import INPUT_SIZE_FOR_SCALE, Enhancer
-from engines.data.align import align_face
+from engines.data.align import align_face, pixel_map
 from engines.data.degrade import h264_clip
 from streamer.config import AppConfig, DetectConfig, EnhanceConfig, OutputConfig, SourceConfig
 from streamer.entry import native_side
@@ -163,9 +163,9 @@ def observe(full: list[np.ndarray], small: SmallVideo, factor: int) -> dict[int,
     )
     pipe = Pipeline(cfg, "quality-video")
     tracks: dict[int, TrackFaces] = {}
-    to_small = _pixels(1 / small.ratio[0], 1 / small.ratio[1], *small.offset)
+    to_small = pixel_map(1 / small.ratio[0], 1 / small.ratio[1], *small.offset)
     s = INPUT_SIZE_FOR_SCALE[factor]
-    to_gt = _pixels(128 / s, 128 / s)
+    to_gt = pixel_map(128 / s, 128 / s)
     blur = 0.5 * max(small.ratio) * s / 128  # full pixels per ground-truth pixel, anti-aliased
     try:
         for i, img in enumerate(small.frames):
@@ -183,13 +183,6 @@ def observe(full: list[np.ndarray], small: SmallVideo, factor: int) -> dict[int,
     finally:
         pipe.close()
     return tracks
-
-
-def _pixels(kx: float, ky: float, ox: float = 0.0, oy: float = 0.0) -> np.ndarray:
-    """3x3 map between two samplings of one picture, pixel centres kept: x -> (x + 0.5) kx - 0.5
-    (+ an offset), the convention of an area resize and of the pipeline's paste-back
-    (streamer.align.inverse_matrix)."""
-    return np.array([[kx, 0.0, 0.5 * kx - 0.5 + ox], [0.0, ky, 0.5 * ky - 0.5 + oy], [0.0, 0.0, 1.0]])
 
 
 class OneStep:

@@ -52,3 +52,10 @@ def align_face(
     interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
     crop = cv2.warpAffine(image, m, (size, size), flags=interp, borderMode=cv2.BORDER_REFLECT)
     return crop, m
+
+
+def pixel_map(kx: float, ky: float, ox: float = 0.0, oy: float = 0.0) -> np.ndarray:
+    """3x3 map between two samplings of one picture, pixel centres kept: x -> (x + 0.5) kx - 0.5
+    (+ an offset), the convention of an area resize and of the pipeline's paste-back
+    (streamer.align.inverse_matrix)."""
+    return np.array([[kx, 0.0, 0.5 * kx - 0.5 + ox], [0.0, ky, 0.5 * ky - 0.5 + oy], [0.0, 0.0, 1.0]])

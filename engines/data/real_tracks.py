@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines.data.align import alignment_matrix
+from engines.data.align import alignment_matrix, pixel_map
 from engines.data.degrade import h264_clip
 from engines.data.finder import FinderFactory, need_finder
 from engines.data.harvest import decoded_frames, shared_videos_dir, video_files
@@ -48,11 +48,6 @@ class RealTracks:
     mr: np.ndarray
     """(N, 64, 64, 3) RGB uint8: the newest frame's target."""
     clips: int
-
-
-def _pixels(kx: float, ky: float) -> np.ndarray:
-    """3x3 map from a picture to its resize by (kx, ky), pixel centres kept (as an area resize)."""
-    return np.array([[kx, 0.0, 0.5 * kx - 0.5], [0.0, ky, 0.5 * ky - 0.5], [0.0, 0.0, 1.0]])
 
 
 def _tracks(landmarks: list[list[tuple[np.ndarray, np.ndarray]]]) -> list[list[tuple[int, np.ndarray]]]:
@@ -120,8 +115,8 @@ def _track_crops(
         for i in range(first, last + 1)
     ]
     small = h264_clip(clip, int(rng.integers(CRF[0], CRF[1] + 1)))
-    from_small = np.linalg.inv(_pixels(sw / w, sh / h))
-    to_lr = _pixels(size / MR_SIZE, size / MR_SIZE)
+    from_small = np.linalg.inv(pixel_map(sw / w, sh / h))
+    to_lr = pixel_map(size / MR_SIZE, size / MR_SIZE)
     lr, mr = [], []
     for i, lm in track:
         m64 = np.vstack([alignment_matrix(lm, MR_SIZE), [0.0, 0.0, 1.0]])

@@ -119,6 +119,12 @@ def _stack_frames(lr: np.ndarray) -> np.ndarray:
     return lr.transpose(0, 2, 3, 1, 4).reshape(n, s, s, 3 * k)
 
 
+def _model_input(clips: np.ndarray, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """Track clips (N, K, s, s, 3) as the model takes them: the newest frame alone, or the
+    frames stacked on the channels with some rows made young tracks."""
+    return _stack_frames(_track_starts(clips, rng)) if frames > 1 else clips[:, 0]
+
+
 def widen_to_frames(state: dict[str, torch.Tensor], frames: int) -> dict[str, torch.Tensor]:
     """A single-frame step 1's weights as a `frames`-frame one that computes exactly the same:
     the first conv's weights move to the newest frame's channels, the older frames' start at
@@ -255,17 +261,13 @@ def train_restorer(
             clips = _flip_by(
                 pool[rng.integers(0, len(pool), len(rows)), rows, -frames:], flip[cut[1] : cut[2]]
             )
-            lr_parts.append(
-                to_tensor(_stack_frames(_track_starts(clips, rng)) if frames > 1 else clips[:, 0], device)
-            )
+            lr_parts.append(to_tensor(_model_input(clips, frames, rng), device))
         if fake is not None and t >= BOOTSTRAP:
             lr_parts.append(fake[cut[-2] :].detach())
         if tracks is not None:
             pick, turn = rng.integers(0, len(tracks.lr), n_real), rng.random(n_real) < 0.5
             clips = _flip_by(tracks.lr[pick, -frames:], turn)
-            lr_parts.append(
-                to_tensor(_stack_frames(_track_starts(clips, rng)) if frames > 1 else clips[:, 0], device)
-            )
+            lr_parts.append(to_tensor(_model_input(clips, frames, rng), device))
             target = torch.cat([target, to_tensor(_flip_by(tracks.mr[pick], turn), device)])
         lr_in = torch.cat(lr_parts)
         out = net(lr_in)
