@@ -11,6 +11,7 @@ import pytest
 from streamer.config import DetectConfig, SourceConfig
 from streamer.detectors import build_detector
 from streamer.sources import DemoSource, FrameSource, open_source
+from streamer.track import iou_matrix
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,8 @@ def test_a_real_detector_finds_the_known_faces(demo720: DemoSource) -> None:
     image = demo720.render(n)
     truth = demo720.faces_in_view(n)
     dets = build_detector(DetectConfig(threshold=0.5)).detect(image)
-    matched = sum(any(_iou(t, d.box) > 0.4 for d in dets) for t in truth)
+    boxes = np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4)
+    matched = int((iou_matrix(np.asarray(truth, dtype=np.float64), boxes) > 0.4).any(axis=1).sum())
     assert len(truth) >= 4 and matched >= 4, f"{matched} of {len(truth)} true faces detected"
 
 
@@ -107,10 +109,3 @@ def test_read_before_start_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="start"):
         DemoSource(SourceConfig(uri="demo")).read()
 
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
