@@ -108,4 +108,3 @@ def test_stop_then_start_resumes_the_timeline() -> None:
 def test_read_before_start_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="start"):
         DemoSource(SourceConfig(uri="demo")).read()
-

@@ -163,7 +163,7 @@ def test_rtsp_server_killed_and_restarted_frames_flow_again(rtsp_server: RtspSer
         assert src.state == "reconnecting"
         down_at = time.monotonic()
         # Frames decoded before the kill may still be queued; after them nothing comes.
-        leftover = []
+        leftover: list[Frame] = []
         while (frame := src.read(timeout=0.3)) is not None and len(leftover) < 10:
             leftover.append(frame)
         assert frame is None, "frames kept coming while the server was down"
