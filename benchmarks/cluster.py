@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import time
 from typing import Any
 
 import numpy as np
 
+from benchmarks.output import write_json
 from streamer.config import AppConfig, ClusterConfig, DetectConfig, EnhanceConfig, ServerConfig, SourceConfig
 from streamer.stats import format_table
 
@@ -211,7 +211,5 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger("ray").setLevel(logging.WARNING)
     results = asyncio.run(run_all(args))
     print(report(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
     return 0

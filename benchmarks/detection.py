@@ -27,7 +27,6 @@ fastest of 9 runs, which are; the output prints the load average.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -39,6 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.output import write_json
 from streamer.config import DetectConfig
 from streamer.detection import DetectionStage
 from streamer.detectors import build_detector
@@ -473,9 +473,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if not args.skip_stages:
         results["stages"] = stage_rows(args)
     results["load_avg_at_end"] = os.getloadavg()[0]
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
     print(
         f"(IoU 0.5, threshold {args.threshold}, {args.threads} thread(s); load average "
         f"{results['load_avg_at_start']:.1f} -> {results['load_avg_at_end']:.1f} on {os.cpu_count()} CPUs: "

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.competitors import COMPETITORS, summarize
+from benchmarks.output import write_json
 from engines.backends import AUTO_ORDER, BackendUnavailable, unavailable_reason
 from engines.base import INPUT_SIZE_FOR_SCALE, Enhancer
 from engines.bicubic import BicubicEnhancer
@@ -430,8 +431,8 @@ def main(args: argparse.Namespace) -> int:
         "reference": reference,
         "rows": rows,
     }
+    write_json(args.json, result)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1, default=str))
         print(f"wrote {args.json}")
     if args.plot:
         plot(rows, args.plot)

@@ -52,6 +52,7 @@ from typing import Any
 import av
 import numpy as np
 
+from benchmarks.output import write_json
 from devtools.viewer import connect_viewer
 from streamer.config import AppConfig, ConfigError, EnhanceConfig, OutputConfig, ServerConfig, SourceConfig
 from streamer.run_loop import Processor, run_source
@@ -877,7 +878,5 @@ def main(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     results = asyncio.run(run_all(args))
     print(report(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
     return 0

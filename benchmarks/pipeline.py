@@ -18,7 +18,6 @@ shared machine), p50/p95 per stage, faces per frame and frames dropped, and says
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.output import write_json
 from streamer.config import AppConfig, EnhanceConfig, ServerConfig, SourceConfig, validate
 from streamer.enhance_job import run_enhance
 from streamer.pipeline import STAGES, Pipeline
@@ -334,6 +334,5 @@ def main(args: argparse.Namespace) -> int:
                 f"{label}: {cpu_ms:.1f} ms CPU per frame ({GOAL_CPU_MS / cpu_ms:.0%} of the goal), "
                 f"{fps:.1f} fps wall, {float(demo[0]['faces_per_frame']):.1f} faces/frame."
             )
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    write_json(args.json, results)
     return 0

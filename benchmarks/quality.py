@@ -43,7 +43,6 @@ against its fp32 row (PSNR, SSIM) and its PSNR against the fp32 output itself.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -66,6 +65,7 @@ from benchmarks.face_metrics import (
     to_nchw,
     to_nhwc,
 )
+from benchmarks.output import write_json
 from engines.data.degrade import REALISTIC, degrade
 from engines.latent import TemporalLatent, interpolate_code
 
@@ -526,7 +526,7 @@ def main(args: argparse.Namespace) -> int:
     results["seconds"] = round(time.monotonic() - t0, 1)
     print(table(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
     print(f"\nJSON: {args.json}\nfigures: " + ", ".join(str(set_plot(args.plot, n)) for n in results["sets"]))
     if args.cards:
         from engines.train.card import set_benchmark

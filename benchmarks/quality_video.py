@@ -22,7 +22,6 @@ median PSNR per entry side (issue 8's "never worse than the original").
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import cv2
 import numpy as np
 
 from benchmarks.face_metrics import ROOT, Identity, Onnx, flicker, metrics, to_nchw, to_nhwc
+from benchmarks.output import write_json
 from engines.base import INPUT_SIZE_FOR_SCALE, Enhancer
 from engines.data.align import align_face, pixel_map
 from engines.data.degrade import h264_clip
@@ -454,7 +454,7 @@ def main(args: argparse.Namespace) -> int:
     results["seconds"] = round(time.monotonic() - t0, 1)
     print(table(results))
     args.video_json.parent.mkdir(parents=True, exist_ok=True)
-    args.video_json.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.video_json, results)
     if any(samples.values()):
         figure(args.video_plot, {k: v for k, v in samples.items() if v})
     print(f"\nJSON: {args.video_json}\nfigure: {args.video_plot}")

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.latency import REPO, Passthrough, percentiles
+from benchmarks.output import write_json
 from streamer.config import AppConfig, EnhanceConfig, OutputConfig, ServerConfig, SourceConfig
 from streamer.server import RunningServer, start_server
 from streamer.server.camera import Processor, default_processor
@@ -267,7 +268,5 @@ def main(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     results = asyncio.run(run_all(args))
     print(report(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
     return 0
