@@ -37,7 +37,7 @@ from benchmarks.output import write_json
 from engines.backends import AUTO_ORDER, BackendUnavailable, unavailable_reason
 from engines.base import INPUT_SIZE_FOR_SCALE, Enhancer
 from engines.bicubic import BicubicEnhancer
-from engines.fsr import PRECISIONS, WEIGHTS_DIR, WeightsNotFound, available_models, load_two_step
+from engines.fsr import GRAPH_PRECISIONS, WEIGHTS_DIR, WeightsNotFound, available_models, load_two_step
 
 log = logging.getLogger(__name__)
 
@@ -354,8 +354,8 @@ def exported_graph_rows(
 def main(args: argparse.Namespace) -> int:
     batches = [1, 4] if args.quick else [int(b) for b in args.batches.split(",")]
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    if unknown := sorted(set(precisions) - set(PRECISIONS)):
-        raise ValueError(f"--precisions: unknown {', '.join(unknown)}; valid: {', '.join(PRECISIONS)}")
+    if unknown := sorted(set(precisions) - set(GRAPH_PRECISIONS)):
+        raise ValueError(f"--precisions: unknown {', '.join(unknown)}; valid: {', '.join(GRAPH_PRECISIONS)}")
     variants = ["fast"] if args.quick else [v.strip() for v in args.variants.split(",")]
     budget = 0.3 if args.quick else args.budget
     args.budget = budget

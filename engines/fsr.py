@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.backends import Backend, BackendOptions, ModelSpec, open_backends
+from engines.backends import AUTO_ORDER, Backend, BackendOptions, ModelSpec, open_backends, unavailable_reason
 from engines.backends.trt_cache import file_sha256
 from engines.base import INPUT_SIZE_FOR_SCALE, STEP1_SCALES, check_batch
 from engines.history import TrackHistory
@@ -53,9 +53,12 @@ class TwoStepFiles:
     latent_mean: Path
 
 
-PRECISIONS = ("fp32", "int8")
+GRAPH_PRECISIONS = ("fp32", "int8")
 """Which ONNX graphs the engine runs: the exported fp32 ones, or their statically quantized
 twins (engines/train/quantize.py), which only ONNX Runtime executes."""
+PRECISIONS = ("auto", *GRAPH_PRECISIONS)
+"""What a user may ask for: `auto` takes the int8 graphs where they pay and exist (see
+`choose_precision`), fp32 elsewhere."""
 INT8_SUFFIX = "_int8"
 
 
@@ -100,8 +103,8 @@ def two_step_files(
     """Model specs of one scale and variant, following the weights folder's contract; x2 (step 2
     alone) has no step 1. `frames` > 1 picks the multi-frame step 1; `precision` int8 points
     every spec at its graph's int8 twin."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision not in GRAPH_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(GRAPH_PRECISIONS)}, got {precision!r}")
     step1_name_, step2_name = step1_name(scale, variant, frames), f"step2_{variant}"
     wanted = [step2_name] if scale not in STEP1_SCALES else [step1_name_, step2_name]
     missing = [name for name in wanted if not (weights_dir / name).is_dir()]
@@ -264,6 +267,34 @@ class TwoStepEnhancer:
                 b.close()
 
 
+def runs_on_cpu_onnxruntime(backend: str) -> bool:
+    """Whether `backend` lands on ONNX Runtime's CPU provider: named, or `auto` with no GPU
+    backend usable here (the same checks `auto` makes, without opening anything)."""
+    if backend == "auto":
+        return all(unavailable_reason(c) is not None for c in AUTO_ORDER if c != "onnxruntime")
+    return backend == "onnxruntime"
+
+
+def choose_precision(
+    precision: str, backend: str, scale: int, variant: str, weights_dir: Path, frames: int = 1
+) -> str:
+    """The graphs to run for `precision`. `auto` is int8 where it pays and holds: on ONNX
+    Runtime's CPU provider (about half the CPU per face, at most 0.04 dB in `bench quality`) when
+    this model's int8 twins exist and were made from its current fp32 graphs; fp32 on a GPU
+    backend (faster there, and they refuse int8) and for models without twins (the multi-frame
+    and `quality` ones), which the log says."""
+    if precision != "auto":
+        return precision
+    if not runs_on_cpu_onnxruntime(backend):
+        return "fp32"
+    try:
+        two_step_files(scale, variant, weights_dir, frames=frames, precision="int8")
+    except WeightsNotFound as exc:
+        log.info("precision auto: fp32 for x%d %s (%s)", scale, variant, exc)
+        return "fp32"
+    return "int8"
+
+
 def load_two_step(
     scale: int = 8,
     variant: str = "fast",
@@ -282,8 +313,9 @@ def load_two_step(
 
     `frames` > 1 asks for the multi-frame step 1; a factor that has none (only some are
     trained) keeps its single-frame one, and the log says so. `precision` int8 runs the
-    quantized graphs; only ONNX Runtime executes them, so `auto` lands there (the GPU backends
-    refuse them with a reason, logged) and an explicit other backend fails with that reason.
+    quantized graphs; only ONNX Runtime executes them, so backend `auto` lands there (the GPU
+    backends refuse them with a reason, logged) and an explicit other backend fails with that
+    reason. Precision `auto` decides per model (`choose_precision`).
     `cpu_rewrites` False runs ONNX Runtime on the graphs exactly as exported (benchmarks
     compare the two)."""
     if scale not in INPUT_SIZE_FOR_SCALE:
@@ -303,9 +335,9 @@ def load_two_step(
             scale,
         )
         frames = 1
-    files = two_step_files(
-        scale, variant, weights_dir, frames=frames if scale in STEP1_SCALES else 1, precision=precision
-    )
+    step1_frames = frames if scale in STEP1_SCALES else 1
+    precision = choose_precision(precision, backend, scale, variant, weights_dir, step1_frames)
+    files = two_step_files(scale, variant, weights_dir, frames=step1_frames, precision=precision)
     if not files.latent_mean.is_file():
         raise WeightsNotFound(f"{files.latent_mean} is missing; the step 2 folder is incomplete")
     options = BackendOptions(threads=threads, trt_cache_dir=trt_cache_dir, cpu_rewrites=cpu_rewrites)

@@ -245,12 +245,13 @@ class EnhanceConfig:
     precision: Annotated[
         str,
         setting(
-            "FSR graphs: fp32, or int8 (statically quantized, made by `run.py train quantize`; "
-            "ONNX Runtime only, so backend auto or onnxruntime)",
+            "FSR graphs: auto (int8 where the engine runs on ONNX Runtime's CPU provider and the "
+            "model has int8 twins, else fp32), fp32, or int8 (statically quantized, made by "
+            "`run.py train quantize`; ONNX Runtime only, so backend auto or onnxruntime)",
             choices=PRECISIONS,
             flag="--precision",
         ),
-    ] = "fp32"
+    ] = "auto"
     prior_strength: Annotated[
         float,
         setting("latent interpolation toward the prior mean, 0..1", ge=0.0, le=1.0, flag="--prior-strength"),

@@ -14,7 +14,7 @@ import pytest
 from engines.backends import BackendUnavailable
 from engines.data.datasets import load_hr
 from engines.data.degrade import REALISTIC, degrade
-from engines.fsr import WEIGHTS_DIR, WeightsNotFound, load_two_step
+from engines.fsr import WEIGHTS_DIR, WeightsNotFound, choose_precision, load_two_step, runs_on_cpu_onnxruntime
 from streamer.config import AppConfig, ConfigError, EnhanceConfig, validate
 from streamer.enhancer import build_enhancer
 
@@ -69,7 +69,7 @@ def test_int8_output_is_close_to_fp32_on_real_faces(test_faces: np.ndarray, scal
 
 
 def test_the_setting_validates() -> None:
-    assert EnhanceConfig().precision == "fp32"
+    assert EnhanceConfig().precision == "auto"
     with pytest.raises(ConfigError, match="precision"):
         validate(replace(AppConfig(), enhance=EnhanceConfig(precision="int4")))
     with pytest.raises(ConfigError, match="ONNX Runtime only"):
@@ -95,6 +95,34 @@ def _copy_fast(dest: Path, manifest_names: tuple[str, ...] = ("step1_x8_fast", "
         models[name] = entry
     (dest / "manifest.json").write_text(json.dumps({"models": models}))
     return dest
+
+
+def test_auto_precision_takes_int8_on_the_cpu_where_the_twins_exist(tmp_path: Path) -> None:
+    """The default: int8 for the shipped single-frame models on ONNX Runtime's CPU provider,
+    fp32 for a model without twins (multi-frame, or a folder never quantized) and on a GPU
+    backend, which does not run int8."""
+    if not runs_on_cpu_onnxruntime("auto"):
+        pytest.skip("a GPU backend is usable here: auto precision is fp32 on it")
+    engines = [
+        build_enhancer(EnhanceConfig(scale=s, entry="fixed", frames=k)) for s, k in ((8, 1), (2, 1), (8, 3))
+    ]
+    try:
+        assert [e.name for e in engines] == [
+            "fsr-x8-fast/onnxruntime-int8",
+            "fsr-x2-fast/onnxruntime-int8",
+            "fsr-x8-fast-k3/onnxruntime",
+        ]
+    finally:
+        for e in engines:
+            e.close()
+    bare = _copy_fast(tmp_path)
+    assert choose_precision("auto", "auto", 8, "fast", bare) == "fp32"
+    assert load_two_step(8, "fast", "onnxruntime", weights_dir=bare, precision="auto").name == (
+        "fsr-x8-fast/onnxruntime"
+    )
+    assert choose_precision("auto", "torch", 8, "fast", WEIGHTS_DIR) == "fp32"
+    assert choose_precision("auto", "tensorrt", 8, "fast", WEIGHTS_DIR) == "fp32"
+    assert choose_precision("fp32", "onnxruntime", 8, "fast", WEIGHTS_DIR) == "fp32"
 
 
 def test_a_missing_int8_file_is_a_clear_error(tmp_path: Path) -> None:
