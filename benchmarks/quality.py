@@ -392,7 +392,7 @@ def run_set(
         "impostor_cosine": impostor_cosine(hr_emb),
         "int8": {},
     }
-    int8 = int8_models(args)
+    int8 = int8_models(args, scales)
     samples: dict[int, dict[str, Any]] = {}
     for sc in scales:
         rng = np.random.default_rng(args.seed + sc)
@@ -437,12 +437,15 @@ INT8_METHODS = ("step1 + bicubic", "two-step (ours)")
 """The rows that have int8 twins (the ablations are not quantized)."""
 
 
-def int8_models(args: argparse.Namespace) -> Models | None:
-    """The variant's int8 graphs, or None (logged) when it has none or they are stale."""
+def int8_models(args: argparse.Namespace, scales: list[int]) -> Models | None:
+    """The variant's int8 graphs, or None (logged) when one of those the run needs (step 2's and
+    each factor's step 1) is missing or was made from other fp32 weights: a retrained step 1
+    beside its old twin would report the loss of a model that is gone."""
     from engines.fsr import WeightsNotFound, two_step_files
 
     try:
-        two_step_files(2, args.variant, args.weights, precision="int8")
+        for sc in sorted({2, *scales}):
+            two_step_files(sc, args.variant, args.weights, precision="int8")
     except WeightsNotFound as exc:
         log.info("no int8 rows: %s", exc)
         return None

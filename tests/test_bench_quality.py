@@ -75,3 +75,24 @@ def test_video_ground_truth_is_registered_with_the_pipelines_own_crops() -> None
         np.median(same),
         np.median(shifted),
     )
+
+
+def test_int8_rows_need_fresh_twins_of_every_model_the_run_uses(tmp_path: Path) -> None:
+    """A retrained step 1 beside its old int8 twin (the manifest then no longer vouches for it)
+    gives no int8 rows, not a loss measured on a model that is gone."""
+    import shutil
+
+    from engines.fsr import WEIGHTS_DIR
+
+    manifest = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["models"]
+    names = ("step1_x4_fast", "step1_x8_fast", "step2_fast")
+    for name in names:
+        shutil.copytree(WEIGHTS_DIR / name, tmp_path / name)
+    models = {name: manifest[name] for name in names}
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": models}))
+    args = argparse.Namespace(variant="fast", weights=tmp_path, threads=1)
+    assert quality.int8_models(args, [4, 8]) is not None
+    models["step1_x4_fast"] = {k: v for k, v in models["step1_x4_fast"].items() if k != "int8"}
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": models}))
+    assert quality.int8_models(args, [8]) is not None
+    assert quality.int8_models(args, [4, 8]) is None
