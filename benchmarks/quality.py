@@ -528,7 +528,6 @@ def main(args: argparse.Namespace) -> int:
         figure(set_plot(args.plot, name), samples, res, name)
     results["seconds"] = round(time.monotonic() - t0, 1)
     print(table(results))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.json, results)
     print(f"\nJSON: {args.json}\nfigures: " + ", ".join(str(set_plot(args.plot, n)) for n in results["sets"]))
     if args.cards:

@@ -453,7 +453,6 @@ def main(args: argparse.Namespace) -> int:
     results["consistency"] = consistency_rows()
     results["seconds"] = round(time.monotonic() - t0, 1)
     print(table(results))
-    args.video_json.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.video_json, results)
     if any(samples.values()):
         figure(args.video_plot, {k: v for k, v in samples.items() if v})

@@ -58,7 +58,7 @@ GRAPH_PRECISIONS = ("fp32", "int8")
 twins (engines/train/quantize.py), which only ONNX Runtime executes."""
 PRECISIONS = ("auto", *GRAPH_PRECISIONS)
 """What a user may ask for: `auto` takes the int8 graphs where they pay and exist (see
-`choose_precision`), fp32 elsewhere."""
+`files_for_precision`), fp32 elsewhere."""
 INT8_SUFFIX = "_int8"
 
 
@@ -275,24 +275,22 @@ def runs_on_cpu_onnxruntime(backend: str) -> bool:
     return backend == "onnxruntime"
 
 
-def choose_precision(
+def files_for_precision(
     precision: str, backend: str, scale: int, variant: str, weights_dir: Path, frames: int = 1
-) -> str:
-    """The graphs to run for `precision`. `auto` is int8 where it pays and holds: on ONNX
-    Runtime's CPU provider (about half the CPU per face, at most 0.04 dB in `bench quality`) when
-    this model's int8 twins exist and were made from its current fp32 graphs; fp32 on a GPU
+) -> TwoStepFiles:
+    """The model specs for `precision`. `auto` takes the int8 graphs where they pay and hold: on
+    ONNX Runtime's CPU provider (about half the CPU per face, at most 0.04 dB in `bench quality`)
+    when this model's int8 twins exist and were made from its current fp32 graphs; fp32 on a GPU
     backend (faster there, and they refuse int8) and for models without twins (the multi-frame
     and `quality` ones), which the log says."""
-    if precision != "auto":
-        return precision
-    if not runs_on_cpu_onnxruntime(backend):
-        return "fp32"
-    try:
-        two_step_files(scale, variant, weights_dir, frames=frames, precision="int8")
-    except WeightsNotFound as exc:
-        log.info("precision auto: fp32 for x%d %s (%s)", scale, variant, exc)
-        return "fp32"
-    return "int8"
+    if precision == "auto":
+        if runs_on_cpu_onnxruntime(backend):
+            try:
+                return two_step_files(scale, variant, weights_dir, frames=frames, precision="int8")
+            except WeightsNotFound as exc:
+                log.info("precision auto: fp32 for x%d %s (%s)", scale, variant, exc)
+        precision = "fp32"
+    return two_step_files(scale, variant, weights_dir, frames=frames, precision=precision)
 
 
 def load_two_step(
@@ -315,7 +313,7 @@ def load_two_step(
     trained) keeps its single-frame one, and the log says so. `precision` int8 runs the
     quantized graphs; only ONNX Runtime executes them, so backend `auto` lands there (the GPU
     backends refuse them with a reason, logged) and an explicit other backend fails with that
-    reason. Precision `auto` decides per model (`choose_precision`).
+    reason. Precision `auto` decides per model (`files_for_precision`).
     `cpu_rewrites` False runs ONNX Runtime on the graphs exactly as exported (benchmarks
     compare the two)."""
     if scale not in INPUT_SIZE_FOR_SCALE:
@@ -335,9 +333,9 @@ def load_two_step(
             scale,
         )
         frames = 1
-    step1_frames = frames if scale in STEP1_SCALES else 1
-    precision = choose_precision(precision, backend, scale, variant, weights_dir, step1_frames)
-    files = two_step_files(scale, variant, weights_dir, frames=step1_frames, precision=precision)
+    files = files_for_precision(
+        precision, backend, scale, variant, weights_dir, frames if scale in STEP1_SCALES else 1
+    )
     if not files.latent_mean.is_file():
         raise WeightsNotFound(f"{files.latent_mean} is missing; the step 2 folder is incomplete")
     options = BackendOptions(threads=threads, trt_cache_dir=trt_cache_dir, cpu_rewrites=cpu_rewrites)

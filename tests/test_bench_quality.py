@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from benchmarks import quality
+from engines.fsr import WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -80,10 +82,6 @@ def test_video_ground_truth_is_registered_with_the_pipelines_own_crops() -> None
 def test_int8_rows_need_fresh_twins_of_every_model_the_run_uses(tmp_path: Path) -> None:
     """A retrained step 1 beside its old int8 twin (the manifest then no longer vouches for it)
     gives no int8 rows, not a loss measured on a model that is gone."""
-    import shutil
-
-    from engines.fsr import WEIGHTS_DIR
-
     manifest = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["models"]
     names = ("step1_x4_fast", "step1_x8_fast", "step2_fast")
     for name in names:

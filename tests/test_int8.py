@@ -14,7 +14,13 @@ import pytest
 from engines.backends import BackendUnavailable
 from engines.data.datasets import load_hr
 from engines.data.degrade import REALISTIC, degrade
-from engines.fsr import WEIGHTS_DIR, WeightsNotFound, choose_precision, load_two_step, runs_on_cpu_onnxruntime
+from engines.fsr import (
+    WEIGHTS_DIR,
+    WeightsNotFound,
+    files_for_precision,
+    load_two_step,
+    runs_on_cpu_onnxruntime,
+)
 from streamer.config import AppConfig, ConfigError, EnhanceConfig, validate
 from streamer.enhancer import build_enhancer
 
@@ -97,6 +103,13 @@ def _copy_fast(dest: Path, manifest_names: tuple[str, ...] = ("step1_x8_fast", "
     return dest
 
 
+def _precision(precision: str, backend: str, weights: Path) -> str:
+    """The precision of every x8 fast graph `precision` picks on `backend` (one, or "mixed")."""
+    files = files_for_precision(precision, backend, 8, "fast", weights)
+    found = {m.precision for m in (files.step1, files.encoder, files.decoder) if m is not None}
+    return found.pop() if len(found) == 1 else "mixed"
+
+
 def test_auto_precision_takes_int8_on_the_cpu_where_the_twins_exist(tmp_path: Path) -> None:
     """The default: int8 for the shipped single-frame models on ONNX Runtime's CPU provider,
     fp32 for a model without twins (multi-frame, or a folder never quantized) and on a GPU
@@ -116,13 +129,13 @@ def test_auto_precision_takes_int8_on_the_cpu_where_the_twins_exist(tmp_path: Pa
         for e in engines:
             e.close()
     bare = _copy_fast(tmp_path)
-    assert choose_precision("auto", "auto", 8, "fast", bare) == "fp32"
+    assert _precision("auto", "auto", bare) == "fp32"
     assert load_two_step(8, "fast", "onnxruntime", weights_dir=bare, precision="auto").name == (
         "fsr-x8-fast/onnxruntime"
     )
-    assert choose_precision("auto", "torch", 8, "fast", WEIGHTS_DIR) == "fp32"
-    assert choose_precision("auto", "tensorrt", 8, "fast", WEIGHTS_DIR) == "fp32"
-    assert choose_precision("fp32", "onnxruntime", 8, "fast", WEIGHTS_DIR) == "fp32"
+    assert _precision("auto", "torch", WEIGHTS_DIR) == "fp32"
+    assert _precision("auto", "tensorrt", WEIGHTS_DIR) == "fp32"
+    assert _precision("fp32", "onnxruntime", WEIGHTS_DIR) == "fp32"
 
 
 def test_a_missing_int8_file_is_a_clear_error(tmp_path: Path) -> None:
